@@ -1,0 +1,148 @@
+"""All-instance segmentation: the only module that touches ultralytics.
+
+``FastSAMEngine`` loads a FastSAM checkpoint (``.pt``, ``.onnx``, TensorRT ``.engine`` or an OpenVINO
+export folder) through ``ultralytics.FastSAM`` and turns each prediction into a :class:`Segmentation`
+that keeps masks at network resolution.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastsam_ros.masks import MaskGeometry
+from fastsam_ros.types import Segmentation, Timings
+
+DEFAULT_MODEL = "FastSAM-s.pt"
+DOWNLOADABLE_MODELS = ("FastSAM-s.pt", "FastSAM-x.pt", "FastSAM.pt")
+EXPORT_SUFFIXES = (".pt", ".onnx", ".engine")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message names the path and what to do."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Inference settings, passed through to ultralytics (FastSAM's published defaults for conf/iou)."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"  # "cpu", "cuda:0", "0", ...
+    half: bool = False  # FP16, CUDA only
+    imgsz: int = 640
+    conf: float = 0.4
+    iou: float = 0.9
+    max_det: int = 100
+
+
+def _configure_ultralytics_offline_defaults() -> None:
+    """Keep ultralytics from writing to ~/.config or probing the network unless the user asked for it."""
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+def resolve_model(model: str) -> str:
+    """Check that ``model`` is loadable before ultralytics sees it, so failures read clearly.
+
+    An existing file or export folder is used as is; a bare FastSAM name that is not a local file is
+    left for ultralytics to download (the normal path on a robot with internet).
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        if path.is_dir() and not path.name.endswith("_openvino_model"):
+            raise ModelLoadError(f"model folder {path} is not an OpenVINO export (expected a *_openvino_model folder)")
+        if path.is_file() and path.suffix not in EXPORT_SUFFIXES:
+            raise ModelLoadError(f"model file {path} has suffix {path.suffix!r}; expected one of {EXPORT_SUFFIXES}")
+        return str(path)
+    if model in DOWNLOADABLE_MODELS:
+        return model
+    raise ModelLoadError(
+        f"model file {path} does not exist. Set the model to an existing FastSAM checkpoint or export "
+        f"(.pt, .onnx, .engine, *_openvino_model/), or to one of {', '.join(DOWNLOADABLE_MODELS)} "
+        "on a machine with internet, where ultralytics downloads it."
+    )
+
+
+class FastSAMEngine:
+    """One loaded FastSAM model; ``segment`` is the all-instance stage. Not thread-safe: one caller at a time."""
+
+    def __init__(self, config: EngineConfig = EngineConfig()) -> None:
+        _configure_ultralytics_offline_defaults()
+        self.config = config
+        source = resolve_model(config.model)
+        try:
+            from ultralytics import FastSAM
+
+            self._model = FastSAM(source)
+        except Exception as error:  # ultralytics raises many kinds; users need one clear message
+            hint = (
+                "ultralytics could not download it: without internet, copy the checkpoint to this machine "
+                "and set the model to its path"
+                if source in DOWNLOADABLE_MODELS
+                else "the file may be corrupt or from an incompatible ultralytics version"
+            )
+            raise ModelLoadError(f"could not load model {source!r}: {error.__class__.__name__}: {error}. {hint}") from error
+
+    def predict_raw(self, image_bgr: np.ndarray) -> Any:
+        """The ultralytics ``Results`` for one BGR image (the evaluation's reference rules need them)."""
+        check_image(image_bgr)
+        config = self.config
+        results = self._model.predict(
+            image_bgr, device=config.device, half=config.half, imgsz=config.imgsz, conf=config.conf,
+            iou=config.iou, max_det=config.max_det, retina_masks=False, verbose=False,
+        )
+        return results[0]
+
+    def segment(self, image_bgr: np.ndarray) -> Segmentation:
+        """Every instance in one ``HxWx3`` uint8 BGR image."""
+        return segmentation_from_result(self.predict_raw(image_bgr))
+
+    def warmup(self) -> None:
+        """Run once on a blank frame so the first real frame does not pay for lazy setup."""
+        self.segment(np.zeros((self.config.imgsz // 2, self.config.imgsz, 3), dtype=np.uint8))
+
+    @property
+    def predictor(self) -> Any:
+        """ultralytics' ``FastSAMPredictor`` (available after the first prediction)."""
+        return self._model.predictor
+
+
+def check_image(image: np.ndarray) -> None:
+    """Reject anything that is not a non-empty ``HxWx3`` uint8 image, with the reason."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {shape} dtype {dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image has zero size {image.shape[1]}x{image.shape[0]}")
+
+
+def segmentation_from_result(result: Any) -> Segmentation:
+    """Convert one ultralytics ``Results`` into a :class:`Segmentation` (masks move to the CPU as bool)."""
+    image_shape = (int(result.orig_shape[0]), int(result.orig_shape[1]))
+    speed = result.speed or {}
+    timings = Timings(
+        preprocess_ms=float(speed.get("preprocess") or 0.0),
+        inference_ms=float(speed.get("inference") or 0.0),
+        postprocess_ms=float(speed.get("postprocess") or 0.0),
+    )
+    if result.masks is None or len(result) == 0:
+        geometry = MaskGeometry(image_shape, image_shape)
+        return Segmentation(
+            masks=np.zeros((0, *image_shape), dtype=bool), boxes=np.zeros((0, 4), dtype=np.float32),
+            scores=np.zeros(0, dtype=np.float32), areas=np.zeros(0, dtype=np.int64), geometry=geometry, timings=timings,
+        )
+    masks = result.masks.data > 0.5
+    geometry = MaskGeometry(image_shape, (int(masks.shape[1]), int(masks.shape[2])))
+    areas = (masks.sum(dim=(1, 2)).double() / geometry.gain**2).round().long()
+    return Segmentation(
+        masks=masks.cpu().numpy(),
+        boxes=result.boxes.xyxy.float().cpu().numpy(),
+        scores=result.boxes.conf.float().cpu().numpy(),
+        areas=areas.cpu().numpy(),
+        geometry=geometry,
+        timings=timings,
+    )

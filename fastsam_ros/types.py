@@ -1,0 +1,142 @@
+"""Typed results shared by the engine, the selection rules, the CLI and the ROS shell.
+
+Coordinates are image pixels with x to the right and y down; boxes are ``(x1, y1, x2, y2)``.
+Images are ``HxWx3`` uint8 BGR arrays, the OpenCV and ultralytics convention.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastsam_ros.masks import MaskGeometry
+
+Box = tuple[float, float, float, float]
+PointXY = tuple[float, float]
+
+FOREGROUND = 1
+BACKGROUND = 0
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent in each stage of one all-instance segmentation."""
+
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Every instance the all-instance stage found in one image.
+
+    Masks stay at the network's output resolution (cheap to keep and to select from);
+    ``geometry`` maps image pixels into them and upsamples only what is asked for.
+    """
+
+    masks: np.ndarray  # (N, mh, mw) bool, network resolution, letterboxed
+    boxes: np.ndarray  # (N, 4) float32, xyxy image pixels
+    scores: np.ndarray  # (N,) float32
+    areas: np.ndarray  # (N,) int64, pixels at image resolution (estimated from the mask)
+    geometry: MaskGeometry
+    timings: Timings = field(default_factory=Timings)
+
+    def __post_init__(self) -> None:
+        n = len(self.masks)
+        if not (len(self.boxes) == len(self.scores) == len(self.areas) == n):
+            raise ValueError("masks, boxes, scores and areas must describe the same instances")
+        if self.masks.shape[1:] != self.geometry.mask_shape:
+            raise ValueError(f"masks are {self.masks.shape[1:]}, geometry says {self.geometry.mask_shape}")
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the source image."""
+        return self.geometry.image_shape
+
+    def full_mask(self, index: int) -> np.ndarray:
+        """Instance ``index`` as an ``(H, W)`` bool mask at image resolution."""
+        return self.geometry.upsample(self.masks[index])
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a user asks for on one frame: points with labels, boxes, or text.
+
+    Each box selects its own object; points select one object (refining each box when both are given).
+    """
+
+    id: str = ""
+    points: tuple[PointXY, ...] = ()
+    labels: tuple[int, ...] = ()  # FOREGROUND (1) or BACKGROUND (0), one per point
+    boxes: tuple[Box, ...] = ()
+    text: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.points or self.boxes or self.text)
+
+
+class Status(str, enum.Enum):
+    """Outcome of answering one prompt; the value is what goes on the wire."""
+
+    OK = "ok"
+    NO_MATCH = "no_match"
+    INVALID = "invalid"
+    FRAME_NOT_AVAILABLE = "frame_not_available"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SelectedObject:
+    """One object a prompt picked, at full image resolution."""
+
+    mask: np.ndarray  # (H, W) bool
+    box: Box  # tight box around ``mask``
+    score: float  # the rule's confidence in this pick (box IoU, network score, ...)
+    area: int
+    centroid: PointXY
+    instances: tuple[int, ...]  # indices into Segmentation that were merged into this object
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, score: float, instances: tuple[int, ...]) -> SelectedObject:
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            raise ValueError("a selected object needs at least one pixel")
+        box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        centroid = (float(xs.mean()), float(ys.mean()))
+        return cls(mask=mask, box=box, score=float(score), area=int(len(xs)), centroid=centroid, instances=instances)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The answer to one prompt on one frame."""
+
+    prompt_id: str
+    status: Status
+    reason: str = ""
+    objects: tuple[SelectedObject, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def union_mask(self, image_shape: tuple[int, int]) -> np.ndarray:
+        """All selected objects as one ``(H, W)`` bool mask (all false when nothing was selected)."""
+        union = np.zeros(image_shape, dtype=bool)
+        for obj in self.objects:
+            union |= obj.mask
+        return union
+
+    @classmethod
+    def failed(cls, prompt_id: str, status: Status, reason: str) -> Selection:
+        return cls(prompt_id=prompt_id, status=status, reason=reason)

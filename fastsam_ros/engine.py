@@ -84,7 +84,8 @@ class FastSAMEngine:
                 if source in DOWNLOADABLE_MODELS
                 else "the file may be corrupt or from an incompatible ultralytics version"
             )
-            raise ModelLoadError(f"could not load model {source!r}: {error.__class__.__name__}: {error}. {hint}") from error
+            reason = f"{error.__class__.__name__}: {error}"
+            raise ModelLoadError(f"could not load model {source!r}: {reason}. {hint}") from error
 
     def predict_raw(self, image_bgr: np.ndarray) -> Any:
         """The ultralytics ``Results`` for one BGR image (the evaluation's reference rules need them)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.types import BACKGROUND, FOREGROUND, Box, Prompt, SelectedObject, Segmentation, Selection, Status
+from fastsam_ros.types import BACKGROUND, FOREGROUND, Box, Prompt, Segmentation, SelectedObject, Selection, Status
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastsam_ros.masks import MaskGeometry
+from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_crop, mask_box
 
 Box = tuple[float, float, float, float]
 PointXY = tuple[float, float]
@@ -66,6 +66,19 @@ class Segmentation:
     def full_mask(self, index: int) -> np.ndarray:
         """Instance ``index`` as an ``(H, W)`` bool mask at image resolution."""
         return self.geometry.upsample(self.masks[index])
+
+    def encoded_mask(self, index: int) -> EncodedMask:
+        """Instance ``index`` at image resolution, lossless, upsampling only its own box."""
+        height, width = self.image_shape
+        x1, y1, x2, y2 = self.boxes[index]
+        x0, y0 = max(int(np.floor(x1)) - 1, 0), max(int(np.floor(y1)) - 1, 0)
+        x3, y3 = min(int(np.ceil(x2)) + 1, width), min(int(np.ceil(y2)) + 1, height)
+        region = self.geometry.upsample_region(self.masks[index], x0, y0, x3, y3)
+        box = mask_box(region)
+        if box is None:
+            return EncodedMask(0, 0, 0, 0, np.zeros(0, dtype=np.uint32))
+        bx0, by0, bx1, by1 = box
+        return EncodedMask(x0 + bx0, y0 + by0, bx1 - bx0, by1 - by0, encode_crop(region[by0:by1, bx0:bx1]))
 
 
 @dataclass(frozen=True)

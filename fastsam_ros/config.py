@@ -1,0 +1,83 @@
+"""The node's parameters: one table (the ``NodeConfig`` dataclass) that the node declares, validates and documents.
+
+Each field's metadata carries its description and allowed values, so ``declare_parameter``,
+``config/fastsam.yaml`` and the README table all come from one place (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig
+from fastsam_ros.selection import SelectionParams
+
+
+def _param(default: Any, doc: str, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"doc": doc, "choices": choices})
+
+
+class ConfigError(ValueError):
+    """A parameter value the node cannot run with; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Every parameter of the ``fastsam`` node, with its default."""
+
+    model: str = _param(DEFAULT_MODEL, "FastSAM checkpoint or export (.pt, .onnx, .engine, *_openvino_model/), "
+                        "or FastSAM-s.pt / FastSAM-x.pt, which ultralytics downloads where there is internet")
+    device: str = _param("cpu", "inference device: cpu, cuda:0, 0, ...")
+    half: bool = _param(False, "FP16 inference (CUDA only)")
+    imgsz: int = _param(640, "network input size in pixels (longest side)")
+    conf: float = _param(0.4, "minimum instance confidence")
+    iou: float = _param(0.9, "NMS IoU threshold between instances")
+    max_det: int = _param(100, "maximum instances per frame")
+    warmup: bool = _param(True, "run one blank frame at configure so the first real frame is not slow")
+    autostart: bool = _param(True, "configure and activate on start; false waits for lifecycle transitions")
+    image_transport: str = _param("raw", "raw subscribes to `image`; compressed to `image/compressed`",
+                                  ("raw", "compressed"))
+    image_reliability: str = _param("best_effort", "camera QoS reliability; best_effort matches camera drivers",
+                                    ("best_effort", "reliable"))
+    image_depth: int = _param(1, "camera QoS depth; 1 keeps only the newest frame")
+    cache_frames: int = _param(10, "all-instance results kept by stamp, so prompts are answered without re-inference")
+    min_box_iou: float = _param(SelectionParams.min_box_iou, "box prompts whose best mask IoU is below this: no_match")
+    publish_instance_masks: bool = _param(True, "include every instance's mask in `instances` (false: boxes only)")
+    diagnostics_period: float = _param(1.0, "seconds between /diagnostics updates")
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            choices = item.metadata["choices"]
+            if choices and getattr(self, item.name) not in choices:
+                raise ConfigError(f"{item.name} must be one of {', '.join(choices)}, got {getattr(self, item.name)!r}")
+        positive = ("imgsz", "max_det", "image_depth", "cache_frames", "diagnostics_period")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("conf", "iou", "min_box_iou"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
+        if not self.model:
+            raise ConfigError("model must name a checkpoint, an export or a FastSAM model name")
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> NodeConfig:
+        """Build from parameter values, rejecting names this node does not have."""
+        unknown = set(values) - {item.name for item in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown parameters: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    @property
+    def engine(self) -> EngineConfig:
+        return EngineConfig(model=self.model, device=self.device, half=self.half, imgsz=self.imgsz,
+                            conf=self.conf, iou=self.iou, max_det=self.max_det)
+
+    @property
+    def selection(self) -> SelectionParams:
+        return SelectionParams(min_box_iou=self.min_box_iou)
+
+
+def parameter_table() -> list[tuple[str, Any, str]]:
+    """``(name, default, description)`` for every parameter, in declaration order."""
+    return [(item.name, item.default, item.metadata["doc"]) for item in fields(NodeConfig)]

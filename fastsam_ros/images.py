@@ -1,0 +1,93 @@
+"""``sensor_msgs/Image`` and ``CompressedImage`` fields <-> numpy, for machines without ROS 2's cv_bridge.
+
+Works on any object with the message's attributes, so it needs no ROS import and is testable alone.
+Honours ``encoding``, ``step`` (row padding) and ``is_bigendian``; everything becomes HxWx3 uint8 BGR.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+# encoding -> (channels, numpy dtype, conversion to BGR or None when already BGR)
+_RAW_ENCODINGS: dict[str, tuple[int, str, int | None]] = {
+    "bgr8": (3, "u1", None),
+    "rgb8": (3, "u1", cv2.COLOR_RGB2BGR),
+    "bgra8": (4, "u1", cv2.COLOR_BGRA2BGR),
+    "rgba8": (4, "u1", cv2.COLOR_RGBA2BGR),
+    "mono8": (1, "u1", cv2.COLOR_GRAY2BGR),
+    "8UC1": (1, "u1", cv2.COLOR_GRAY2BGR),
+    "8UC3": (3, "u1", None),
+    "mono16": (1, "u2", cv2.COLOR_GRAY2BGR),
+    "16UC1": (1, "u2", cv2.COLOR_GRAY2BGR),
+}
+SUPPORTED_ENCODINGS = tuple(_RAW_ENCODINGS)
+
+
+class ImageError(ValueError):
+    """An image message that cannot be turned into pixels; the message says why."""
+
+
+def image_to_bgr(msg: Any) -> np.ndarray:
+    """Pixels of a ``sensor_msgs/Image`` as HxWx3 uint8 BGR (16-bit mono is stretched to its own range)."""
+    encoding = str(msg.encoding)
+    if encoding not in _RAW_ENCODINGS:
+        raise ImageError(f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+    channels, kind, conversion = _RAW_ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ImageError(f"image has zero size {width}x{height}")
+    itemsize = np.dtype(kind).itemsize
+    row_bytes = width * channels * itemsize
+    if step < row_bytes:
+        raise ImageError(f"step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} bytes)")
+    data = msg.data
+    if len(data) < step * height:
+        raise ImageError(f"data has {len(data)} bytes, expected step x height = {step * height}")
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
+    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    if itemsize == 2:
+        pixels = _stretch_to_uint8(pixels)
+    if conversion is None:
+        return np.ascontiguousarray(pixels)
+    return cv2.cvtColor(pixels, conversion)
+
+
+def compressed_to_bgr(msg: Any) -> np.ndarray:
+    """Pixels of a ``sensor_msgs/CompressedImage`` (jpeg or png) as HxWx3 uint8 BGR."""
+    fmt = str(msg.format).lower()
+    if "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
+        raise ImageError(f"unsupported compressed format {msg.format!r}; supported: jpeg, png")
+    buffer = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if buffer.size == 0:
+        raise ImageError("compressed image has no data")
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(f"could not decode the {msg.format} data ({buffer.size} bytes): corrupt or truncated")
+    return image
+
+
+def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Map 16-bit values linearly from their own min..max to 0..255 (IR and depth use a fraction of the range)."""
+    values = pixels.astype(np.float32)
+    low, high = float(values.min()), float(values.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return ((values - low) * scale).astype(np.uint8)
+
+
+def bgr_to_fields(image: np.ndarray) -> dict[str, Any]:
+    """``sensor_msgs/Image`` fields for a BGR or mono uint8 array (``tobytes``: ~400x faster than assigning arrays)."""
+    if image.ndim == 2:
+        encoding, channels = "mono8", 1
+    elif image.ndim == 3 and image.shape[2] == 3:
+        encoding, channels = "bgr8", 3
+    else:
+        raise ImageError(f"cannot publish an array of shape {image.shape}")
+    height, width = image.shape[:2]
+    return {
+        "height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
+        "step": width * channels, "data": np.ascontiguousarray(image, dtype=np.uint8).tobytes(),
+    }

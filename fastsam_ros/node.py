@@ -1,0 +1,396 @@
+"""The ``fastsam`` lifecycle node: camera frames in, instances and prompt answers out.
+
+A thin shell over the core: parameters come from :class:`NodeConfig`, segmentation from
+:class:`FastSAMEngine`, answers from :func:`select`. Threads:
+
+* the image callback only drops the message into a newest-frame slot (frames that arrive while the
+  network is busy replace each other, so inference never works on a stale frame);
+* one worker thread decodes, segments, caches the result by stamp and answers persistent prompts;
+* prompt callbacks answer from the cache in milliseconds, also while the worker is busy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CompressedImage, Image
+
+from fastsam_ros import ros_io
+from fastsam_ros.config import ConfigError, NodeConfig, parameter_table
+from fastsam_ros.engine import FastSAMEngine, ModelLoadError
+from fastsam_ros.frames import Frame, FrameCache, LatestSlot
+from fastsam_ros.images import ImageError
+from fastsam_ros.msg import Instances
+from fastsam_ros.msg import Prompt as PromptMsg
+from fastsam_ros.msg import Selection as SelectionMsg
+from fastsam_ros.overlay import draw_overlay
+from fastsam_ros.selection import select
+from fastsam_ros.srv import Segment
+from fastsam_ros.types import Prompt, Selection, Status
+
+PENDING_FRAME_TIMEOUT_S = 10.0  # how long a prompt waits for a frame that is still being segmented
+LOG_THROTTLE_S = 2.0
+
+
+@dataclass
+class _Incoming:
+    stamp_ns: int
+    msg: Any  # sensor_msgs/Image or CompressedImage, decoded by the worker
+
+
+@dataclass
+class _Health:
+    """Counters and the last problem, for /diagnostics."""
+
+    frames_received: int = 0
+    frames_processed: int = 0
+    bad_images: int = 0
+    bad_prompts: int = 0
+    last_inference_ms: float = 0.0
+    last_error: str = ""
+    configure_error: str = ""
+    errors_since_report: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def problem(self, message: str, counter: str) -> None:
+        with self.lock:
+            setattr(self, counter, getattr(self, counter) + 1)
+            self.last_error = message
+            self.errors_since_report += 1
+
+
+class FastSAMNode(LifecycleNode):
+    """FastSAM all-instance segmentation with prompt-guided selection over topics and a service."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("fastsam", **kwargs)
+        for name, default, doc in parameter_table():
+            self.declare_parameter(name, default, ParameterDescriptor(description=doc))
+        self._decoder = ros_io.ImageDecoder()
+        self._health = _Health()
+        self._config: NodeConfig | None = None
+        self._engine: FastSAMEngine | None = None
+        self._cache: FrameCache | None = None
+        self._incoming: LatestSlot[_Incoming] = LatestSlot()
+        self._in_flight_ns: int | None = None
+        self._frame_done = threading.Condition()
+        self._persistent: dict[str, Prompt] = {}
+        self._persistent_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._publishers: dict[str, Any] = {}
+        self._inputs: list[Any] = []
+        self._prompt_group = ReentrantCallbackGroup()
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = float(self.get_parameter("diagnostics_period").value)
+        self.create_timer(period, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate parameters and load (and warm up) the model; on failure stay unconfigured and say why."""
+        try:
+            config = NodeConfig.from_values({name: self.get_parameter(name).value for name, _, _ in parameter_table()})
+            self.get_logger().info(f"loading {config.model} on {config.device} (imgsz {config.imgsz})")
+            started = time.perf_counter()
+            engine = FastSAMEngine(config.engine)
+            if config.warmup:
+                engine.warmup()
+        except (ConfigError, ModelLoadError, ValueError, RuntimeError) as error:
+            self._health.configure_error = str(error)
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._config, self._engine, self._cache = config, engine, FrameCache(config.cache_frames)
+        self._health.configure_error = ""
+        self._publishers = {
+            "instances": self.create_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
+            "selection": self.create_publisher(SelectionMsg, "selection", ros_io.RELIABLE_QOS),
+            "mask": self.create_publisher(Image, "mask", ros_io.RELIABLE_QOS),
+            "debug_image": self.create_publisher(Image, "debug_image", ros_io.RELIABLE_QOS),
+        }
+        self.get_logger().info(
+            f"configured in {time.perf_counter() - started:.1f} s; images decoded by {self._decoder.backend}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the camera and the prompts, and start the inference thread."""
+        config = self._config
+        assert config is not None
+        image_type, image_topic = (Image, "image") if config.image_transport == "raw" else (
+            CompressedImage, "image/compressed")
+        self._incoming = LatestSlot()
+        self._worker = threading.Thread(target=self._run_worker, name="fastsam-inference", daemon=True)
+        self._worker.start()
+        self._inputs = [
+            self.create_subscription(image_type, image_topic, self._on_image,
+                                     ros_io.image_qos(config.image_reliability, config.image_depth)),
+            self.create_subscription(PromptMsg, "prompt", self._on_prompt, ros_io.RELIABLE_QOS,
+                                     callback_group=self._prompt_group),
+            self.create_subscription(PointStamped, "prompt/point", self._on_click, ros_io.RELIABLE_QOS,
+                                     callback_group=self._prompt_group),
+            self.create_service(Segment, "segment", self._on_segment, callback_group=self._prompt_group),
+        ]
+        self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop listening and stop the worker; the model stays loaded for a quick re-activate."""
+        self.stop()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model and the cache."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def stop(self) -> None:
+        """Stop listening and join the inference thread (deactivate, shutdown and process exit)."""
+        for entity in self._inputs:
+            if hasattr(entity, "srv_name"):
+                self.destroy_service(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._inputs = []
+        self._incoming.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+
+    def _release(self) -> None:
+        for publisher in self._publishers.values():
+            self.destroy_publisher(publisher)
+        self._publishers = {}
+        self._engine, self._cache, self._config = None, None, None
+        with self._persistent_lock:
+            self._persistent.clear()
+
+    # ---------------------------------------------------------------- camera and inference
+
+    def _on_image(self, msg: Any) -> None:
+        stamp = ros_io.stamp_ns(msg.header) or time.time_ns()  # unstamped drivers: key by arrival
+        self._health.frames_received += 1
+        self._incoming.put(_Incoming(stamp, msg))
+
+    def _run_worker(self) -> None:
+        while rclpy.ok():
+            item = self._incoming.take()
+            if item is None:
+                return
+            self._in_flight_ns = item.stamp_ns
+            try:
+                self._process(item)
+            except Exception as error:  # the worker must survive anything one frame does
+                self._health.problem(f"frame failed: {error}", "bad_images")
+                self.get_logger().error(f"frame failed: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+            finally:
+                with self._frame_done:
+                    self._in_flight_ns = None
+                    self._frame_done.notify_all()
+
+    def _process(self, item: _Incoming) -> None:
+        engine, cache, config = self._engine, self._cache, self._config
+        if engine is None or cache is None or config is None:
+            return
+        header = item.msg.header
+        try:
+            image = self._decoder.decode(item.msg)
+        except ImageError as error:
+            self._reject_image(header, str(error))
+            return
+        segmentation = engine.segment(image)
+        frame = Frame(item.stamp_ns, header, image, segmentation)
+        cache.put(frame)
+        self._health.frames_processed += 1
+        self._health.last_inference_ms = segmentation.timings.inference_ms
+        publisher = self._publishers["instances"]
+        if publisher.get_subscription_count() > 0:
+            publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks))
+        with self._persistent_lock:
+            prompts = list(self._persistent.values())
+        if prompts:
+            answers = [self._select(frame, prompt) for prompt in prompts]
+            for answer in answers:
+                self._publishers["selection"].publish(ros_io.selection_msg(answer, header))
+            self._publish_mask(frame, answers)
+        self._publish_debug(frame, [], [])
+
+    def _reject_image(self, header: Any, reason: str) -> None:
+        """A malformed frame: log (throttled), count, and tell prompt consumers why nothing comes."""
+        self._health.problem(f"image rejected: {reason}", "bad_images")
+        self.get_logger().warning(f"image rejected: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
+        with self._persistent_lock:
+            ids = list(self._persistent) or [""]
+        for prompt_id in ids:
+            rejected = Selection.failed(prompt_id, Status.INVALID, f"image rejected: {reason}")
+            self._publishers["selection"].publish(ros_io.selection_msg(rejected, header))
+
+    # ---------------------------------------------------------------- prompts
+
+    def _on_prompt(self, msg: Any) -> None:
+        prompt = ros_io.prompt_from_msg(msg)
+        if msg.clear:
+            self._clear_persistent(prompt.id)
+            return
+        if msg.persistent:
+            with self._persistent_lock:
+                self._persistent[prompt.id] = prompt
+            self.get_logger().info(f"persistent prompt {prompt.id!r} answered on every frame until cleared")
+        self._answer_and_publish(prompt, ros_io.stamp_ns(msg.header), msg.header)
+
+    def _on_click(self, msg: Any) -> None:
+        self._answer_and_publish(ros_io.click_prompt(msg), ros_io.stamp_ns(msg.header), msg.header)
+
+    def _on_segment(self, request: Any, response: Any) -> Any:
+        prompt = ros_io.prompt_from_msg(request.prompt)
+        selection, header = self._answer(prompt, ros_io.stamp_ns(request.prompt.header), request.prompt.header)
+        response.selection = ros_io.selection_msg(selection, header)
+        return response
+
+    def _clear_persistent(self, prompt_id: str) -> None:
+        with self._persistent_lock:
+            removed = list(self._persistent) if not prompt_id else [p for p in self._persistent if p == prompt_id]
+            for key in removed:
+                del self._persistent[key]
+        self.get_logger().info(f"cleared persistent prompts: {', '.join(map(repr, removed)) or 'none matched'}")
+
+    def _answer_and_publish(self, prompt: Prompt, stamp: int, request_header: Any) -> None:
+        if "selection" not in self._publishers:
+            return
+        selection, header = self._answer(prompt, stamp, request_header)
+        self._publishers["selection"].publish(ros_io.selection_msg(selection, header))
+        frame = self._cache.get(ros_io.stamp_ns(header)) if self._cache is not None and selection.ok else None
+        if frame is not None:
+            self._publish_mask(frame, [selection])
+            self._publish_debug(frame, [selection], [prompt])
+
+    def _answer(self, prompt: Prompt, stamp: int, request_header: Any) -> tuple[Selection, Any]:
+        """Select on the requested frame; the header says which frame the answer belongs to."""
+        frame = self._frame_for(stamp)
+        if frame is None:
+            reason = ("no frame has been segmented yet" if stamp == 0
+                      else f"frame {stamp} ns is not among the {len(self._cache or ())} cached frames")
+            self._health.problem(f"prompt {prompt.id!r}: {reason}", "bad_prompts")
+            self.get_logger().warning(f"prompt {prompt.id!r}: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
+            return Selection.failed(prompt.id, Status.FRAME_NOT_AVAILABLE, reason), request_header
+        selection = self._select(frame, prompt)
+        return selection, frame.header
+
+    def _select(self, frame: Frame, prompt: Prompt) -> Selection:
+        config = self._config
+        try:
+            selection = select(frame.segmentation, prompt, config.selection if config else NodeConfig().selection)
+        except Exception as error:  # a bug in one answer must not stop the node
+            selection = Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
+        if selection.status in (Status.INVALID, Status.ERROR):
+            self._health.problem(f"prompt {prompt.id!r}: {selection.reason}", "bad_prompts")
+            self.get_logger().warning(f"prompt {prompt.id!r} {selection.status.value}: {selection.reason}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+        return selection
+
+    def _frame_for(self, stamp: int) -> Frame | None:
+        """The cached frame for ``stamp`` (0 = newest), waiting while that frame is still being segmented."""
+        cache = self._cache
+        if cache is None:
+            return None
+        deadline = time.monotonic() + PENDING_FRAME_TIMEOUT_S
+        with self._frame_done:
+            while (frame := cache.get(stamp)) is None and self._is_pending(stamp):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._frame_done.wait(remaining)
+        return frame
+
+    def _is_pending(self, stamp: int) -> bool:
+        queued = self._incoming.peek()
+        pending = {s for s in (self._in_flight_ns, queued.stamp_ns if queued else None) if s is not None}
+        return bool(pending) and (stamp == 0 or stamp in pending)
+
+    # ---------------------------------------------------------------- outputs
+
+    def _publish_mask(self, frame: Frame, selections: list[Selection]) -> None:
+        """One mono8 0/255 mask per frame: the union of every ok selection."""
+        ok = [s for s in selections if s.ok]
+        if ok:
+            union = ok[0].union_mask(frame.segmentation.image_shape)
+            for selection in ok[1:]:
+                union |= selection.union_mask(frame.segmentation.image_shape)
+            self._publishers["mask"].publish(ros_io.image_msg(union.astype("uint8") * 255, frame.header))
+
+    def _publish_debug(self, frame: Frame, selections: list[Selection], prompts: list[Prompt]) -> None:
+        """The overlay costs milliseconds, so it is drawn only while someone watches."""
+        publisher = self._publishers.get("debug_image")
+        if publisher is None or publisher.get_subscription_count() == 0:
+            return
+        with self._persistent_lock:
+            persistent = list(self._persistent.values())
+        if not selections and persistent:
+            selections = [self._select(frame, prompt) for prompt in persistent]
+            prompts = persistent
+        overlay = draw_overlay(frame.image, frame.segmentation, selections, prompts)
+        publisher.publish(ros_io.image_msg(overlay, frame.header))
+
+    def _publish_diagnostics(self) -> None:
+        health = self._health
+        with health.lock:
+            if health.configure_error:
+                level, message = DiagnosticStatus.ERROR, f"not configured: {health.configure_error}"
+            elif health.errors_since_report:
+                level, message = DiagnosticStatus.WARN, health.last_error
+            else:
+                level, message = DiagnosticStatus.OK, "segmenting" if self._worker else "waiting for activation"
+            health.errors_since_report = 0
+            values = {
+                "state": self._state_machine.current_state[1], "model": self.get_parameter("model").value,
+                "device": self.get_parameter("device").value, "frames_received": health.frames_received,
+                "frames_processed": health.frames_processed, "frames_dropped": self._incoming.dropped,
+                "bad_images": health.bad_images, "bad_prompts": health.bad_prompts,
+                "last_inference_ms": f"{health.last_inference_ms:.1f}", "cached_frames": len(self._cache or ()),
+                "last_error": health.last_error, "image_decoder": self._decoder.backend,
+            }
+        stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(ros_io.diagnostics_msg(stamp, f"{self.get_name()}: segmentation", level, message,
+                                                         values))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``fastsam_node`` (``ros2 run fastsam_ros fastsam_node``)."""
+    rclpy.init(args=args)
+    node = FastSAMNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

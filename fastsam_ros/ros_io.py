@@ -1,0 +1,155 @@
+"""Messages <-> core types: the only module besides the node that touches ROS types.
+
+Everything here is a plain function of its inputs, so it is tested without spinning a node.
+"""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from fastsam_ros import images
+from fastsam_ros.masks import EncodedMask, decode_mask, encode_mask
+from fastsam_ros.msg import Box as BoxMsg
+from fastsam_ros.msg import Instance as InstanceMsg
+from fastsam_ros.msg import Instances as InstancesMsg
+from fastsam_ros.msg import Mask as MaskMsg
+from fastsam_ros.msg import SelectedObject as SelectedObjectMsg
+from fastsam_ros.msg import Selection as SelectionMsg
+from fastsam_ros.types import FOREGROUND, Prompt, Segmentation, SelectedObject, Selection
+
+_RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+
+
+def image_qos(reliability: str, depth: int) -> QoSProfile:
+    """Camera input QoS: keep the newest ``depth`` frames, best-effort by default like camera drivers."""
+    if reliability not in _RELIABILITY:
+        raise ValueError(f"image_reliability must be one of {', '.join(_RELIABILITY)}, got {reliability!r}")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=_RELIABILITY[reliability],
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def prompt_from_msg(msg: Any) -> Prompt:
+    """A ``fastsam_ros/Prompt`` as a core :class:`Prompt` (validation happens in selection)."""
+    return Prompt(
+        id=msg.id,
+        points=tuple((float(p.x), float(p.y)) for p in msg.points),
+        labels=tuple(int(label) for label in msg.labels),
+        boxes=tuple((float(b.x1), float(b.y1), float(b.x2), float(b.y2)) for b in msg.boxes),
+        text=msg.text,
+    )
+
+
+def click_prompt(msg: Any) -> Prompt:
+    """A ``geometry_msgs/PointStamped`` click (as image viewers publish it) as one foreground point."""
+    return Prompt(id="point", points=((float(msg.point.x), float(msg.point.y)),), labels=(FOREGROUND,))
+
+
+def _box_msg(box: Iterable[float]) -> BoxMsg:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return BoxMsg(x1=x1, y1=y1, x2=x2, y2=y2)
+
+
+def mask_msg(encoded: EncodedMask) -> MaskMsg:
+    counts = array.array("I", np.ascontiguousarray(encoded.counts, dtype=np.uint32).tobytes())
+    return MaskMsg(x=encoded.x, y=encoded.y, width=encoded.width, height=encoded.height, counts=counts)
+
+
+def mask_from_msg(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
+    """Decode a ``fastsam_ros/Mask`` into a full ``(H, W)`` bool mask (the consumer-side helper)."""
+    encoded = EncodedMask(int(msg.x), int(msg.y), int(msg.width), int(msg.height), np.asarray(msg.counts))
+    return decode_mask(encoded, image_shape)
+
+
+def instances_msg(segmentation: Segmentation, header: Any, with_masks: bool) -> InstancesMsg:
+    """Every instance of a frame; masks are encoded one by one so overlaps survive."""
+    height, width = segmentation.image_shape
+    out = InstancesMsg(header=header, height=height, width=width,
+                       inference_ms=float(segmentation.timings.inference_ms))
+    out.instances = [
+        InstanceMsg(
+            box=_box_msg(segmentation.boxes[i]), score=float(segmentation.scores[i]),
+            area=int(segmentation.areas[i]),
+            mask=mask_msg(segmentation.encoded_mask(i)) if with_masks else MaskMsg(),
+        )
+        for i in range(len(segmentation))
+    ]
+    return out
+
+
+def _selected_object_msg(obj: SelectedObject) -> SelectedObjectMsg:
+    return SelectedObjectMsg(
+        box=_box_msg(obj.box), score=obj.score, area=obj.area,
+        centroid=Point(x=obj.centroid[0], y=obj.centroid[1], z=0.0),
+        mask=mask_msg(encode_mask(obj.mask)), instances=array.array("I", obj.instances),
+    )
+
+
+def selection_msg(selection: Selection, header: Any) -> SelectionMsg:
+    return SelectionMsg(
+        header=header, prompt_id=selection.prompt_id, status=selection.status.value, reason=selection.reason,
+        objects=[_selected_object_msg(obj) for obj in selection.objects],
+    )
+
+
+class ImageDecoder:
+    """Image messages -> BGR pixels: ROS 2's ``cv_bridge`` where it is installed, else ``fastsam_ros.images``.
+
+    Every failure becomes :class:`images.ImageError` with the reason, whichever converter ran.
+    """
+
+    def __init__(self) -> None:
+        try:
+            from cv_bridge import CvBridge
+
+            self._bridge = CvBridge()
+        except ImportError:
+            self._bridge = None
+
+    @property
+    def backend(self) -> str:
+        return "cv_bridge" if self._bridge is not None else "fastsam_ros.images"
+
+    def decode(self, msg: Any) -> np.ndarray:
+        compressed = hasattr(msg, "format")
+        if self._bridge is None:
+            return images.compressed_to_bgr(msg) if compressed else images.image_to_bgr(msg)
+        convert: Callable[..., np.ndarray] = (
+            self._bridge.compressed_imgmsg_to_cv2 if compressed else self._bridge.imgmsg_to_cv2
+        )
+        try:
+            pixels = convert(msg, "bgr8")
+        except Exception as error:  # cv_bridge raises CvBridgeError, TypeError, cv2.error, ...
+            raise images.ImageError(f"cv_bridge could not convert the image: {error}") from error
+        if pixels is None or pixels.size == 0:
+            raise images.ImageError("cv_bridge returned an empty image")
+        return pixels
+
+
+def image_msg(pixels: np.ndarray, header: Any) -> Image:
+    """A bgr8 or mono8 ``sensor_msgs/Image`` carrying the source header."""
+    return Image(header=header, **images.bgr_to_fields(pixels))
+
+
+def diagnostics_msg(stamp: Any, name: str, level: bytes, message: str, values: dict[str, Any]) -> DiagnosticArray:
+    """One status entry; ``level`` is a ``DiagnosticStatus`` constant (OK, WARN, ERROR)."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="fastsam_ros",
+                              values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
+    out = DiagnosticArray()
+    out.header.stamp = stamp
+    out.status = [status]
+    return out

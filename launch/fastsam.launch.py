@@ -1,0 +1,63 @@
+"""Start the fastsam lifecycle node: ``ros2 launch fastsam_ros fastsam.launch.py model:=FastSAM-s.pt``.
+
+``node_spec`` is plain data (no launch imports) so tests run the exact same node description
+as a subprocess where ``launch``/``launch_ros`` are not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+ARGUMENTS = {
+    "model": ("FastSAM-s.pt", "FastSAM checkpoint/export path, or a name ultralytics downloads"),
+    "device": ("cpu", "inference device: cpu, cuda:0, ..."),
+    "image": ("/camera/image_raw", "camera topic to segment (remapped onto the node's `image`)"),
+    "namespace": ("", "namespace for the node and its relative topics"),
+    "params_file": ("", "YAML parameters file; empty uses the package's config/fastsam.yaml"),
+}
+
+
+def default_params_file() -> str:
+    """The installed ``config/fastsam.yaml`` (falls back to the source tree when run from it)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return os.path.join(get_package_share_directory("fastsam_ros"), "config", "fastsam.yaml")
+    except Exception:  # not installed: running from the repository
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastsam.yaml")
+
+
+def node_spec(model: str, device: str, image: str, namespace: str, params_file: str) -> dict[str, Any]:
+    """Everything that defines the node: executable, name, parameters (file first, then overrides), remaps."""
+    return {
+        "package": "fastsam_ros",
+        "executable": "fastsam_node",
+        "name": "fastsam",
+        "namespace": namespace,
+        "parameters": [params_file or default_params_file(), {"model": model, "device": device}],
+        "remappings": [("image", image), ("image/compressed", image + "/compressed")],
+        "output": "screen",
+    }
+
+
+def _launch_node(context: Any) -> list[Any]:
+    from launch_ros.actions import LifecycleNode
+
+    values = {name: context.perform_substitution(_config(name)) for name in ARGUMENTS}
+    return [LifecycleNode(**node_spec(**values))]
+
+
+def _config(name: str) -> Any:
+    from launch.substitutions import LaunchConfiguration
+
+    return LaunchConfiguration(name)
+
+
+def generate_launch_description() -> Any:
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=doc)
+                 for name, (default, doc) in ARGUMENTS.items()]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_launch_node)])

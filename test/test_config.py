@@ -1,0 +1,46 @@
+"""The parameter table: validation, and config/fastsam.yaml staying in step with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fastsam_ros.config import ConfigError, NodeConfig, parameter_table
+
+YAML = Path(__file__).resolve().parents[1] / "config" / "fastsam.yaml"
+
+
+def test_defaults_are_valid_and_feed_engine_and_selection() -> None:
+    config = NodeConfig()
+    assert config.engine.model == "FastSAM-s.pt"
+    assert config.engine.imgsz == config.imgsz
+    assert config.selection.min_box_iou == config.min_box_iou
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"image_reliability": "sometimes"}, "image_reliability must be one of"),
+        ({"image_transport": "theora"}, "image_transport must be one of"),
+        ({"cache_frames": 0}, "cache_frames must be positive"),
+        ({"conf": 1.5}, "conf must be within"),
+        ({"model": ""}, "model must name"),
+        ({"no_such_thing": 1}, "unknown parameters: no_such_thing"),
+    ],
+)
+def test_bad_values_name_the_parameter(values: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        NodeConfig.from_values(values)
+
+
+def test_every_parameter_is_in_the_yaml_with_its_default_and_a_comment() -> None:
+    text = YAML.read_text()
+    for name, default, doc in parameter_table():
+        match = re.search(rf"^    # (.+)\n    {name}: (.+)$", text, re.MULTILINE)
+        assert match, f"{name} missing from {YAML.name} (or has no comment)"
+        value = match.group(2).strip().strip('"')
+        expected = str(default).lower() if isinstance(default, bool) else str(default)
+        assert value == expected, f"{name}: yaml has {value}, NodeConfig has {expected}"
+    assert len(re.findall(r"^    \w+:", text, re.MULTILINE)) == len(parameter_table())

@@ -92,8 +92,9 @@ class FastSAMEngine:
         check_image(image_bgr)
         config = self.config
         results = self._model.predict(
-            image_bgr, device=config.device, half=config.half, imgsz=config.imgsz, conf=config.conf,
-            iou=config.iou, max_det=config.max_det, retina_masks=False, verbose=False,
+            image_bgr, device=config.device, imgsz=config.imgsz, conf=config.conf, iou=config.iou,
+            max_det=config.max_det, retina_masks=False, verbose=False,
+            **({"half": True} if config.half else {}),  # passing half=False makes new ultralytics warn per call
         )
         return results[0]
 
@@ -138,7 +139,11 @@ def segmentation_from_result(result: Any) -> Segmentation:
         )
     masks = result.masks.data > 0.5
     geometry = MaskGeometry(image_shape, (int(masks.shape[1]), int(masks.shape[2])))
-    areas = (masks.sum(dim=(1, 2)).double() / geometry.gain**2).round().long()
+    # Count only cells over the image (instances at the border spill into the letterbox padding), each worth
+    # (H / content_h) x (W / content_w) image pixels: within ~0.5 % of the upsampled mask's pixel count.
+    left, top, content_w, content_h = geometry.content
+    cells = masks[:, top : top + content_h, left : left + content_w].sum(dim=(1, 2)).double()
+    areas = (cells * (image_shape[0] * image_shape[1] / (content_w * content_h))).round().long()
     return Segmentation(
         masks=masks.cpu().numpy(),
         boxes=result.boxes.xyxy.float().cpu().numpy(),

@@ -87,7 +87,7 @@ class FastSAMNode(LifecycleNode):
         self._persistent: dict[str, Prompt] = {}
         self._persistent_lock = threading.Lock()
         self._worker: threading.Thread | None = None
-        self._publishers: dict[str, Any] = {}
+        self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
         self._prompt_group = ReentrantCallbackGroup()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -118,7 +118,7 @@ class FastSAMNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._config, self._engine, self._cache = config, engine, FrameCache(config.cache_frames)
         self._health.configure_error = ""
-        self._publishers = {
+        self._outputs = {
             "instances": self.create_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
             "selection": self.create_publisher(SelectionMsg, "selection", ros_io.RELIABLE_QOS),
             "mask": self.create_publisher(Image, "mask", ros_io.RELIABLE_QOS),
@@ -179,9 +179,9 @@ class FastSAMNode(LifecycleNode):
             self._worker = None
 
     def _release(self) -> None:
-        for publisher in self._publishers.values():
+        for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
-        self._publishers = {}
+        self._outputs = {}
         self._engine, self._cache, self._config = None, None, None
         with self._persistent_lock:
             self._persistent.clear()
@@ -224,7 +224,7 @@ class FastSAMNode(LifecycleNode):
         cache.put(frame)
         self._health.frames_processed += 1
         self._health.last_inference_ms = segmentation.timings.inference_ms
-        publisher = self._publishers["instances"]
+        publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
             publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks))
         with self._persistent_lock:
@@ -232,7 +232,7 @@ class FastSAMNode(LifecycleNode):
         if prompts:
             answers = [self._select(frame, prompt) for prompt in prompts]
             for answer in answers:
-                self._publishers["selection"].publish(ros_io.selection_msg(answer, header))
+                self._outputs["selection"].publish(ros_io.selection_msg(answer, header))
             self._publish_mask(frame, answers)
         self._publish_debug(frame, [], [])
 
@@ -244,7 +244,7 @@ class FastSAMNode(LifecycleNode):
             ids = list(self._persistent) or [""]
         for prompt_id in ids:
             rejected = Selection.failed(prompt_id, Status.INVALID, f"image rejected: {reason}")
-            self._publishers["selection"].publish(ros_io.selection_msg(rejected, header))
+            self._outputs["selection"].publish(ros_io.selection_msg(rejected, header))
 
     # ---------------------------------------------------------------- prompts
 
@@ -276,10 +276,10 @@ class FastSAMNode(LifecycleNode):
         self.get_logger().info(f"cleared persistent prompts: {', '.join(map(repr, removed)) or 'none matched'}")
 
     def _answer_and_publish(self, prompt: Prompt, stamp: int, request_header: Any) -> None:
-        if "selection" not in self._publishers:
+        if "selection" not in self._outputs:
             return
         selection, header = self._answer(prompt, stamp, request_header)
-        self._publishers["selection"].publish(ros_io.selection_msg(selection, header))
+        self._outputs["selection"].publish(ros_io.selection_msg(selection, header))
         frame = self._cache.get(ros_io.stamp_ns(header)) if self._cache is not None and selection.ok else None
         if frame is not None:
             self._publish_mask(frame, [selection])
@@ -337,11 +337,11 @@ class FastSAMNode(LifecycleNode):
             union = ok[0].union_mask(frame.segmentation.image_shape)
             for selection in ok[1:]:
                 union |= selection.union_mask(frame.segmentation.image_shape)
-            self._publishers["mask"].publish(ros_io.image_msg(union.astype("uint8") * 255, frame.header))
+            self._outputs["mask"].publish(ros_io.image_msg(union.astype("uint8") * 255, frame.header))
 
     def _publish_debug(self, frame: Frame, selections: list[Selection], prompts: list[Prompt]) -> None:
         """The overlay costs milliseconds, so it is drawn only while someone watches."""
-        publisher = self._publishers.get("debug_image")
+        publisher = self._outputs.get("debug_image")
         if publisher is None or publisher.get_subscription_count() == 0:
             return
         with self._persistent_lock:

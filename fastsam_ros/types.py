@@ -68,12 +68,11 @@ class Segmentation:
         return self.geometry.upsample(self.masks[index])
 
     def encoded_mask(self, index: int) -> EncodedMask:
-        """Instance ``index`` at image resolution, lossless, upsampling only its own box."""
-        height, width = self.image_shape
-        x1, y1, x2, y2 = self.boxes[index]
-        x0, y0 = max(int(np.floor(x1)) - 1, 0), max(int(np.floor(y1)) - 1, 0)
-        x3, y3 = min(int(np.ceil(x2)) + 1, width), min(int(np.ceil(y2)) + 1, height)
-        region = self.geometry.upsample_region(self.masks[index], x0, y0, x3, y3)
+        """Instance ``index`` at image resolution, lossless, upsampling only the region its cells can reach."""
+        mask = self.masks[index]
+        cells = mask_box(mask)
+        x0, y0, x1, y1 = self.geometry.cells_to_image_region(cells) if cells else (0, 0, 0, 0)
+        region = self.geometry.upsample_region(mask, x0, y0, x1, y1)
         box = mask_box(region)
         if box is None:
             return EncodedMask(0, 0, 0, 0, np.zeros(0, dtype=np.uint32))

@@ -7,6 +7,7 @@ that publishes images and prompts and records everything the node sends back.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -48,7 +49,7 @@ def command_from_spec(spec: dict[str, Any], overrides: dict[str, Any]) -> list[s
     program = [str(installed)] if installed.exists() else [sys.executable, "-m", "fastsam_ros.node"]
     args = ["--ros-args", "-r", f"__node:={spec['name']}"]
     if spec["namespace"]:
-        args += ["-r", f"__ns:={spec['namespace']}"]
+        args += ["-r", f"__ns:=/{spec['namespace'].lstrip('/')}"]
     for entry in spec["parameters"]:
         if isinstance(entry, str):
             args += ["--params-file", entry]
@@ -65,11 +66,11 @@ def command_from_spec(spec: dict[str, Any], overrides: dict[str, Any]) -> list[s
 class NodeProcess:
     """The fastsam node in a subprocess started from the launch file's node description."""
 
-    def __init__(self, log_path: Path, namespace: str = "", image: str = "camera/image_raw",
+    def __init__(self, log_path: Path, namespace: str = "", image: str = "/camera/image_raw",
                  **parameters: Any) -> None:
         launch = load_launch_module()
         spec = launch.node_spec(model=str(parameters.pop("model")), device="cpu", image=image,
-                                namespace=namespace, params_file="")
+                                namespace=namespace, params_file=str(REPO / "config" / "fastsam.yaml"))
         self.command = command_from_spec(spec, parameters)
         self.log_path = log_path
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
@@ -145,10 +146,8 @@ class Probe:
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
 
-        try:
+        with contextlib.suppress(ExternalShutdownException):
             self._executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def _recorder(self, name: str) -> Callable[[Any], None]:
         def record(msg: Any) -> None:
@@ -165,13 +164,13 @@ class Probe:
         """The first recorded ``name`` message that satisfies ``predicate``, or None after ``timeout``."""
         return wait_until(lambda: next((m for m in self.messages(name) if predicate(m)), None), timeout)
 
-    def wait_for_connections(self, timeout: float = 30.0) -> bool:
-        """True once the node subscribes to our image and prompt topics and publishes its outputs."""
+    def wait_for_connections(self, node: NodeProcess, timeout: float = 60.0) -> bool:
+        """True once ``node`` subscribes to our image and prompt topics and publishes its outputs."""
         def connected() -> bool:
             return (self.image_pub.get_subscription_count() > 0 and self.prompt_pub.get_subscription_count() > 0
                     and self.node.count_publishers(f"{self.prefix}/selection") > 0)
 
-        ok = wait_until(connected, timeout)
+        ok = wait_until(lambda: connected() or not node.alive(), timeout) and node.alive()
         time.sleep(0.5)  # discovery completes both ways a moment after matching
         return bool(ok)
 

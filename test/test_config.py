@@ -37,7 +37,7 @@ def test_bad_values_name_the_parameter(values: dict, needle: str) -> None:
 
 def test_every_parameter_is_in_the_yaml_with_its_default_and_a_comment() -> None:
     text = YAML.read_text()
-    for name, default, doc in parameter_table():
+    for name, default, _doc in parameter_table():
         match = re.search(rf"^    # (.+)\n    {name}: (.+)$", text, re.MULTILINE)
         assert match, f"{name} missing from {YAML.name} (or has no comment)"
         value = match.group(2).strip().strip('"')

@@ -27,7 +27,7 @@ def probe(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     node = NodeProcess(log, namespace="t", model=tiny_model, imgsz=320, cache_frames=4, diagnostics_period=0.5)
     probe = Probe(namespace="t")
     try:
-        assert probe.wait_for_connections(timeout=60), f"node never came up:\n{node.log()}"
+        assert probe.wait_for_connections(node), f"node never came up:\n{node.log()}"
         yield probe
     finally:
         probe.close()

@@ -1,0 +1,92 @@
+"""launch/fastsam.launch.py against small stand-ins for ``launch``/``launch_ros`` (not installable here).
+
+The stand-ins record what the launch file builds; the node tests run the same ``node_spec`` for real.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from ros_harness import command_from_spec, load_launch_module
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchConfiguration(_Recorder):
+    @property
+    def name(self) -> str:
+        return self.args[0]
+
+
+@pytest.fixture
+def fake_launch(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    created: list[_Recorder] = []
+
+    def recording(name: str) -> type:
+        def init(self, *args, **kwargs) -> None:
+            _Recorder.__init__(self, *args, **kwargs)
+            created.append(self)
+
+        return type(name, (_Recorder,), {"__init__": init})
+
+    modules = {
+        "launch": types.SimpleNamespace(LaunchDescription=lambda entities: list(entities)),
+        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=recording("DeclareLaunchArgument"),
+                                                OpaqueFunction=recording("OpaqueFunction")),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
+        "launch_ros": types.SimpleNamespace(),
+        "launch_ros.actions": types.SimpleNamespace(LifecycleNode=recording("LifecycleNode")),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return types.SimpleNamespace(created=created)
+
+
+def run_launch(arguments: dict[str, str]) -> _Recorder:
+    """Build the description, resolve its arguments as ``ros2 launch`` would, and return the node action."""
+    launch = load_launch_module()
+    entities = launch.generate_launch_description()
+    declared = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    assert set(declared) == {"model", "device", "image", "namespace", "params_file"}
+    values = {**declared, **arguments}
+    context = types.SimpleNamespace(perform_substitution=lambda sub: values[sub.name])
+    (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
+    (node,) = opaque.kwargs["function"](context)
+    return node
+
+
+def test_defaults_start_the_lifecycle_node_with_the_package_config(fake_launch) -> None:
+    node = run_launch({})
+    assert type(node).__name__ == "LifecycleNode"
+    kwargs = node.kwargs
+    assert (kwargs["package"], kwargs["executable"], kwargs["name"]) == ("fastsam_ros", "fastsam_node", "fastsam")
+    params_file, overrides = kwargs["parameters"]
+    assert Path(params_file).name == "fastsam.yaml" and Path(params_file).exists()
+    assert overrides == {"model": "FastSAM-s.pt", "device": "cpu"}
+    assert ("image", "/camera/image_raw") in kwargs["remappings"]
+
+
+def test_arguments_reach_the_node(fake_launch) -> None:
+    node = run_launch({"model": "/opt/FastSAM-x.engine", "device": "cuda:0", "image": "/front/image",
+                       "namespace": "perception", "params_file": "/tmp/mine.yaml"})
+    kwargs = node.kwargs
+    assert kwargs["namespace"] == "perception"
+    assert kwargs["parameters"] == ["/tmp/mine.yaml", {"model": "/opt/FastSAM-x.engine", "device": "cuda:0"}]
+    assert ("image/compressed", "/front/image/compressed") in kwargs["remappings"]
+
+
+def test_spec_becomes_an_equivalent_ros_args_command_line() -> None:
+    spec = load_launch_module().node_spec("m.pt", "cpu", "/cam/image", "ns", "/p.yaml")
+    command = command_from_spec(spec, {"imgsz": 320, "warmup": False})
+    args = command[command.index("--ros-args"):]
+    assert args[:3] == ["--ros-args", "-r", "__node:=fastsam"]
+    assert "__ns:=/ns" in args and "/p.yaml" in args
+    assert "model:=m.pt" in args and "imgsz:=320" in args and "warmup:=false" in args
+    assert "image:=/cam/image" in args

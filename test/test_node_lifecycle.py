@@ -1,0 +1,110 @@
+"""Lifecycle transitions driven over the standard lifecycle services, with compressed camera input.
+
+A configure that fails (missing model) leaves the node alive and reporting why; after the parameter
+is corrected it configures, activates, serves, deactivates (stops serving) and activates again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ros_harness import NodeProcess, Probe, stamp_of, wait_until
+
+FRAME = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("lifecycle") / "node.log"
+    node = NodeProcess(log, namespace="lc", model="/nonexistent/FastSAM-s.pt", autostart=False, imgsz=320,
+                       image_transport="compressed", diagnostics_period=0.3)
+    probe = Probe(namespace="lc", compressed=True)
+    try:
+        yield node, probe
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.log()
+
+
+def transition(probe: Probe, label: str) -> bool:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+           "deactivate": Transition.TRANSITION_DEACTIVATE}
+    response = probe.call(ChangeState, "/lc/fastsam/change_state", ChangeState.Request(
+        transition=Transition(id=ids[label])), timeout=60)
+    assert response is not None, "change_state service did not answer"
+    return bool(response.success)
+
+
+def state(probe: Probe) -> str:
+    from lifecycle_msgs.srv import GetState
+
+    return probe.call(GetState, "/lc/fastsam/get_state", GetState.Request()).current_state.label
+
+
+def set_parameter(probe: Probe, name: str, value: str) -> None:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=ParameterType.PARAMETER_STRING, string_value=value))])
+    response = probe.call(SetParameters, "/lc/fastsam/set_parameters", request)
+    assert response.results[0].successful
+
+
+def publish_jpeg(probe: Probe, stamp: int, data: bytes | None = None) -> None:
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format="jpeg", data=data if data is not None else cv2.imencode(".jpg", FRAME)[1].tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    probe.image_pub.publish(msg)
+
+
+def test_failed_configure_keeps_the_node_alive_and_explains(lifecycle) -> None:
+    node, probe = lifecycle
+    assert state(probe) == "unconfigured"
+    assert transition(probe, "configure") is False
+    assert node.alive() and state(probe) == "unconfigured"
+    report = probe.wait_for("diagnostics", lambda m: "does not exist" in m.status[0].message)
+    assert report is not None and "/nonexistent/FastSAM-s.pt" in report.status[0].message
+
+
+def test_configure_again_with_a_corrected_model_then_serve(lifecycle, tiny_model: Path) -> None:
+    node, probe = lifecycle
+    set_parameter(probe, "model", str(tiny_model))
+    assert transition(probe, "configure") is True
+    assert state(probe) == "inactive"
+    assert transition(probe, "activate") is True
+    assert wait_until(lambda: probe.image_pub.get_subscription_count() > 0, 20)
+    time.sleep(0.5)
+    publish_jpeg(probe, 10_000_000_000)
+    assert probe.wait_for("instances", lambda m: stamp_of(m) == 10_000_000_000) is not None, node.log()
+
+
+def test_corrupt_jpeg_is_rejected_and_the_next_frame_served(lifecycle) -> None:
+    _, probe = lifecycle
+    publish_jpeg(probe, 11_000_000_000, data=b"\xff\xd8\xff\xe0 this is not a jpeg")
+    answer = probe.wait_for("selection", lambda m: stamp_of(m) == 11_000_000_000)
+    assert answer is not None and answer.status == "invalid" and "corrupt" in answer.reason
+    publish_jpeg(probe, 12_000_000_000)
+    assert probe.wait_for("instances", lambda m: stamp_of(m) == 12_000_000_000) is not None
+
+
+def test_deactivate_stops_serving_and_activate_resumes(lifecycle) -> None:
+    _, probe = lifecycle
+    assert transition(probe, "deactivate") is True
+    assert state(probe) == "inactive"
+    publish_jpeg(probe, 13_000_000_000)
+    assert probe.wait_for("instances", lambda m: stamp_of(m) == 13_000_000_000, timeout=2) is None
+    assert transition(probe, "activate") is True
+    assert wait_until(lambda: probe.image_pub.get_subscription_count() > 0, 20)
+    time.sleep(0.5)
+    publish_jpeg(probe, 14_000_000_000)
+    assert probe.wait_for("instances", lambda m: stamp_of(m) == 14_000_000_000) is not None

@@ -1,0 +1,47 @@
+"""The node with a real pretrained stand-in for FastSAM-s on a real photo (skips without ../shared)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+
+from ros_harness import NodeProcess, Probe, stamp_of
+
+PERSON_PIXEL = (300, 500)  # on the person in the middle of bus.jpg (810x1080)
+
+
+@pytest.fixture(scope="module")
+def bus_probe(standin_model: Path, sample_images: Path, tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("standin") / "node.log"
+    node = NodeProcess(log, namespace="bus", model=standin_model)
+    probe = Probe(namespace="bus")
+    try:
+        assert probe.wait_for_connections(node), node.log()
+        yield probe, cv2.imread(str(sample_images / "bus.jpg"))
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.log()
+
+
+def test_click_on_the_person_returns_a_mask_containing_that_pixel_with_the_source_stamp(bus_probe) -> None:
+    from fastsam_ros.images import image_to_bgr
+    from fastsam_ros.ros_io import mask_from_msg
+
+    probe, bus = bus_probe
+    stamp = 1_700_000_000_123_456_789
+    probe.publish_image(bus, stamp)
+    assert probe.wait_for("instances", lambda m: stamp_of(m) == stamp, timeout=60) is not None
+    x, y = PERSON_PIXEL
+    probe.prompt_pub.publish(probe.prompt("person", stamp, points=[PERSON_PIXEL], labels=[1]))
+    answer = probe.wait_for("selection", lambda m: m.prompt_id == "person")
+    assert answer is not None and answer.status == "ok", answer
+    assert stamp_of(answer) == stamp and answer.header.frame_id == "camera"
+    (obj,) = answer.objects
+    mask = mask_from_msg(obj.mask, bus.shape[:2])
+    assert mask[y, x], "the selected mask must contain the clicked pixel"
+    assert obj.box.x1 <= x <= obj.box.x2 and obj.box.y1 <= y <= obj.box.y2
+    mono = probe.wait_for("mask", lambda m: stamp_of(m) == stamp)
+    assert mono is not None and mono.encoding == "mono8"
+    assert image_to_bgr(mono)[y, x, 0] == 255

@@ -1,0 +1,392 @@
+"""``fastsam-segment``: FastSAM on images, folders, videos or a camera, without ROS.
+
+For every frame it writes ``<stem>.json`` (instances and prompt answers), ``<stem>_overlay.png`` and, for each
+prompt answered ``ok``, ``<stem>_<id>.png`` (the selection as a 0/255 mask at the image's resolution).
+
+Exit status: 0 when every frame was segmented, 1 when some frames failed (each is reported and the others
+go on), 2 when nothing could start (bad arguments, prompt file, source or model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
+from fastsam_ros.overlay import draw_overlay
+from fastsam_ros.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
+from fastsam_ros.selection import select
+from fastsam_ros.types import BACKGROUND, FOREGROUND, Prompt, Segmentation, Selection
+
+PROG = "fastsam-segment"
+DEFAULT_OUT = "out/segment"
+CLI_PROMPT_ID = "cli"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"})
+_NUMBER_LIST = re.compile(r"\[\s*((?:-?[\d.eE+-]+\s*,\s*)*-?[\d.eE+-]+)\s*\]")
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+
+
+class SourceError(Exception):
+    """The source cannot be opened at all (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image to segment, or the reason it could not be read."""
+
+    stem: str  # output file names start with it
+    name: str  # the JSON's "image"; prompt files key their lists by it
+    image: np.ndarray | None
+    error: str = ""
+    alias: str = ""  # a second prompt-file key: the video's or camera's name for its frames
+
+
+@dataclass
+class Source:
+    kind: str  # "image", "folder", "video" or "camera"
+    frames: Iterator[Frame]
+    total: int | None = None
+    names: tuple[str, ...] = ()  # image names known up front, to warn about prompt-file keys matching none
+    release: Callable[[], None] = field(default=lambda: None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = EngineConfig()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Segment every object with FastSAM and answer point/box prompts; writes JSON, an overlay "
+        "and one mask per prompt for each image.",
+        epilog="Prompt files are JSON: a list of prompts for every image, or an object mapping image file names "
+        '(e.g. "bus.jpg") to lists; a prompt is {"id": "a", "points": [[x, y]], "labels": [1], '
+        '"boxes": [[x1, y1, x2, y2]], "text": "..."}. Video frames are named <video stem>_<frame:06d> and '
+        "camera frames camera<index>_<n:06d>; a prompt file may key their lists by that name or by the video's "
+        "file name (camera<index> for a camera). Exit status: 0 all fine, 1 some images failed, 2 nothing ran.",
+    )
+    parser.add_argument("source", help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"FastSAM checkpoint or export (default {DEFAULT_MODEL})")
+    parser.add_argument("--device", default=defaults.device, help=f"cpu, cuda:0, 0, ... (default {defaults.device})")
+    parser.add_argument("--imgsz", type=_positive_int, default=defaults.imgsz,
+                        help=f"inference size (default {defaults.imgsz})")
+    parser.add_argument("--conf", type=float, default=defaults.conf,
+                        help=f"instance confidence threshold (default {defaults.conf})")
+    parser.add_argument("--iou", type=float, default=defaults.iou, help=f"NMS IoU threshold (default {defaults.iou})")
+    parser.add_argument("--point", action="append", type=_point, default=[], metavar="X,Y[,LABEL]",
+                        help="a prompt point (label 1 foreground, the default, or 0 background); repeat for more")
+    parser.add_argument("--box", action="append", type=_box, default=[], metavar="X1,Y1,X2,Y2",
+                        help="a prompt box; repeat for more. --point and --box together form one prompt 'cli' "
+                        "applied to every image")
+    parser.add_argument("--prompts", type=Path, metavar="FILE", help="JSON prompt file (see below)")
+    parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
+                        help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--max-frames", type=_positive_int, metavar="N",
+                        help="stop a video or camera after N frames (a camera otherwise runs until Ctrl-C)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, engine: FastSAMEngine | None = None) -> int:
+    """Run the command line; returns the exit status. ``engine`` (for tests) replaces loading ``--model``."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed usage and the problem
+        return int(exit_.code or 0)
+
+    try:
+        plan = _prompt_plan(args)
+    except PromptFileError as error:
+        return _fail(str(error))
+    try:
+        source = open_source(args.source, args.max_frames)
+    except SourceError as error:
+        return _fail(str(error))
+    try:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return _fail(f"cannot create output folder {args.out}: {error}")
+        if engine is None:
+            try:
+                engine = _load_engine(args)
+            except ModelLoadError as error:
+                return _fail(str(error))
+        return _run(engine, source, plan, args.out)
+    finally:
+        source.release()
+
+
+def _load_engine(args: argparse.Namespace) -> FastSAMEngine:
+    config = EngineConfig(model=args.model, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou)
+    engine = FastSAMEngine(config)
+    try:
+        engine.warmup()  # device and export problems surface here once, not on every image
+    except Exception as error:
+        raise ModelLoadError(f"could not run model {args.model!r} on device {args.device!r}: "
+                             f"{error.__class__.__name__}: {error}") from error
+    return engine
+
+
+def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path) -> int:
+    done = failed = 0
+    bar = tqdm(total=source.total, unit="frame" if source.kind in ("video", "camera") else "img", file=sys.stderr,
+               disable=source.kind == "image", dynamic_ncols=True)
+    try:
+        for frame in source.frames:
+            if frame.image is None:
+                failed += 1
+                bar.write(f"{PROG}: error: {frame.error}", file=sys.stderr)
+            else:
+                try:
+                    summary = process_frame(engine, frame, plan.for_image(frame.name, frame.alias), out_dir)
+                except Exception as error:  # one bad frame must not stop a folder or a video
+                    failed += 1
+                    bar.write(f"{PROG}: error: {frame.name}: {error.__class__.__name__}: {error}", file=sys.stderr)
+                else:
+                    done += 1
+                    if source.kind == "image":
+                        print(summary)
+            bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"{PROG}: stopped after {done + failed} frame(s)", file=sys.stderr)
+        if source.kind != "camera":
+            return 130
+        return 1 if failed else 0  # Ctrl-C is how a camera without --max-frames is meant to stop
+    finally:
+        bar.close()
+    for name in names_not_in(plan, source.names) if source.kind in ("image", "folder") else []:
+        print(f"{PROG}: warning: prompt file {plan.source} lists {name!r}, which is not among the images",
+              file=sys.stderr)
+    if source.kind != "image":
+        what = "images" if source.kind == "folder" else "frames"
+        print(f"{PROG}: {done} {what} segmented, {failed} failed; results in {out_dir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def process_frame(engine: FastSAMEngine, frame: Frame, prompts: Sequence[Prompt], out_dir: Path) -> str:
+    """Segment one frame, answer its prompts and write its files; returns a one-line summary."""
+    assert frame.image is not None
+    segmentation = engine.segment(frame.image)
+    start = time.perf_counter()
+    selections = [select(segmentation, prompt) for prompt in prompts]
+    selection_ms = (time.perf_counter() - start) * 1000.0
+    start = time.perf_counter()
+    overlay = draw_overlay(frame.image, segmentation, selections, prompts)
+    overlay_ms = (time.perf_counter() - start) * 1000.0
+
+    record = frame_record(frame.name, segmentation, selections)
+    record["timings_ms"].update(selection=round(selection_ms, 3), overlay=round(overlay_ms, 3))
+    (out_dir / f"{frame.stem}.json").write_text(dumps(record) + "\n", encoding="utf-8")
+    _write_png(out_dir / f"{frame.stem}_overlay.png", overlay)
+    for selection in selections:
+        path = out_dir / f"{frame.stem}_{selection.prompt_id}.png"
+        if selection.ok:
+            _write_png(path, selection.union_mask(segmentation.image_shape).astype(np.uint8) * 255)
+        else:
+            path.unlink(missing_ok=True)  # a mask from an earlier run would contradict the JSON
+    answers = ", ".join(f"{s.prompt_id}: {s.status.value}" for s in selections)
+    return f"{frame.name}: {len(segmentation)} instances" + (f"; {answers}" if answers else "")
+
+
+def frame_record(name: str, segmentation: Segmentation, selections: Sequence[Selection]) -> dict[str, Any]:
+    """The JSON document for one frame (without the CLI's own selection/overlay timings)."""
+    height, width = segmentation.image_shape
+    timings = segmentation.timings
+    return {
+        "image": name,
+        "width": width,
+        "height": height,
+        "timings_ms": {
+            "preprocess": round(timings.preprocess_ms, 3),
+            "inference": round(timings.inference_ms, 3),
+            "postprocess": round(timings.postprocess_ms, 3),
+            "total": round(timings.total_ms, 3),
+        },
+        "instances": [
+            {
+                "index": i,
+                "box": [round(float(v), 2) for v in segmentation.boxes[i]],
+                "score": round(float(segmentation.scores[i]), 4),
+                "area": int(segmentation.areas[i]),
+            }
+            for i in range(len(segmentation))
+        ],
+        "prompts": {s.prompt_id: selection_record(s, segmentation.image_shape) for s in selections},
+    }
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """Indented JSON with each list of numbers (boxes) kept on one line."""
+    text = json.dumps(record, indent=2)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+
+
+def selection_record(selection: Selection, image_shape: tuple[int, int]) -> dict[str, Any]:
+    """Status and reason, and for ``ok`` the union's box and pixel count and the best object's score."""
+    record: dict[str, Any] = {"status": selection.status.value, "reason": selection.reason,
+                              "score": None, "bbox": None, "area": None}
+    if selection.ok and selection.objects:
+        boxes = np.array([obj.box for obj in selection.objects], dtype=np.float64)
+        record["score"] = round(max(obj.score for obj in selection.objects), 4)
+        record["bbox"] = [float(boxes[:, 0].min()), float(boxes[:, 1].min()),
+                          float(boxes[:, 2].max()), float(boxes[:, 3].max())]
+        area = selection.objects[0].area if len(selection.objects) == 1 else \
+            int(np.count_nonzero(selection.union_mask(image_shape)))
+        record["area"] = int(area)
+    return record
+
+
+# --- sources ---------------------------------------------------------------------------------------------------
+
+
+def open_source(text: str, max_frames: int | None = None) -> Source:
+    """An image, a folder of images, a video file or a camera index as a stream of frames."""
+    path = Path(text)
+    if not path.exists():
+        if text.isdigit():
+            return _camera_source(int(text), max_frames)
+        raise SourceError(f"source {text} does not exist (expected an image, a folder, a video or a camera index)")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise SourceError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return Source("folder", _image_frames(files), total=len(files), names=tuple(p.name for p in files))
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return _video_source(path, max_frames)
+    return Source("image", _image_frames([path]), total=1, names=(path.name,))
+
+
+def read_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """``(BGR image, "")`` or ``(None, why it could not be read)``; works with any file name."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        return None, f"{path}: cannot read the file: {error}"
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        return None, f"{path}: not a readable image (empty, corrupt or an unsupported format)"
+    return image, ""
+
+
+def _image_frames(paths: Sequence[Path]) -> Iterator[Frame]:
+    seen: set[str] = set()
+    for path in paths:
+        stem = path.stem
+        if stem in seen:  # a.jpg and a.png in one folder must not overwrite each other's results
+            stem = f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        seen.add(stem)
+        image, error = read_image(path)
+        yield Frame(stem=stem, name=path.name, image=image, error=error)
+
+
+def _video_source(path: Path, max_frames: int | None) -> Source:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"video {path} cannot be opened (corrupt, or a codec OpenCV lacks)")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    total = count if count > 0 else None
+    if max_frames is not None:
+        total = min(total, max_frames) if total is not None else max_frames
+    frames = _capture_frames(capture, lambda i: f"{path.stem}_{i:06d}", path.name, max_frames)
+    return Source("video", frames, total=total, names=(path.name,), release=capture.release)
+
+
+def _camera_source(index: int, max_frames: int | None) -> Source:
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"camera {index} cannot be opened")
+    frames = _capture_frames(capture, lambda i: f"camera{index}_{i:06d}", f"camera{index}", max_frames)
+    return Source("camera", frames, total=max_frames, names=(f"camera{index}",), release=capture.release)
+
+
+def _capture_frames(capture: Any, stem_of: Callable[[int], str], alias: str, max_frames: int | None) -> Iterator[Frame]:
+    index = 0
+    while max_frames is None or index < max_frames:
+        ok, image = capture.read()
+        if not ok or image is None:
+            return
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        stem = stem_of(index)
+        yield Frame(stem=stem, name=stem, image=image, alias=alias)
+        index += 1
+
+
+# --- arguments -------------------------------------------------------------------------------------------------
+
+
+def _prompt_plan(args: argparse.Namespace) -> PromptPlan:
+    """The prompt file's plan, with the ``--point``/``--box`` prompt added to every image."""
+    plan = load_prompts(args.prompts) if args.prompts is not None else PromptPlan()
+    if not (args.point or args.box):
+        return plan
+    cli = Prompt(id=CLI_PROMPT_ID, points=tuple(p[:2] for p in args.point), labels=tuple(p[2] for p in args.point),
+                 boxes=tuple(args.box))
+    return plan.with_common(cli, "--point/--box")
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} must be comma-separated numbers") from None
+    if not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"{what} {text!r} must be finite numbers")
+    return values
+
+
+def _point(text: str) -> tuple[float, float, int]:
+    values = _numbers(text, "point")
+    if len(values) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"point {text!r} must be X,Y or X,Y,LABEL")
+    label = FOREGROUND if len(values) == 2 else values[2]
+    if label not in (FOREGROUND, BACKGROUND):
+        raise argparse.ArgumentTypeError(f"point {text!r}: LABEL must be 1 (foreground) or 0 (background)")
+    return values[0], values[1], int(label)
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    values = _numbers(text, "box")
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"box {text!r} must be X1,Y1,X2,Y2")
+    return values[0], values[1], values[2], values[3]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path.name}")
+    path.write_bytes(data.tobytes())
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

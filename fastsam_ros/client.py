@@ -1,0 +1,147 @@
+"""A small rclpy client for the fastsam node: publish frames and prompts, record every answer.
+
+It runs its own context and spin thread, so scripts (the demo, the benchmark) and tests can use it
+next to anything else. Robot software usually talks to the node with its own nodes instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from fastsam_ros.node_process import NodeProcess, ros_environment, wait_until
+
+
+class FastSAMClient:
+    """Publishes camera frames and prompts to one fastsam node and records everything it sends back."""
+
+    def __init__(self, namespace: str = "", image_topic: str = "/camera/image_raw", compressed: bool = False) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from fastsam_ros.msg import Instances, Prompt, Selection
+        from fastsam_ros.ros_io import RELIABLE_QOS
+
+        ros_environment()
+        self._context = rclpy.Context()
+        rclpy.init(context=self._context)
+        self.node = rclpy.create_node("fastsam_client", context=self._context)
+        self.prefix = f"/{namespace}" if namespace else ""
+        self.received: dict[str, list[Any]] = defaultdict(list)
+        self._lock = threading.Lock()
+        image_type = CompressedImage if compressed else Image
+        self.image_pub = self.node.create_publisher(
+            image_type, image_topic + ("/compressed" if compressed else ""), qos_profile_sensor_data)
+        self.prompt_pub = self.node.create_publisher(Prompt, f"{self.prefix}/prompt", RELIABLE_QOS)
+        from geometry_msgs.msg import PointStamped
+
+        self.point_pub = self.node.create_publisher(PointStamped, f"{self.prefix}/prompt/point", RELIABLE_QOS)
+        for name, msg_type in (("instances", Instances), ("selection", Selection), ("mask", Image),
+                               ("debug_image", Image)):
+            self.node.create_subscription(msg_type, f"{self.prefix}/{name}", self._recorder(name), RELIABLE_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), 10)
+        self._executor = MultiThreadedExecutor(context=self._context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException):
+            self._executor.spin()
+
+    def _recorder(self, name: str) -> Callable[[Any], None]:
+        def record(msg: Any) -> None:
+            with self._lock:
+                self.received[name].append((time.monotonic(), msg))
+
+        return record
+
+    def messages(self, name: str) -> list[Any]:
+        with self._lock:
+            return [msg for _, msg in self.received[name]]
+
+    def wait_for(self, name: str, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 30.0) -> Any:
+        """The first recorded ``name`` message that satisfies ``predicate``, or None after ``timeout``."""
+        return wait_until(lambda: next((m for m in self.messages(name) if predicate(m)), None), timeout)
+
+    def count(self, name: str, predicate: Callable[[Any], bool] = lambda _: True) -> int:
+        return sum(1 for m in self.messages(name) if predicate(m))
+
+    def wait_for_nth(self, name: str, index: int, predicate: Callable[[Any], bool] = lambda _: True,
+                     timeout: float = 30.0) -> Any:
+        """The ``index``-th (from 0) recorded ``name`` message satisfying ``predicate``, or None after ``timeout``."""
+        def nth() -> Any:
+            matching = [m for m in self.messages(name) if predicate(m)]
+            return matching[index] if len(matching) > index else None
+
+        return wait_until(nth, timeout)
+
+    def wait_for_connections(self, node: NodeProcess, timeout: float = 60.0) -> bool:
+        """True once ``node`` subscribes to our image and prompt topics and publishes its outputs."""
+        def connected() -> bool:
+            return (self.image_pub.get_subscription_count() > 0 and self.prompt_pub.get_subscription_count() > 0
+                    and self.node.count_publishers(f"{self.prefix}/selection") > 0)
+
+        ok = wait_until(lambda: connected() or not node.alive(), timeout) and node.alive()
+        time.sleep(0.5)  # discovery completes both ways a moment after matching
+        return bool(ok)
+
+    def image_msg(self, pixels: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Any:
+        from sensor_msgs.msg import Image
+
+        from fastsam_ros.images import bgr_to_fields
+
+        msg = Image(**bgr_to_fields(pixels))
+        msg.header.frame_id = frame_id
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        return msg
+
+    def publish_image(self, pixels: np.ndarray, stamp_ns: int) -> Any:
+        msg = self.image_msg(pixels, stamp_ns)
+        self.image_pub.publish(msg)
+        return msg
+
+    def prompt(self, prompt_id: str, stamp_ns: int = 0, points: list = (), labels: list = (), boxes: list = (),
+               persistent: bool = False, clear: bool = False, text: str = "") -> Any:
+        from geometry_msgs.msg import Point
+
+        from fastsam_ros.msg import Box, Prompt
+
+        msg = Prompt(id=prompt_id, persistent=persistent, clear=clear, text=text)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.points = [Point(x=float(x), y=float(y)) for x, y in points]
+        msg.labels = [int(label) for label in labels]
+        msg.boxes = [Box(x1=float(a), y1=float(b), x2=float(c), y2=float(d)) for a, b, c, d in boxes]
+        return msg
+
+    def call(self, service_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
+        client = self.node.create_client(service_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                return None
+            future = client.call_async(request)
+            wait_until(future.done, timeout)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        import rclpy
+
+        rclpy.try_shutdown(context=self._context)
+        self._thread.join(timeout=5)
+        self._executor.shutdown()
+        self.node.destroy_node()
+
+

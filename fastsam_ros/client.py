@@ -37,7 +37,7 @@ class FastSAMClient:
         self.node = rclpy.create_node("fastsam_client", context=self._context)
         self.prefix = f"/{namespace}" if namespace else ""
         self.received: dict[str, list[Any]] = defaultdict(list)
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition()  # notified on every recorded message
         image_type = CompressedImage if compressed else Image
         self.image_pub = self.node.create_publisher(
             image_type, image_topic + ("/compressed" if compressed else ""), qos_profile_sensor_data)
@@ -62,30 +62,38 @@ class FastSAMClient:
 
     def _recorder(self, name: str) -> Callable[[Any], None]:
         def record(msg: Any) -> None:
-            with self._lock:
+            with self._arrived:
                 self.received[name].append((time.monotonic(), msg))
+                self._arrived.notify_all()
 
         return record
 
     def messages(self, name: str) -> list[Any]:
-        with self._lock:
+        with self._arrived:
             return [msg for _, msg in self.received[name]]
 
     def wait_for(self, name: str, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 30.0) -> Any:
         """The first recorded ``name`` message that satisfies ``predicate``, or None after ``timeout``."""
-        return wait_until(lambda: next((m for m in self.messages(name) if predicate(m)), None), timeout)
+        return self.wait_for_nth(name, 0, predicate, timeout)
 
     def count(self, name: str, predicate: Callable[[Any], bool] = lambda _: True) -> int:
         return sum(1 for m in self.messages(name) if predicate(m))
 
     def wait_for_nth(self, name: str, index: int, predicate: Callable[[Any], bool] = lambda _: True,
                      timeout: float = 30.0) -> Any:
-        """The ``index``-th (from 0) recorded ``name`` message satisfying ``predicate``, or None after ``timeout``."""
+        """The ``index``-th (from 0) recorded ``name`` message satisfying ``predicate``, or None after ``timeout``.
+
+        Wakes on each arrival (no polling), so latencies measured around it are not quantised.
+        """
         def nth() -> Any:
-            matching = [m for m in self.messages(name) if predicate(m)]
+            matching = [m for _, m in self.received[name] if predicate(m)]
             return matching[index] if len(matching) > index else None
 
-        return wait_until(nth, timeout)
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while (found := nth()) is None and (remaining := deadline - time.monotonic()) > 0:
+                self._arrived.wait(remaining)
+        return found
 
     def wait_for_connections(self, node: NodeProcess, timeout: float = 60.0) -> bool:
         """True once ``node`` subscribes to our image and prompt topics and publishes its outputs."""

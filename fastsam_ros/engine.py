@@ -146,8 +146,8 @@ def segmentation_from_result(result: Any) -> Segmentation:
     areas = (cells * (image_shape[0] * image_shape[1] / (content_w * content_h))).round().long()
     return Segmentation(
         masks=masks.cpu().numpy(),
-        boxes=result.boxes.xyxy.float().cpu().numpy(),
-        scores=result.boxes.conf.float().cpu().numpy(),
+        boxes=result.boxes.xyxy.float().cpu().numpy().copy(),  # on CPU .numpy() would share the Results' memory
+        scores=result.boxes.conf.float().cpu().numpy().copy(),
         areas=areas.cpu().numpy(),
         geometry=geometry,
         timings=timings,

@@ -1,0 +1,1 @@
+"""Benchmarks runnable as scripts (``python bench/NAME.py``) or importable (``make bench``)."""

@@ -1,0 +1,529 @@
+"""Text prompts: pick the instance whose own pixels best match a phrase ("the red mug"), scored by CLIP.
+
+FastSAM's third prompt kind. Each candidate instance is cropped to its mask's box with every pixel outside
+its mask blanked to black (ultralytics' ``FastSAMPredictor.prompt`` does the same; FastSAM's own
+``FastSAMPrompt`` instead pastes the instance's *box* onto a white frame-sized canvas, which lets the
+background inside the box and the frame's size into the score), the crops go through CLIP's image encoder
+in one batch, and each is ranked by the cosine similarity of its embedding with the text's.
+
+Scores are raw cosine similarities in [-1, 1] (not CLIP's logits, which are 100x these, nor a softmax over
+the candidates, which always has a winner), so :func:`rank_by_text`'s ``min_text_score`` keeps its meaning
+across frames: with OpenAI's ViT-B-32 a crop that shows the named thing typically scores about 0.25-0.35 and
+an unrelated one 0.12-0.22. ``DEFAULT_MIN_TEXT_SCORE`` (0.2) is a starting point to tune on real frames.
+
+:class:`ClipScorer` is the real scorer (``open_clip_torch``). It imports and builds nothing until the first
+text prompt, or :meth:`ClipScorer.load` (a node calls it at configure when asked to); when CLIP cannot be
+had it raises :class:`ClipUnavailable` with what to do, logs that once, and :func:`rank_by_text` turns it
+into a ``Status.ERROR`` answer, so point and box prompts are unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import numpy as np
+
+from fastsam_ros.masks import mask_box
+from fastsam_ros.types import Box, Prompt, Segmentation, SelectedObject, Selection, Status
+
+DEFAULT_MIN_TEXT_SCORE = 0.2  # raw cosine similarity; see the module docstring
+MIN_CROP_PIXELS = 100  # instances with this many pixels or fewer are not scored (ultralytics and FastSAM: <= 100)
+MIN_BOX_OVERLAP = 0.5  # text + box: an instance is a candidate when this share of its box lies inside the box
+TEXT_CACHE_SIZE = 1024  # distinct phrases whose embeddings are kept
+
+_LOG = logging.getLogger("fastsam_ros.text")
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """Which CLIP scores text prompts, and where its weights come from.
+
+    ``model`` is an ``open_clip`` architecture. ``ViT-B-32`` is what FastSAM uses. On a Jetson prefer
+    ``MobileCLIP-S1`` with ``pretrained="datacompdr"`` (or ``MobileCLIP-S2``; ``MobileCLIP2-S0`` with
+    ``dfndr2b`` in open_clip 3.x): several times cheaper image encoders at ViT-B-level zero-shot accuracy.
+
+    Weights: ``weights`` (a local checkpoint file: an open_clip state dict, ``.safetensors``, or OpenAI's
+    TorchScript ``ViT-B-32.pt``) wins; otherwise ``pretrained`` is an open_clip tag that is downloaded once on
+    a machine with internet (Hugging Face cache, or ``cache_dir``) and read from that cache afterwards.
+    ``pretrained`` also tells how a local file was trained, which fixes its preprocessing (MobileCLIP
+    normalises differently) and activation (OpenAI's ViT-B-32 uses QuickGELU), so keep it matching the file.
+    """
+
+    model: str = "ViT-B-32"
+    pretrained: str = "openai"
+    weights: str = ""
+    device: str = "cpu"
+    random_weights: bool = False  # tests and benchmarks only: the architecture with random weights
+    cache_dir: str = ""  # where downloaded weights go ("" = open_clip's default, the Hugging Face cache)
+
+
+class ClipUnavailable(RuntimeError):
+    """CLIP cannot score text prompts here; the message says why and what to do."""
+
+
+class TextScorer(Protocol):
+    """Scores instances of one frame against a phrase."""
+
+    def score(
+        self, text: str, image_bgr: np.ndarray, segmentation: Segmentation, indices: Sequence[int]
+    ) -> np.ndarray:
+        """One similarity per entry of ``indices`` (float, NaN where an instance is too small to score).
+
+        ``image_bgr`` is the frame ``segmentation`` was computed from. Raises :class:`ClipUnavailable`.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------------------------------- ranking
+
+
+def rank_by_text(
+    segmentation: Segmentation,
+    image_bgr: np.ndarray,
+    prompt: Prompt,
+    scorer: TextScorer,
+    min_text_score: float = DEFAULT_MIN_TEXT_SCORE,
+    return_all: bool = False,
+    min_box_overlap: float = MIN_BOX_OVERLAP,
+) -> Selection:
+    """Answer a text prompt (optionally with boxes) on one frame's instances.
+
+    Without boxes every instance is a candidate; with boxes each box answers on its own, among instances
+    with at least ``min_box_overlap`` of their box inside it, and its object is clipped to the box. The
+    best candidate is selected (every candidate at or above ``min_text_score``, best first, with
+    ``return_all``); ``SelectedObject.score`` is the similarity. All candidates of all boxes are scored
+    in one call to ``scorer``. Boxes are assumed valid (``selection.validate_prompt``).
+    """
+    text = " ".join(prompt.text.split())
+    if not text:
+        return Selection.failed(prompt.id, Status.INVALID, "the text prompt is empty")
+    if prompt.points:
+        return Selection.failed(prompt.id, Status.INVALID, "text prompts combine with boxes, not with points")
+    if image_bgr.shape[:2] != segmentation.image_shape:
+        return Selection.failed(
+            prompt.id, Status.INVALID,
+            f"the image is {image_bgr.shape[1]}x{image_bgr.shape[0]} but the instances were found on a "
+            f"{segmentation.image_shape[1]}x{segmentation.image_shape[0]} image",
+        )
+    if len(segmentation) == 0:
+        return Selection.failed(prompt.id, Status.NO_MATCH, "no instances were found in this frame")
+
+    regions: list[Box | None] = list(prompt.boxes) if prompt.boxes else [None]
+    groups = [_candidates_in_box(segmentation, box, min_box_overlap) for box in regions]
+    indices = sorted({int(i) for group in groups for i in group})
+    if not indices:
+        return Selection.failed(prompt.id, Status.NO_MATCH, "no instance lies inside the box")
+    try:
+        scores = np.asarray(scorer.score(text, image_bgr, segmentation, indices), dtype=np.float64)
+    except ClipUnavailable as error:
+        return Selection.failed(prompt.id, Status.ERROR, str(error))
+    if scores.shape != (len(indices),):
+        raise ValueError(f"the text scorer returned {scores.shape} scores for {len(indices)} instances")
+    score_of = dict(zip(indices, scores.tolist(), strict=True))
+
+    objects: list[SelectedObject] = []
+    notes: list[str] = []
+    for k, (box, group) in enumerate(zip(regions, groups, strict=True)):
+        picked, why = _pick(segmentation, group, score_of, box, text, min_text_score, return_all)
+        objects.extend(picked)
+        if why:
+            notes.append(f"box {k}: {why}" if box is not None and len(regions) > 1 else why)
+    reason = "; ".join(notes)
+    if not objects:
+        return Selection.failed(prompt.id, Status.NO_MATCH, reason)
+    return Selection(prompt.id, Status.OK, reason, tuple(objects))
+
+
+def _candidates_in_box(segmentation: Segmentation, box: Box | None, min_overlap: float) -> np.ndarray:
+    if box is None:
+        return np.arange(len(segmentation))
+    boxes = segmentation.boxes.astype(np.float64)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    overlap_w = np.clip(np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1), 0, None)
+    overlap_h = np.clip(np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1), 0, None)
+    own = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+    return np.flatnonzero((overlap_w * overlap_h) / own >= min_overlap)
+
+
+def _pick(
+    segmentation: Segmentation, group: np.ndarray, score_of: dict[int, float], box: Box | None, text: str,
+    min_score: float, return_all: bool,
+) -> tuple[list[SelectedObject], str]:
+    where = "inside the box" if box is not None else "in this frame"
+    scored = [(score_of[int(i)], int(i)) for i in group if not math.isnan(score_of[int(i)])]
+    if not scored:
+        if len(group) == 0:
+            return [], f"no instance lies {where}"
+        return [], f"every instance {where} is too small to score (<= {MIN_CROP_PIXELS} pixels)"
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    best = scored[0][0]
+    if best < min_score:
+        return [], f"best text score {best:.3f} for {text!r} is below min_text_score {min_score:g}"
+    picked: list[SelectedObject] = []
+    for score, index in scored:
+        if score < min_score:
+            break
+        obj = instance_object(segmentation, index, score, clip=box)
+        if obj is None:
+            continue
+        picked.append(obj)
+        if not return_all:
+            break
+    if not picked:
+        return [], f"the best matches for {text!r} have no pixels inside the box"
+    return picked, ""
+
+
+def instance_object(
+    segmentation: Segmentation, index: int, score: float, clip: Box | None = None
+) -> SelectedObject | None:
+    """Instance ``index`` at image resolution (clipped to ``clip``), or None when that leaves no pixel."""
+    mask = segmentation.masks[index]
+    cells = mask_box(mask)
+    if cells is None:
+        return None
+    geometry = segmentation.geometry
+    x0, y0, x1, y1 = geometry.cells_to_image_region(cells)
+    if clip is not None:
+        x0, y0 = max(x0, int(np.floor(clip[0]))), max(y0, int(np.floor(clip[1])))
+        x1, y1 = min(x1, int(np.ceil(clip[2]))), min(y1, int(np.ceil(clip[3])))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    region = geometry.upsample_region(mask, x0, y0, x1, y1)
+    if not region.any():
+        return None
+    full = np.zeros(segmentation.image_shape, dtype=bool)
+    full[y0:y1, x0:x1] = region
+    return SelectedObject.from_mask(full, score=score, instances=(int(index),))
+
+
+# ----------------------------------------------------------------------------------------------------- crops
+
+
+def make_crops(
+    image_bgr: np.ndarray, segmentation: Segmentation, indices: Sequence[int],
+    min_pixels: int = MIN_CROP_PIXELS, fill: int = 0,
+) -> list[np.ndarray | None]:
+    """Per index: the image cropped to the instance's mask box, pixels outside its mask set to ``fill``, as RGB.
+
+    Only the region the instance's cells reach is upsampled. An instance with ``min_pixels`` pixels or fewer
+    at image resolution gives None (too small for CLIP to say anything; ultralytics skips them the same way).
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.shape[:2] != segmentation.image_shape:
+        raise ValueError(f"expected a {segmentation.image_shape} x 3 BGR image, got {image_bgr.shape}")
+    geometry = segmentation.geometry
+    crops: list[np.ndarray | None] = []
+    for index in indices:
+        mask = segmentation.masks[index]
+        cells = mask_box(mask)
+        if cells is None:
+            crops.append(None)
+            continue
+        x0, y0, x1, y1 = geometry.cells_to_image_region(cells)
+        region = geometry.upsample_region(mask, x0, y0, x1, y1)
+        tight = mask_box(region)
+        if tight is None or np.count_nonzero(region) <= min_pixels:
+            crops.append(None)
+            continue
+        bx0, by0, bx1, by1 = tight
+        inside = region[by0:by1, bx0:bx1, None]
+        pixels = image_bgr[y0 + by0 : y0 + by1, x0 + bx0 : x0 + bx1, ::-1]  # BGR -> RGB
+        crops.append(np.where(inside, pixels, np.uint8(fill)).astype(np.uint8, copy=False))
+    return crops
+
+
+# ------------------------------------------------------------------------------------------------- the scorer
+
+
+class ClipScorer:
+    """:class:`TextScorer` backed by ``open_clip``, loaded lazily and at most once (thread-safe).
+
+    Caches: text embeddings per phrase (whitespace-normalised; up to ``TEXT_CACHE_SIZE``), and the image
+    embeddings of the last frame's instances (keyed on the ``Segmentation`` object), so a second phrase on
+    the same frame costs one text encoding. ``text_encodes``, ``image_encodes`` (crops) and ``image_batches``
+    (forward passes) count the work done.
+    """
+
+    def __init__(self, config: ClipConfig = ClipConfig(), log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self._log = log or _LOG.error
+        self._load_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._model: Any = None
+        self._preprocess: Any = None
+        self._tokenizer: Any = None
+        self._torch: Any = None
+        self._error: ClipUnavailable | None = None
+        self._texts: dict[str, Any] = {}
+        self._frame: tuple[Segmentation, dict[int, Any]] | None = None
+        self.text_encodes = 0
+        self.image_encodes = 0
+        self.image_batches = 0
+        self.load_seconds: float | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def error(self) -> ClipUnavailable | None:
+        """Why loading failed (then every later call raises it again without retrying), else None."""
+        return self._error
+
+    def load(self) -> None:
+        """Import open_clip and build the model now; raises :class:`ClipUnavailable` (logged once)."""
+        if self._model is not None:
+            return
+        with self._load_lock:
+            if self._model is not None:
+                return
+            if self._error is not None:
+                raise self._error
+            start = time.perf_counter()
+            try:
+                self._model, self._preprocess, self._tokenizer, self._torch = _build(self.config)
+            except ClipUnavailable as error:
+                self._error = error
+                self._log(f"text prompts are unavailable: {error}")
+                raise
+            self.load_seconds = time.perf_counter() - start
+
+    def text_embedding(self, text: str) -> Any:
+        """The normalised ``(D,)`` embedding of ``text`` (a torch tensor), encoded once per phrase."""
+        key = " ".join(text.split())
+        cached = self._texts.get(key)
+        if cached is not None:
+            return cached
+        self.load()
+        torch = self._torch
+        with torch.inference_mode():
+            tokens = self._tokenizer([key]).to(self.config.device)
+            features = self._model.encode_text(tokens).float()
+            features = torch.nn.functional.normalize(features, dim=-1)[0]
+        with self._cache_lock:
+            self.text_encodes += 1
+            if len(self._texts) >= TEXT_CACHE_SIZE:
+                self._texts.pop(next(iter(self._texts)))
+            self._texts[key] = features
+        return features
+
+    def image_embeddings(self, crops_rgb: Sequence[np.ndarray]) -> Any:
+        """Normalised ``(K, D)`` embeddings of RGB crops, preprocessed as the model expects, one forward pass.
+
+        No crops give a ``(0, 0)`` tensor.
+        """
+        self.load()
+        torch = self._torch
+        from PIL import Image
+
+        if not crops_rgb:
+            return torch.zeros((0, 0), device=self.config.device)
+        with torch.inference_mode():
+            batch = torch.stack([self._preprocess(Image.fromarray(crop)) for crop in crops_rgb])
+            features = self._model.encode_image(batch.to(self.config.device)).float()
+            features = torch.nn.functional.normalize(features, dim=-1)
+        with self._cache_lock:
+            self.image_encodes += len(crops_rgb)
+            self.image_batches += 1
+        return features
+
+    def score_crops(self, text: str, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        """Cosine similarity of each RGB crop with ``text``."""
+        text_features = self.text_embedding(text)
+        if not crops_rgb:
+            return np.zeros(0)
+        return (self.image_embeddings(crops_rgb) @ text_features).cpu().numpy().astype(np.float64)
+
+    def score(
+        self, text: str, image_bgr: np.ndarray, segmentation: Segmentation, indices: Sequence[int]
+    ) -> np.ndarray:
+        text_features = self.text_embedding(text)  # loads first: fail before cropping anything
+        with self._cache_lock:
+            if self._frame is None or self._frame[0] is not segmentation:
+                self._frame = (segmentation, {})
+            known = self._frame[1]
+            missing = [int(i) for i in dict.fromkeys(indices) if int(i) not in known]
+        if missing:
+            crops = make_crops(image_bgr, segmentation, missing)
+            kept = [k for k, crop in enumerate(crops) if crop is not None]
+            found: dict[int, Any] = dict.fromkeys(missing)
+            if kept:
+                features = self.image_embeddings([crops[k] for k in kept])
+                for row, k in enumerate(kept):
+                    found[missing[k]] = features[row]
+            with self._cache_lock:
+                known.update(found)
+        scores = np.full(len(indices), np.nan)
+        for position, index in enumerate(indices):
+            feature = known.get(int(index))
+            if feature is not None:
+                scores[position] = float(feature @ text_features)
+        return scores
+
+    def clear_frame_cache(self) -> None:
+        """Drop the last frame's image embeddings (they also go when a new frame is scored)."""
+        with self._cache_lock:
+            self._frame = None
+
+
+def _build(config: ClipConfig) -> tuple[Any, Any, Any, Any]:
+    """``(model, preprocess, tokenizer, torch)`` for ``config``, or :class:`ClipUnavailable`."""
+    try:
+        import open_clip
+        import torch
+    except ImportError as error:
+        raise ClipUnavailable(f"open_clip is not installed (pip install open_clip_torch): {error}") from error
+
+    name = config.model
+    if ":" not in name and name not in open_clip.list_models():
+        raise ClipUnavailable(
+            f"open_clip {open_clip.__version__} has no architecture {name!r} "
+            "(e.g. ViT-B-32, or MobileCLIP-S1 on a Jetson; see open_clip.list_models())"
+        )
+    tag_cfg = open_clip.get_pretrained_cfg(name, config.pretrained) if config.pretrained and ":" not in name else {}
+    kwargs: dict[str, Any] = {"device": config.device}
+    if config.cache_dir:
+        kwargs["cache_dir"] = config.cache_dir
+
+    if config.random_weights:
+        pretrained = None
+        kwargs["load_weights"] = False
+    elif config.weights:
+        path = os.path.expanduser(config.weights)
+        if not os.path.isfile(path):
+            raise ClipUnavailable(f"clip_weights {path} does not exist (or is not a file)")
+        pretrained = path
+    elif ":" in name:  # hf-hub:org/repo or local-dir:/path name their own weights
+        pretrained = None
+    else:
+        if not tag_cfg:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise ClipUnavailable(
+                f"open_clip knows no pretrained tag {config.pretrained!r} for {name} (known: {', '.join(tags)}); "
+                "or set clip_weights to a local checkpoint"
+            )
+        pretrained = _cached_checkpoint(tag_cfg, config.cache_dir)
+        if pretrained is None:
+            _check_reachable(tag_cfg, name, config.pretrained)
+            pretrained = config.pretrained  # open_clip downloads it into its cache
+
+    if tag_cfg and pretrained != config.pretrained:
+        # A file (or random weights) carries no preprocessing or activation settings: take them from the tag.
+        kwargs.update(
+            image_mean=tag_cfg.get("mean"), image_std=tag_cfg.get("std"),
+            image_interpolation=tag_cfg.get("interpolation"), image_resize_mode=tag_cfg.get("resize_mode"),
+            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+        )
+    torchscript = pretrained is not None and _is_torchscript(pretrained)
+    if torchscript:  # OpenAI's own checkpoints: open_clip's torch.load(weights_only=True) refuses them
+        kwargs["load_weights"] = False
+
+    what = f"{name} ({'random weights' if pretrained is None and config.random_weights else pretrained})"
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=None if torchscript else pretrained, **kwargs
+        )
+        if torchscript:
+            _load_torchscript(model, pretrained, torch)
+        tokenizer = open_clip.get_tokenizer(name, **({"cache_dir": config.cache_dir} if config.cache_dir else {}))
+    except Exception as error:  # open_clip raises RuntimeError, OSError, KeyError, ... for bad files and downloads
+        hint = "" if config.weights else "; on a machine without internet set clip_weights to a local checkpoint"
+        raise ClipUnavailable(f"could not build CLIP {what}: {error}{hint}") from error
+    model.eval()
+    if any(hasattr(m, "reparameterize") or hasattr(m, "fuse") for m in model.modules()):
+        # MobileCLIP's MobileOne/FastViT blocks train with parallel branches; fuse them for inference.
+        try:
+            from timm.utils import reparameterize_model
+        except ImportError:
+            pass
+        else:
+            with torch.inference_mode(False):
+                model = reparameterize_model(model, inplace=True)
+    return model, preprocess, tokenizer, torch
+
+
+def _cached_checkpoint(tag_cfg: dict, cache_dir: str) -> str | None:
+    """Path of a tag's weights already downloaded into the cache open_clip uses, else None."""
+    hub = tag_cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            from open_clip.pretrained import HF_WEIGHTS_NAME, _get_safe_alternatives
+        except ImportError:
+            hub = ""
+        else:
+            model_id, filename = os.path.split(hub)
+            filename = filename or HF_WEIGHTS_NAME
+            for candidate in (*_get_safe_alternatives(filename), filename):
+                found = try_to_load_from_cache(model_id, candidate, cache_dir=cache_dir or None)
+                if isinstance(found, str) and os.path.isfile(found):
+                    return found
+    url = tag_cfg.get("url", "")
+    if url and not hub:
+        path = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(urlparse(url).path))
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _check_reachable(tag_cfg: dict, model: str, tag: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not minutes of retries, when the weights' host cannot be reached (no internet)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # the proxy decides; let the download try
+    if tag_cfg.get("hf_hub"):
+        try:
+            from huggingface_hub import constants
+        except ImportError:
+            endpoint = "https://huggingface.co"
+        else:
+            if getattr(constants, "HF_HUB_OFFLINE", False):
+                raise ClipUnavailable(
+                    f"HF_HUB_OFFLINE is set and {model}/{tag} weights are not in the cache: "
+                    "set clip_weights to a local checkpoint"
+                )
+            endpoint = constants.ENDPOINT
+    else:
+        endpoint = tag_cfg.get("url", "")
+    parsed = urlparse(endpoint)
+    host, port = parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)
+    if not host:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise ClipUnavailable(
+            f"cannot download {model} weights {tag!r}: {host} is unreachable ({error}); no internet? "
+            "Set clip_weights to a local checkpoint file (or download once where there is internet)"
+        ) from error
+
+
+def _load_torchscript(model: Any, path: str, torch: Any) -> None:
+    """Load the weights of a TorchScript CLIP archive (OpenAI's ``ViT-B-32.pt``) into ``model``, strictly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but is what these files are
+        state = dict(torch.jit.load(path, map_location="cpu").state_dict())
+    expected = model.state_dict()
+    for key in list(state):  # scalars OpenAI stores beside the weights, and buffers open_clip rebuilds
+        if key not in expected and (key in ("input_resolution", "context_length", "vocab_size") or
+                                    key.endswith("attn_mask")):
+            del state[key]
+    model.load_state_dict(state, strict=True)
+
+
+def _is_torchscript(path: str) -> bool:
+    """Is ``path`` a TorchScript archive (OpenAI's original CLIP checkpoints are)?"""
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in archive.namelist())

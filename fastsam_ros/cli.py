@@ -26,7 +26,8 @@ from tqdm import tqdm
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
 from fastsam_ros.overlay import draw_overlay
 from fastsam_ros.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
-from fastsam_ros.selection import select
+from fastsam_ros.selection import SelectionParams, select
+from fastsam_ros.text import ClipConfig, ClipScorer, TextScorer
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Prompt, Segmentation, Selection
 
 PROG = "fastsam-segment"
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--box", action="append", type=_box, default=[], metavar="X1,Y1,X2,Y2",
                         help="a prompt box; repeat for more. --point and --box together form one prompt 'cli' "
                         "applied to every image")
+    parser.add_argument("--text", metavar="TEXT",
+                        help="a text prompt, scored with CLIP (joins --box in the 'cli' prompt; not with --point)")
+    parser.add_argument("--clip-model", default=ClipConfig.model, help=f"open_clip architecture (default "
+                        f"{ClipConfig.model}; MobileCLIP-S1 on a Jetson)")
+    parser.add_argument("--clip-pretrained", default=ClipConfig.pretrained,
+                        help=f"open_clip weights tag, downloaded with internet (default {ClipConfig.pretrained})")
+    parser.add_argument("--clip-weights", default="", metavar="FILE", help="local CLIP checkpoint (wins over the tag)")
+    parser.add_argument("--min-text-score", type=float, default=SelectionParams.min_text_score,
+                        help=f"text prompts below this CLIP similarity select nothing (default "
+                        f"{SelectionParams.min_text_score})")
     parser.add_argument("--prompts", type=Path, metavar="FILE", help="JSON prompt file (see below)")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
                         help=f"output folder (default {DEFAULT_OUT})")
@@ -121,7 +132,12 @@ def main(argv: Sequence[str] | None = None, *, engine: FastSAMEngine | None = No
                 engine = _load_engine(args)
             except ModelLoadError as error:
                 return _fail(str(error))
-        return _run(engine, source, plan, args.out)
+        params = SelectionParams(min_text_score=args.min_text_score)
+        clip = ClipConfig(model=args.clip_model, pretrained=args.clip_pretrained, weights=args.clip_weights,
+                          device=args.device)
+        scorer = ClipScorer(clip, log=lambda reason: print(f"{PROG}: warning: text prompts disabled: {reason}",
+                                                           file=sys.stderr))  # loads on the first text prompt
+        return _run(engine, source, plan, args.out, params, scorer)
     finally:
         source.release()
 
@@ -137,7 +153,8 @@ def _load_engine(args: argparse.Namespace) -> FastSAMEngine:
     return engine
 
 
-def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path) -> int:
+def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path,
+         params: SelectionParams = SelectionParams(), text_scorer: TextScorer | None = None) -> int:
     done = failed = 0
     bar = tqdm(total=source.total, unit="frame" if source.kind in ("video", "camera") else "img", file=sys.stderr,
                disable=source.kind == "image", dynamic_ncols=True)
@@ -148,7 +165,8 @@ def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path)
                 bar.write(f"{PROG}: error: {frame.error}", file=sys.stderr)
             else:
                 try:
-                    summary = process_frame(engine, frame, plan.for_image(frame.name, frame.alias), out_dir)
+                    summary = process_frame(engine, frame, plan.for_image(frame.name, frame.alias), out_dir, params,
+                                            text_scorer)
                 except Exception as error:  # one bad frame must not stop a folder or a video
                     failed += 1
                     bar.write(f"{PROG}: error: {frame.name}: {error.__class__.__name__}: {error}", file=sys.stderr)
@@ -174,12 +192,13 @@ def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path)
     return 1 if failed else 0
 
 
-def process_frame(engine: FastSAMEngine, frame: Frame, prompts: Sequence[Prompt], out_dir: Path) -> str:
+def process_frame(engine: FastSAMEngine, frame: Frame, prompts: Sequence[Prompt], out_dir: Path,
+                  params: SelectionParams = SelectionParams(), text_scorer: TextScorer | None = None) -> str:
     """Segment one frame, answer its prompts and write its files; returns a one-line summary."""
     assert frame.image is not None
     segmentation = engine.segment(frame.image)
     start = time.perf_counter()
-    selections = [select(segmentation, prompt) for prompt in prompts]
+    selections = [select(segmentation, prompt, params, frame.image, text_scorer) for prompt in prompts]
     selection_ms = (time.perf_counter() - start) * 1000.0
     start = time.perf_counter()
     overlay = draw_overlay(frame.image, segmentation, selections, prompts)
@@ -332,11 +351,11 @@ def _capture_frames(capture: Any, stem_of: Callable[[int], str], alias: str, max
 def _prompt_plan(args: argparse.Namespace) -> PromptPlan:
     """The prompt file's plan, with the ``--point``/``--box`` prompt added to every image."""
     plan = load_prompts(args.prompts) if args.prompts is not None else PromptPlan()
-    if not (args.point or args.box):
+    if not (args.point or args.box or args.text):
         return plan
     cli = Prompt(id=CLI_PROMPT_ID, points=tuple(p[:2] for p in args.point), labels=tuple(p[2] for p in args.point),
-                 boxes=tuple(args.box))
-    return plan.with_common(cli, "--point/--box")
+                 boxes=tuple(args.box), text=args.text or "")
+    return plan.with_common(cli, "--point/--box/--text")
 
 
 def _numbers(text: str, what: str) -> list[float]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig
 from fastsam_ros.selection import SelectionParams
+from fastsam_ros.text import ClipConfig
 
 
 def _param(default: Any, doc: str, choices: tuple[str, ...] = ()) -> Any:
@@ -42,6 +43,14 @@ class NodeConfig:
     image_depth: int = _param(1, "camera QoS depth; 1 keeps only the newest frame")
     cache_frames: int = _param(10, "all-instance results kept by stamp, so prompts are answered without re-inference")
     min_box_iou: float = _param(SelectionParams.min_box_iou, "box prompts whose best mask IoU is below this: no_match")
+    min_text_score: float = _param(SelectionParams.min_text_score,
+                                   "text prompts whose best CLIP similarity is below this: no_match")
+    text_return_all: bool = _param(False, "text prompts select every instance above min_text_score, not only the best")
+    clip_model: str = _param(ClipConfig.model, "open_clip architecture for text prompts (Jetson: MobileCLIP-S1)")
+    clip_pretrained: str = _param(ClipConfig.pretrained, "open_clip weights tag, downloaded where there is internet "
+                                  "(MobileCLIP-S1: datacompdr); also names how clip_weights was trained")
+    clip_weights: str = _param("", "local CLIP checkpoint file; wins over downloading clip_pretrained")
+    clip_load_at_configure: bool = _param(False, "load CLIP at configure instead of on the first text prompt")
     publish_instance_masks: bool = _param(True, "include every instance's mask in `instances` (false: boxes only)")
     diagnostics_period: float = _param(1.0, "seconds between /diagnostics updates")
 
@@ -57,6 +66,8 @@ class NodeConfig:
         for name in ("conf", "iou", "min_box_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
+        if not -1.0 <= self.min_text_score <= 1.0:  # a cosine similarity
+            raise ConfigError(f"min_text_score must be within -1..1, got {self.min_text_score!r}")
         if not self.model:
             raise ConfigError("model must name a checkpoint, an export or a FastSAM model name")
 
@@ -75,7 +86,13 @@ class NodeConfig:
 
     @property
     def selection(self) -> SelectionParams:
-        return SelectionParams(min_box_iou=self.min_box_iou)
+        return SelectionParams(min_box_iou=self.min_box_iou, min_text_score=self.min_text_score,
+                               text_return_all=self.text_return_all)
+
+    @property
+    def clip(self) -> ClipConfig:
+        return ClipConfig(model=self.clip_model, pretrained=self.clip_pretrained, weights=self.clip_weights,
+                          device=self.device)
 
 
 def parameter_table() -> list[tuple[str, Any, str]]:

@@ -11,6 +11,7 @@ A thin shell over the core: parameters come from :class:`NodeConfig`, segmentati
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
 
 from fastsam_ros import ros_io
 from fastsam_ros.config import ConfigError, NodeConfig, parameter_table
@@ -36,6 +38,7 @@ from fastsam_ros.msg import Selection as SelectionMsg
 from fastsam_ros.overlay import draw_overlay
 from fastsam_ros.selection import select
 from fastsam_ros.srv import Segment
+from fastsam_ros.text import ClipScorer, ClipUnavailable
 from fastsam_ros.types import Prompt, Selection, Status
 
 PENDING_FRAME_TIMEOUT_S = 10.0  # how long a prompt waits for a frame that is still being segmented
@@ -80,6 +83,7 @@ class FastSAMNode(LifecycleNode):
         self._health = _Health()
         self._config: NodeConfig | None = None
         self._engine: FastSAMEngine | None = None
+        self._clip: ClipScorer | None = None  # loads on the first text prompt (or at configure when asked)
         self._cache: FrameCache | None = None
         self._incoming: LatestSlot[_Incoming] = LatestSlot()
         self._in_flight_ns: int | None = None
@@ -117,6 +121,11 @@ class FastSAMNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
         self._config, self._engine, self._cache = config, engine, FrameCache(config.cache_frames)
+        self._clip = ClipScorer(config.clip, log=self._clip_failed)
+        if config.clip_load_at_configure:
+            # A failure is logged once by _clip_failed; text prompts then answer `error`, the rest keeps working.
+            with contextlib.suppress(ClipUnavailable):
+                self._clip.load()
         self._health.configure_error = ""
         self._outputs = {
             "instances": self.create_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
@@ -144,6 +153,8 @@ class FastSAMNode(LifecycleNode):
             self.create_subscription(PromptMsg, "prompt", self._on_prompt, ros_io.RELIABLE_QOS,
                                      callback_group=self._prompt_group),
             self.create_subscription(PointStamped, "prompt/point", self._on_click, ros_io.RELIABLE_QOS,
+                                     callback_group=self._prompt_group),
+            self.create_subscription(String, "prompt/text", self._on_text, ros_io.RELIABLE_QOS,
                                      callback_group=self._prompt_group),
             self.create_service(Segment, "segment", self._on_segment, callback_group=self._prompt_group),
         ]
@@ -182,7 +193,7 @@ class FastSAMNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
         self._outputs = {}
-        self._engine, self._cache, self._config = None, None, None
+        self._engine, self._cache, self._config, self._clip = None, None, None, None
         with self._persistent_lock:
             self._persistent.clear()
 
@@ -262,6 +273,14 @@ class FastSAMNode(LifecycleNode):
     def _on_click(self, msg: Any) -> None:
         self._answer_and_publish(ros_io.click_prompt(msg), ros_io.stamp_ns(msg.header), msg.header)
 
+    def _on_text(self, msg: Any) -> None:
+        self._answer_and_publish(ros_io.text_prompt(msg), 0, Header())
+
+    def _clip_failed(self, reason: str) -> None:
+        """CLIP could not load: one log line, then text prompts answer `error` with this reason."""
+        self._health.problem(f"CLIP unavailable: {reason}", "bad_prompts")
+        self.get_logger().error(f"text prompts disabled: {reason}")
+
     def _on_segment(self, request: Any, response: Any) -> Any:
         prompt = ros_io.prompt_from_msg(request.prompt)
         selection, header = self._answer(prompt, ros_io.stamp_ns(request.prompt.header), request.prompt.header)
@@ -300,7 +319,8 @@ class FastSAMNode(LifecycleNode):
     def _select(self, frame: Frame, prompt: Prompt) -> Selection:
         config = self._config
         try:
-            selection = select(frame.segmentation, prompt, config.selection if config else NodeConfig().selection)
+            params = config.selection if config else NodeConfig().selection
+            selection = select(frame.segmentation, prompt, params, frame.image, self._clip)
         except Exception as error:  # a bug in one answer must not stop the node
             selection = Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
         if selection.status in (Status.INVALID, Status.ERROR):

@@ -51,7 +51,7 @@ def command_from_spec(spec: dict[str, Any], overrides: dict[str, Any]) -> list[s
         else:
             overrides = {**entry, **overrides}
     for name, value in overrides.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
+        text = str(value).lower() if isinstance(value, bool) else (str(value) or "''")  # '' = YAML empty string
         args += ["-p", f"{name}:={text}"]
     for source, target in spec["remappings"]:
         args += ["-r", f"{source}:={target}"]

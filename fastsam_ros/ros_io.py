@@ -59,6 +59,11 @@ def click_prompt(msg: Any) -> Prompt:
     return Prompt(id="point", points=((float(msg.point.x), float(msg.point.y)),), labels=(FOREGROUND,))
 
 
+def text_prompt(msg: Any) -> Prompt:
+    """A ``std_msgs/String`` on ``prompt/text`` as a text prompt on the newest frame."""
+    return Prompt(id="text", text=msg.data)
+
+
 def _box_msg(box: Iterable[float]) -> BoxMsg:
     x1, y1, x2, y2 = (float(v) for v in box)
     return BoxMsg(x1=x1, y1=y1, x2=x2, y2=y2)

@@ -18,7 +18,8 @@ Rules (``make eval`` measures them against FastSAM's published rules and ultraly
   A best mask-box IoU below ``min_box_iou`` is ``no_match``.
 * **Points and boxes.** The box bounds and the points refine: inside each box only masks that hold the
   box's foreground points compete, and background points veto as above.
-* **Text.** An injected scorer ranks candidates (see ``fastsam_ros.text``).
+* **Text.** An injected scorer (CLIP) ranks candidates on their own pixels; with boxes it ranks only inside
+  each box (see ``fastsam_ros.text``).
 
 Why these rules, measured with ``python -m fastsam_ros.evaluate`` on the 96-image COCO dev set (385
 instances; mean IoU at image resolution; the stand-in checkpoints run through ``ultralytics.FastSAM``):
@@ -67,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastsam_ros.masks import MaskGeometry, mask_box
+from fastsam_ros.text import DEFAULT_MIN_TEXT_SCORE, TextScorer, rank_by_text
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Box, Prompt, Segmentation, SelectedObject, Selection, Status
 
 
@@ -75,20 +77,33 @@ class SelectionParams:
     """Thresholds that turn weak matches into an explicit ``no_match``."""
 
     min_box_iou: float = 0.05  # a box whose best mask-box IoU is below this selects nothing
+    min_text_score: float = DEFAULT_MIN_TEXT_SCORE  # a text prompt whose best similarity is below this: no_match
+    text_return_all: bool = False  # text prompts select every instance above min_text_score, not only the best
 
 
 class InvalidPrompt(ValueError):
     """A prompt that cannot mean anything on this image (the message says why)."""
 
 
-def select(segmentation: Segmentation, prompt: Prompt, params: SelectionParams = SelectionParams()) -> Selection:
-    """Answer a point and/or box prompt on one frame's instances."""
+def select(
+    segmentation: Segmentation,
+    prompt: Prompt,
+    params: SelectionParams = SelectionParams(),
+    image: np.ndarray | None = None,
+    text_scorer: TextScorer | None = None,
+) -> Selection:
+    """Answer a point, box or text prompt on one frame's instances.
+
+    Text prompts need the frame's ``image`` (BGR) and a ``text_scorer``; without them they get ``error``.
+    """
     try:
         validate_prompt(prompt, segmentation.image_shape)
     except InvalidPrompt as error:
         return Selection.failed(prompt.id, Status.INVALID, str(error))
     if prompt.text:
-        return Selection.failed(prompt.id, Status.ERROR, "text prompts need a text scorer (CLIP)")
+        if text_scorer is None or image is None:
+            return Selection.failed(prompt.id, Status.ERROR, "text prompts need CLIP, and no text scorer is set up")
+        return rank_by_text(segmentation, image, prompt, text_scorer, params.min_text_score, params.text_return_all)
     if len(segmentation) == 0:
         return Selection.failed(prompt.id, Status.NO_MATCH, "no instances were found in this frame")
 

@@ -158,6 +158,15 @@ def test_malformed_images_are_reported_and_the_next_frame_is_served(probe: Probe
     publish_and_wait(probe, stamp + 1)
 
 
+def test_text_prompt_without_clip_weights_is_an_error_and_boxes_keep_working(probe: Probe) -> None:
+    probe.prompt_pub.publish(probe.prompt("text-offline", text="a red mug"))
+    answer = selection_for(probe, "text-offline", timeout=60)
+    assert answer is not None and answer.status == "error", answer
+    assert "clip_weights" in answer.reason  # says what to do on a machine without internet
+    probe.prompt_pub.publish(probe.prompt("box-after-text", boxes=WHOLE))
+    assert selection_for(probe, "box-after-text").status in ("ok", "no_match")
+
+
 def test_diagnostics_report_counters_and_problems(probe: Probe) -> None:
     report = probe.wait_for("diagnostics", lambda m: any(s.name.startswith("fastsam") for s in m.status))
     assert report is not None

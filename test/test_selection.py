@@ -300,6 +300,24 @@ def test_text_prompt_needs_a_scorer(kitchen: Segmentation) -> None:
     assert select(kitchen, Prompt(text="cup")).status is Status.ERROR
 
 
+class _PlateScorer:
+    """Says instance 2 (the plate) matches any text best."""
+
+    def score(self, text, image_bgr, segmentation, indices):
+        return np.array([0.9 if i == 2 else 0.1 for i in indices])
+
+
+def test_text_prompt_goes_to_the_scorer_with_the_thresholds(kitchen: Segmentation) -> None:
+    image = np.zeros((*kitchen.image_shape, 3), np.uint8)
+    plate = only(select(kitchen, Prompt(text="a plate"), image=image, text_scorer=_PlateScorer()))
+    assert plate.instances == (2,) and plate.score == pytest.approx(0.9)
+    strict = select(kitchen, Prompt(text="a plate"), SelectionParams(min_text_score=0.95), image, _PlateScorer())
+    assert strict.status is Status.NO_MATCH
+    everything = select(kitchen, Prompt(text="x"), SelectionParams(min_text_score=0.05, text_return_all=True),
+                        image, _PlateScorer())
+    assert len(everything.objects) == 3 and everything.objects[0].instances == (2,)  # best first
+
+
 def test_a_box_selection_never_spills_outside_the_box(kitchen: Segmentation) -> None:
     rng = np.random.default_rng(0)
     for _ in range(50):

@@ -44,3 +44,9 @@ def test_every_parameter_is_in_the_yaml_with_its_default_and_a_comment() -> None
         expected = str(default).lower() if isinstance(default, bool) else str(default)
         assert value == expected, f"{name}: yaml has {value}, NodeConfig has {expected}"
     assert len(re.findall(r"^    \w+:", text, re.MULTILINE)) == len(parameter_table())
+
+
+def test_every_parameter_is_documented_in_the_readme() -> None:
+    readme = (YAML.parents[1] / "README.md").read_text()
+    missing = [name for name, _, _ in parameter_table() if f"| `{name}` |" not in readme]
+    assert not missing, f"README parameter table lacks {missing}"

@@ -1,0 +1,36 @@
+"""The ROS-free core of fastsam_ros as a plain Python distribution: ``pip install .`` in a venv *without* ROS.
+
+It gives the ``fastsam_ros`` package (engine, selection, masks, prompt files, CLI, evaluation) and the
+``fastsam-segment`` command. The ROS parts (``fastsam_ros.node`` and friends, ``fastsam_ros.msg``/``srv``)
+come from the CMake/colcon build (CMakeLists.txt, package.xml) and need a ROS 2 environment.
+
+Never install this into the ROS venv made by ``make setup``: rosidl registers the CMake-installed package
+as the ``fastsam_ros`` distribution, and pip would uninstall it (messages included) to replace it.
+"""
+
+from pathlib import Path
+
+from setuptools import setup
+
+# setuptools' default build/ is the CMake build directory, and an egg-info in the source root would be seen
+# as an installed `fastsam_ros` distribution when the repo is on PYTHONPATH: keep both under build/setuptools.
+BUILD_BASE = Path(__file__).resolve().parent / "build" / "setuptools"
+BUILD_BASE.mkdir(parents=True, exist_ok=True)
+
+setup(
+    name="fastsam-ros",
+    version="0.1.0",
+    description="FastSAM (Ultralytics) segmentation with point/box prompt selection; ROS-free core and CLI",
+    license="AGPL-3.0-only",
+    python_requires=">=3.10",
+    packages=["fastsam_ros"],
+    install_requires=[
+        "numpy",
+        # cv2: ultralytics brings opencv-python; do not add opencv-python-headless next to it.
+        "ultralytics",
+        "torch",
+        "tqdm",
+    ],
+    entry_points={"console_scripts": ["fastsam-segment=fastsam_ros.cli:main"]},
+    options={"build": {"build_base": str(BUILD_BASE)}, "egg_info": {"egg_base": str(BUILD_BASE)}},
+)

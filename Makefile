@@ -4,7 +4,7 @@
 #
 #   make setup   venv + build (stamp files: a second run takes about a second)
 #   make test    pytest, one random ROS_DOMAIN_ID per run
-#   make demo    fastsam-segment on the sample images with config/demo_prompts.json
+#   make demo    the node on the sample images played as a camera, prompts from config/demo_prompts.json
 #   make eval    prompt-selection quality on the COCO subset
 #   make lint    ruff
 
@@ -16,7 +16,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY = $(VENV)/bin/python
 # A stand-in checkpoint here (no FastSAM weights on this machine); on a robot use FastSAM-s.pt.
-MODEL ?= ../shared/models/yolov8n-seg.pt
+MODEL ?= $(if $(wildcard ../shared/models/yolov8n-seg.pt),../shared/models/yolov8n-seg.pt,FastSAM-s.pt)
 DATA ?= ../shared/data/coco-seg-dev
 IMAGES ?= ../shared/data/images
 OUT ?=
@@ -80,7 +80,7 @@ test: setup
 	$(PY) -m pytest test -q
 
 demo: setup
-	$(VENV)/bin/fastsam-segment $(IMAGES) --model $(MODEL) --prompts config/demo_prompts.json \
+	$(PY) -m fastsam_ros.demo --model $(MODEL) --images $(IMAGES) --prompts config/demo_prompts.json \
 		--out $(or $(OUT),out/demo)
 
 eval: setup

@@ -26,15 +26,18 @@ from fastsam_ros.types import Prompt, Segmentation
 
 
 def synthetic_segmentation(
-    n_instances: int = 100, image_shape: tuple[int, int] = (480, 640), seed: int = 0
+    n_instances: int = 100, image_shape: tuple[int, int] = (480, 640), seed: int = 0,
+    large: int = 5, large_scale: float = 0.45, min_axis: int = 3,
 ) -> Segmentation:
-    """``n_instances`` random ellipses of many sizes (a few frame-sized, like FastSAM's background masks)."""
+    """``n_instances`` random ellipses of many sizes; the first ``large`` nearly frame-sized, like FastSAM's
+    background masks. ``min_axis`` bounds the smallest semi-axis in pixels."""
     rng = np.random.default_rng(seed)
     height, width = image_shape
     masks = np.zeros((n_instances, height, width), dtype=np.uint8)
     for i in range(n_instances):
-        scale = 0.45 if i < 5 else rng.uniform(0.02, 0.2)
-        axes = (int(max(3, width * scale * rng.uniform(0.5, 1.0))), int(max(3, height * scale * rng.uniform(0.5, 1.0))))
+        scale = large_scale if i < large else rng.uniform(0.02, 0.2)
+        axes = (int(max(min_axis, width * scale * rng.uniform(0.5, 1.0))),
+                int(max(min_axis, height * scale * rng.uniform(0.5, 1.0))))
         centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         cv2.ellipse(masks[i], centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
     masks = masks.astype(bool)

@@ -27,7 +27,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastsam_ros.masks import MaskGeometry
+from bench.bench_selection import synthetic_segmentation
 from fastsam_ros.text import ClipConfig, ClipScorer, make_crops, rank_by_text
 from fastsam_ros.types import Prompt, Segmentation
 
@@ -36,24 +36,10 @@ def synthetic_frame(
     n_instances: int = 50, image_shape: tuple[int, int] = (480, 640), seed: int = 0
 ) -> tuple[np.ndarray, Segmentation]:
     """A smooth random image and ``n_instances`` ellipses of many sizes, all large enough to be scored."""
-    rng = np.random.default_rng(seed)
     height, width = image_shape
+    rng = np.random.default_rng(seed)
     image = cv2.resize(rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8), (width, height))
-    masks = np.zeros((n_instances, height, width), dtype=np.uint8)
-    for i in range(n_instances):
-        scale = 0.4 if i < 3 else rng.uniform(0.03, 0.2)
-        axes = (int(max(8, width * scale * rng.uniform(0.5, 1.0))), int(max(8, height * scale * rng.uniform(0.5, 1.0))))
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        cv2.ellipse(masks[i], centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-    masks = masks.astype(bool)
-    boxes = np.zeros((n_instances, 4), dtype=np.float32)
-    for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    segmentation = Segmentation(
-        masks=masks, boxes=boxes, scores=rng.uniform(0.4, 1.0, n_instances).astype(np.float32),
-        areas=masks.sum(axis=(1, 2)).astype(np.int64), geometry=MaskGeometry(image_shape, image_shape),
-    )
+    segmentation = synthetic_segmentation(n_instances, image_shape, seed, large=3, large_scale=0.4, min_axis=8)
     return image, segmentation
 
 

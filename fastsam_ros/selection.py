@@ -62,12 +62,12 @@ the smallest-candidate rule and the veto matter most.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.masks import MaskGeometry, mask_box
+from fastsam_ros.masks import MaskGeometry
+from fastsam_ros.objects import build_object
 from fastsam_ros.text import DEFAULT_MIN_TEXT_SCORE, TextScorer, rank_by_text
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Box, Prompt, Segmentation, SelectedObject, Selection, Status
 
@@ -192,7 +192,7 @@ def _select_by_points(
     if not picked:
         return None, "no mask contains a foreground point"
     score = float(segmentation.scores[picked].max())
-    obj = _build_object(segmentation, picked, score, removed)
+    obj = build_object(segmentation, picked, score, removed)
     if obj is None:
         return None, "the selected mask vanished when upsampled to image resolution"
     return obj, note
@@ -269,48 +269,7 @@ def _select_in_box(
         return None, "no mask in the box holds its foreground points without a background point"
     if mask_iou[best] < params.min_box_iou:
         return None, f"best mask IoU {mask_iou[best]:.3f} is below min_box_iou {params.min_box_iou:g}"
-    obj = _build_object(segmentation, [best], float(mask_iou[best]), removed, clip=box)
+    obj = build_object(segmentation, [best], float(mask_iou[best]), removed, clip=box)
     if obj is None:
         return None, "the best mask has no pixels inside the box"
     return obj, note
-
-
-def _build_object(
-    segmentation: Segmentation, indices: Sequence[int], score: float, removed: Sequence[int] = (),
-    clip: Box | None = None,
-) -> SelectedObject | None:
-    """Merge ``indices``, cut out ``removed``, clip to ``clip``, and upsample only the region that covers."""
-    masks = segmentation.masks
-    if len(indices) == 1 and not removed:
-        merged = masks[indices[0]]
-    else:
-        merged = np.logical_or.reduce(masks[list(indices)], axis=0)
-        if removed:
-            merged &= ~np.logical_or.reduce(masks[list(removed)], axis=0)
-    cells = mask_box(merged)
-    if cells is None:
-        return None
-    geometry = segmentation.geometry
-    x0, y0, x1, y1 = geometry.cells_to_image_region(cells)
-    if clip is not None:
-        x0, y0 = max(x0, int(np.floor(clip[0]))), max(y0, int(np.floor(clip[1])))
-        x1, y1 = min(x1, int(np.ceil(clip[2]))), min(y1, int(np.ceil(clip[3])))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    region = geometry.upsample_region(merged, x0, y0, x1, y1)
-    area = int(np.count_nonzero(region))
-    if area == 0:
-        return None
-    per_column = region.view(np.uint8).sum(axis=0, dtype=np.int64)
-    per_row = region.view(np.uint8).sum(axis=1, dtype=np.int64)
-    columns, rows = np.flatnonzero(per_column), np.flatnonzero(per_row)
-    box = (float(x0 + columns[0]), float(y0 + rows[0]), float(x0 + columns[-1] + 1), float(y0 + rows[-1] + 1))
-    centroid = (
-        float(x0 + per_column @ np.arange(len(per_column)) / area),
-        float(y0 + per_row @ np.arange(len(per_row)) / area),
-    )
-    full = np.zeros(segmentation.image_shape, dtype=bool)
-    full[y0:y1, x0:x1] = region
-    return SelectedObject(
-        mask=full, box=box, score=float(score), area=area, centroid=centroid, instances=tuple(int(i) for i in indices)
-    )

@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from fastsam_ros.masks import mask_box
+from fastsam_ros.objects import build_object
 from fastsam_ros.types import Box, Prompt, Segmentation, SelectedObject, Selection, Status
 
 DEFAULT_MIN_TEXT_SCORE = 0.2  # raw cosine similarity; see the module docstring
@@ -174,7 +175,7 @@ def _pick(
     for score, index in scored:
         if score < min_score:
             break
-        obj = instance_object(segmentation, index, score, clip=box)
+        obj = build_object(segmentation, [index], score, clip=box)
         if obj is None:
             continue
         picked.append(obj)
@@ -183,29 +184,6 @@ def _pick(
     if not picked:
         return [], f"the best matches for {text!r} have no pixels inside the box"
     return picked, ""
-
-
-def instance_object(
-    segmentation: Segmentation, index: int, score: float, clip: Box | None = None
-) -> SelectedObject | None:
-    """Instance ``index`` at image resolution (clipped to ``clip``), or None when that leaves no pixel."""
-    mask = segmentation.masks[index]
-    cells = mask_box(mask)
-    if cells is None:
-        return None
-    geometry = segmentation.geometry
-    x0, y0, x1, y1 = geometry.cells_to_image_region(cells)
-    if clip is not None:
-        x0, y0 = max(x0, int(np.floor(clip[0]))), max(y0, int(np.floor(clip[1])))
-        x1, y1 = min(x1, int(np.ceil(clip[2]))), min(y1, int(np.ceil(clip[3])))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    region = geometry.upsample_region(mask, x0, y0, x1, y1)
-    if not region.any():
-        return None
-    full = np.zeros(segmentation.image_shape, dtype=bool)
-    full[y0:y1, x0:x1] = region
-    return SelectedObject.from_mask(full, score=score, instances=(int(index),))
 
 
 # ----------------------------------------------------------------------------------------------------- crops

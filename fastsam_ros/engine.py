@@ -137,18 +137,38 @@ def segmentation_from_result(result: Any) -> Segmentation:
             masks=np.zeros((0, *image_shape), dtype=bool), boxes=np.zeros((0, 4), dtype=np.float32),
             scores=np.zeros(0, dtype=np.float32), areas=np.zeros(0, dtype=np.int64), geometry=geometry, timings=timings,
         )
-    masks = result.masks.data > 0.5
+    masks = binary_masks(result.masks.data)
     geometry = MaskGeometry(image_shape, (int(masks.shape[1]), int(masks.shape[2])))
-    # Count only cells over the image (instances at the border spill into the letterbox padding), each worth
-    # (H / content_h) x (W / content_w) image pixels: within ~0.5 % of the upsampled mask's pixel count.
-    left, top, content_w, content_h = geometry.content
-    cells = masks[:, top : top + content_h, left : left + content_w].sum(dim=(1, 2)).double()
-    areas = (cells * (image_shape[0] * image_shape[1] / (content_w * content_h))).round().long()
     return Segmentation(
-        masks=masks.cpu().numpy(),
+        masks=masks,
         boxes=result.boxes.xyxy.float().cpu().numpy().copy(),  # on CPU .numpy() would share the Results' memory
         scores=result.boxes.conf.float().cpu().numpy().copy(),
-        areas=areas.cpu().numpy(),
+        areas=estimated_areas(masks, geometry),
         geometry=geometry,
         timings=timings,
     )
+
+
+def binary_masks(data: Any) -> np.ndarray:
+    """ultralytics' ``(N, h, w)`` mask tensor as a bool array, without a copy where it already is 0/1 uint8.
+
+    ultralytics >= 8.3 thresholds masks into uint8 0/1 itself (``process_mask``); on the CPU the bool view
+    shares that memory (thresholding again cost ~1 ms per instance). Float masks of older versions are
+    thresholded at 0.5.
+    """
+    array = data.cpu().numpy()
+    return array.view(bool) if array.dtype == np.uint8 else array > 0.5
+
+
+def estimated_areas(masks: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
+    """Instance areas in image pixels, estimated from network-resolution masks.
+
+    Counts only cells over the image (instances at the border spill into the letterbox padding), each worth
+    (H / content_h) x (W / content_w) image pixels: within ~0.5 % of the upsampled mask's pixel count.
+    One ``count_nonzero`` per mask: a reduction over axes (1, 2) is ~10x slower in numpy and ~60x in torch.
+    """
+    left, top, content_w, content_h = geometry.content
+    cells = np.array([np.count_nonzero(mask[top : top + content_h, left : left + content_w]) for mask in masks],
+                     dtype=np.float64)
+    scale = geometry.image_shape[0] * geometry.image_shape[1] / (content_w * content_h)
+    return np.rint(cells * scale).astype(np.int64)

@@ -212,8 +212,9 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(mask[top:bottom].any(axis=0))  # only the rows that hold pixels
+    return int(cols[0]), top, int(cols[-1]) + 1, bottom
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

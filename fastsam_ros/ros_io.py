@@ -16,7 +16,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 
 from fastsam_ros import images
-from fastsam_ros.masks import EncodedMask, decode_mask, encode_mask
+from fastsam_ros.masks import EncodedMask, decode_mask
 from fastsam_ros.msg import Box as BoxMsg
 from fastsam_ros.msg import Instance as InstanceMsg
 from fastsam_ros.msg import Instances as InstancesMsg
@@ -100,7 +100,7 @@ def _selected_object_msg(obj: SelectedObject) -> SelectedObjectMsg:
     return SelectedObjectMsg(
         box=_box_msg(obj.box), score=obj.score, area=obj.area,
         centroid=Point(x=obj.centroid[0], y=obj.centroid[1], z=0.0),
-        mask=mask_msg(encode_mask(obj.mask)), instances=array.array("I", obj.instances),
+        mask=mask_msg(obj.encoded_mask()), instances=array.array("I", obj.instances),
     )
 
 

@@ -121,12 +121,21 @@ class SelectedObject:
 
     @classmethod
     def from_mask(cls, mask: np.ndarray, score: float, instances: tuple[int, ...]) -> SelectedObject:
-        ys, xs = np.nonzero(mask)
-        if len(xs) == 0:
+        bounds = mask_box(mask)
+        if bounds is None:
             raise ValueError("a selected object needs at least one pixel")
-        box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-        centroid = (float(xs.mean()), float(ys.mean()))
-        return cls(mask=mask, box=box, score=float(score), area=int(len(xs)), centroid=centroid, instances=instances)
+        x0, y0, x1, y1 = bounds
+        ys, xs = np.nonzero(mask[y0:y1, x0:x1])  # pixels of the box only, not of the whole frame
+        area = len(xs)
+        # Integer sums are exact, so this is the same float as the mean over whole-frame coordinates.
+        centroid = (float((int(xs.sum()) + area * x0) / area), float((int(ys.sum()) + area * y0) / area))
+        return cls(mask=mask, box=(float(x0), float(y0), float(x1), float(y1)), score=float(score), area=area,
+                   centroid=centroid, instances=instances)
+
+    def encoded_mask(self) -> EncodedMask:
+        """The mask, lossless, encoded from its box crop (``box`` is tight: no scan of the whole frame)."""
+        x0, y0, x1, y1 = (int(v) for v in self.box)
+        return EncodedMask(x0, y0, x1 - x0, y1 - y0, encode_crop(self.mask[y0:y1, x0:x1]))
 
 
 @dataclass(frozen=True)

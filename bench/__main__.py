@@ -1,0 +1,224 @@
+"""``make bench``: every figure of the performance issue in one run, printed as a table and written as JSON.
+
+``python -m bench [--model M] [--out out/bench.json] [--stream-seconds 60] [--quick]``
+
+All stages run on the same machine in one process tree, so that ratios hold on a noisy machine:
+
+1. ``selection_ms``: the pure selection step, 100 instances on 640x480 (``bench/bench_selection.py``);
+2. ``raw_predict_ms`` / ``engine_ms`` / ``node_e2e_ms`` / ``cached_prompt_ms`` / ``reinfer_prompt_ms``,
+   interleaved round by round on 640x480 camera frames, the node in its own process (``bench/pipeline.py``);
+   the same on one native-size photo (``native``);
+3. ``stream``: a 30 Hz camera with a persistent click prompt (``bench/stream.py``);
+4. ``exports``: PyTorch, ONNX Runtime and OpenVINO on CPU through our engine (``bench/exports.py``).
+
+Targets of the issue are judged in ``targets``; the JSON gets a ``meta`` block (date, command, CPU, cores,
+load, versions, model, sizes, device) and a markdown table is written beside it for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import exports, machine, pipeline, stats
+from bench.bench_selection import run as run_selection
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+NATIVE_IMAGE = "bus.jpg"
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.environ.get("FASTSAM_TEST_MODEL",
+                                                          str(SHARED / "models" / "yolov8n-seg.pt")))
+    parser.add_argument("--images", type=Path, default=Path(os.environ.get("FASTSAM_TEST_IMAGES",
+                                                                             SHARED / "data" / "images")))
+    parser.add_argument("--out", type=Path, default=Path("out/bench.json"), help="JSON results (a .md table beside)")
+    parser.add_argument("--work-dir", type=Path, default=Path("out/bench"),
+                        help="exported models and the node's log (gitignored)")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds on 640x480 frames")
+    parser.add_argument("--native-rounds", type=int, default=6, help="rounds on the native-size photo")
+    parser.add_argument("--stream-seconds", type=float, default=60.0)
+    parser.add_argument("--camera-hz", type=float, default=30.0)
+    parser.add_argument("--export-rounds", type=int, default=12, help="timed calls per export format")
+    parser.add_argument("--no-exports", action="store_true", help="skip the export comparison")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds, a 10 s stream")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.native_rounds, args.export_rounds = 4, 2, 3
+        args.stream_seconds = min(args.stream_seconds, 10.0)
+    return args
+
+
+def _stage(name: str) -> None:
+    print(f"[bench] {time.strftime('%H:%M:%S')} {name}", file=sys.stderr, flush=True)
+
+
+def _selection() -> dict[str, Any]:
+    repeats = 200
+    figures = run_selection(n_instances=100, image_shape=(480, 640), repeats=repeats)
+    return {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": repeats} for kind, v in figures.items()}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from fastsam_ros.client import FastSAMClient
+    from fastsam_ros.config import NodeConfig
+    from fastsam_ros.engine import FastSAMEngine
+    from fastsam_ros.node_process import NodeProcess, ros_environment
+
+    started = time.monotonic()
+    model = str(Path(args.model))
+    config = NodeConfig(model=model)  # the node's defaults (config/fastsam.yaml mirrors them)
+    results: dict[str, Any] = {"meta": machine.describe(model)}
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    ros_environment()
+
+    _stage("selection")
+    results["selection_ms"] = _selection()
+
+    _stage("starting the node; loading the models here")
+    node = NodeProcess(args.work_dir / "node.log", namespace="bench", model=model)
+    client = FastSAMClient(namespace="bench")
+    try:
+        engine = FastSAMEngine(config.engine)
+        raw = pipeline.RawPredictor(model, config.engine)
+        frames = pipeline.plan_frames(engine, pipeline.load_frames(args.images, pipeline.FRAME_IMAGES,
+                                                                   pipeline.CAMERA_SHAPE))
+        native = pipeline.plan_frames(engine, pipeline.load_frames(args.images, (NATIVE_IMAGE,), None))
+        for frame in frames + native:
+            raw(frame.pixels)
+        if not client.wait_for_connections(node, timeout=300):
+            raise SystemExit(f"the node did not come up:\n{node.log()}")
+        driver = pipeline.Driver(client, node)
+        for frame in frames + native:  # the node's first frames pay for lazy setup
+            driver.frame(frame.pixels)
+
+        _stage(f"pipeline: {args.rounds} interleaved rounds on {len(frames)} 640x480 frames")
+        figures = pipeline.run_rounds(raw, engine, driver, frames, args.rounds)
+        results.update({k: v for k, v in figures.items() if k != "details"})
+        results["pipeline"] = figures["details"]
+        _stage(f"native {NATIVE_IMAGE}: {args.native_rounds} rounds")
+        results["native"] = pipeline.run_rounds(raw, engine, driver, native, args.native_rounds)
+
+        _stage(f"stream: {args.camera_hz:g} Hz for {args.stream_seconds:g} s")
+        streamed = next((f for f in frames if f.click is not None), None)
+        if streamed is None:
+            raise SystemExit("no instance found on any frame: nothing to prompt")
+        results["stream"] = pipeline_stream(driver, streamed, args)
+        import torch
+
+        results["meta"]["software"]["torch_threads"] = torch.get_num_threads()  # as ultralytics left it
+    finally:
+        client.close()
+        exit_code = node.stop()
+    results["meta"]["node_exit_code"] = exit_code
+
+    if not args.no_exports:
+        _stage("exports: PyTorch, ONNX Runtime, OpenVINO")
+        results["exports"] = exports.compare(Path(model), args.work_dir, [f.pixels for f in frames],
+                                             args.export_rounds, config.engine)
+    results["meta"].update({
+        "device": config.device, "imgsz": config.imgsz, "conf": config.conf, "iou": config.iou,
+        "image_sizes": {"pipeline": results["pipeline"]["image_size"],
+                        "native": results["native"]["details"]["image_size"],
+                        "stream": f"{streamed.pixels.shape[1]}x{streamed.pixels.shape[0]}"},
+        "load_average_at_end": machine.load_average(), "total_s": round(time.monotonic() - started, 1),
+    })
+    results["targets"] = stats.evaluate_targets(results)
+    return results
+
+
+def pipeline_stream(driver: Any, frame: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from bench.stream import run_stream
+
+    result = run_stream(driver, frame.pixels, frame.click, args.stream_seconds, args.camera_hz)
+    result["frame"] = frame.name
+    return result
+
+
+def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """``(what, p50, p95, n)`` rows of every timing in ``results``."""
+    size = results["pipeline"]["image_size"]
+    rows = [(f"{key} ({size})", results[key]["p50"], results[key]["p95"], results[key]["n"])
+            for key in ("raw_predict_ms", "engine_ms", "node_e2e_ms", "cached_prompt_ms", "reinfer_prompt_ms")
+            if key in results]
+    rows += [(f"selection_ms {kind} (100 instances, 640x480)", v["p50"], v["p95"], v["n"])
+             for kind, v in results["selection_ms"].items()]
+    native = results.get("native", {})
+    nsize = native.get("details", {}).get("image_size", "")
+    rows += [(f"native {key} ({NATIVE_IMAGE} {nsize})", native[key]["p50"], native[key]["p95"], native[key]["n"])
+             for key in ("raw_predict_ms", "engine_ms", "node_e2e_ms", "cached_prompt_ms") if key in native]
+    stream = results.get("stream")
+    if stream:
+        rows.append((f"stream latency_ms ({stream['camera_hz']:g} Hz, {stream['seconds']:g} s)",
+                     stream["latency_ms"]["p50"], stream["latency_ms"]["p95"], stream["latency_ms"]["n"]))
+        rows.append(("stream node inference_ms", stream["node_inference_ms"]["p50"],
+                     stream["node_inference_ms"]["p95"], stream["node_inference_ms"]["n"]))
+    for name, entry in (results.get("exports") or {}).get("formats", {}).items():
+        if "engine_ms" in entry:
+            rows.append((f"export {name} engine_ms ({size})", entry["engine_ms"]["p50"], entry["engine_ms"]["p95"],
+                         entry["engine_ms"]["n"]))
+    return rows
+
+
+def report(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    host = meta["machine"]
+    machine_line = (f"{host['cpu']}, {host['cores']} cores, load {host['load_average_at_start']} -> "
+                    f"{meta.get('load_average_at_end')}")
+    lines = [f"fastsam_ros bench {meta['date']}: {meta['command']}",
+             f"machine: {machine_line}; model {Path(meta['model']['path']).name} on {meta['device']}, imgsz "
+             f"{meta['imgsz']}, torch {meta['software']['torch']} ({meta['software'].get('torch_threads')} threads), "
+             f"ultralytics {meta['software']['ultralytics']}", "",
+             stats.table(figure_rows(results), ("what", "p50 ms", "p95 ms", "n"))]
+    stream = results.get("stream")
+    if stream:
+        lines += ["", f"stream: {stream['frames_published']} frames published at {stream['publish_rate_hz']} Hz, "
+                  f"{stream['answers']} answered ({stream['output_rate_hz']} Hz output), {stream['frames_dropped']} "
+                  f"skipped by the newest-frame slot or lost (node: {stream['node_frames_dropped']} dropped, "
+                  f"{stream['lost_in_transport']} never arrived); RSS {stream['rss_start_mb']} -> "
+                  f"{stream['rss_end_mb']} MB (growth {stream['rss_growth_mb']} MB, max {stream['rss_max_mb']})"]
+    fastest = (results.get("exports") or {}).get("fastest")
+    if fastest:
+        lines.append(f"fastest CPU path: {fastest['format']} ({fastest['engine_ms']['p50']} ms p50, "
+                     f"{fastest['speedup_vs_pytorch']}x PyTorch as ultralytics runs it)")
+    target_rows = [(t["target"], t["measured"], t["limit"], t["unit"],
+                    {True: "pass", False: "FAIL", None: "not measured"}[t["pass"]])
+                   for t in results["targets"].values()]
+    lines += ["", stats.table(target_rows, ("target", "measured", "limit", "unit", "result"))]
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's results table: what, p50, p95, n, with the machine, date and command."""
+    meta = results["meta"]
+    rows = [(what, p50, p95, n) for what, p50, p95, n in figure_rows(results)]
+    target_rows = [(t["target"], t["measured"], t["unit"], {True: "pass", False: "fail", None: "-"}[t["pass"]])
+                   for t in results["targets"].values()]
+    return "\n".join([
+        f"`{meta['command']}` on {meta['date'][:10]}; {meta['machine']['cpu']}, {meta['machine']['cores']} cores "
+        f"(load {meta['machine']['load_average_at_start']}), {Path(meta['model']['path']).name} on {meta['device']}, "
+        f"imgsz {meta['imgsz']}, torch {meta['software']['torch']}, ultralytics {meta['software']['ultralytics']}.",
+        "", stats.markdown_table(rows, ("what", "p50 ms", "p95 ms", "n")),
+        "", stats.markdown_table(target_rows, ("target", "measured", "unit", "result")), ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    results = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(results))
+    print(report(results))
+    print(f"\nresults in {args.out} (markdown table in {args.out.with_suffix('.md')})")
+    return 0 if results["meta"]["node_exit_code"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

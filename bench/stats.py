@@ -1,0 +1,114 @@
+"""Pure helpers of ``make bench``: percentiles, the targets of the issue and the printed table.
+
+No ROS, torch or timing here, so ``test/test_bench.py`` checks them alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def summarize(samples: Iterable[float], digits: int = 2) -> dict[str, Any]:
+    """``{"p50", "p95", "n"}`` of ``samples`` (linear interpolation, numpy's default); None when empty."""
+    values = np.asarray([float(s) for s in samples], dtype=np.float64)
+    if values.size == 0:
+        return {"p50": None, "p95": None, "n": 0}
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"p50": round(float(p50), digits), "p95": round(float(p95), digits), "n": int(values.size)}
+
+
+def ratio(numerator: float | None, denominator: float | None, digits: int = 3) -> float | None:
+    """``numerator / denominator`` rounded, or None when either is missing or the denominator is not positive."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return round(float(numerator) / float(denominator), digits)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the issue: ``measured`` must stay below ``limit`` (or at most ``limit`` when ``inclusive``)."""
+
+    name: str
+    description: str
+    limit: float
+    unit: str
+    inclusive: bool = False
+
+    def check(self, measured: float | None) -> dict[str, Any]:
+        if measured is None:
+            passed = None  # not measured in this run: neither pass nor fail
+        else:
+            passed = bool(measured <= self.limit) if self.inclusive else bool(measured < self.limit)
+        return {"target": self.description, "measured": measured, "limit": self.limit, "unit": self.unit,
+                "pass": passed}
+
+
+TARGETS = (
+    Target("node_e2e_vs_raw", "node_e2e p50 at most 1.10x raw_predict p50", 1.10, "x", inclusive=True),
+    Target("cached_prompt", "cached_prompt p50 under 10 ms", 10.0, "ms"),
+    Target("stream_latency", "stream latency p95 under 2.5x one inference (raw_predict p50)", 2.5, "x"),
+    Target("stream_memory", "stream resident memory growth under 50 MB", 50.0, "MB"),
+    Target("selection", "selection p50 under 2 ms (100 instances on 640x480, point and box)", 2.0, "ms"),
+)
+
+
+def _p50(results: Mapping[str, Any], *path: str) -> float | None:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node.get("p50") if isinstance(node, Mapping) else None
+
+
+def target_measurements(results: Mapping[str, Any]) -> dict[str, float | None]:
+    """The value each target is judged on, from the results dict that ``python -m bench`` writes."""
+    raw = _p50(results, "raw_predict_ms")
+    stream = results.get("stream") or {}
+    latency_p95 = (stream.get("latency_ms") or {}).get("p95")
+    selection = [_p50(results, "selection_ms", kind) for kind in ("point", "box")]
+    selection = [value for value in selection if value is not None]
+    return {
+        "node_e2e_vs_raw": ratio(_p50(results, "node_e2e_ms"), raw),
+        "cached_prompt": _p50(results, "cached_prompt_ms"),
+        "stream_latency": ratio(latency_p95, raw),
+        "stream_memory": stream.get("rss_growth_mb"),
+        "selection": max(selection) if selection else None,
+    }
+
+
+def evaluate_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target with its measured value and pass/fail (None where the run did not measure it)."""
+    measured = target_measurements(results)
+    return {target.name: target.check(measured[target.name]) for target in TARGETS}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+    return str(value)
+
+
+def table(rows: Iterable[tuple[Any, ...]], header: tuple[str, ...]) -> str:
+    """A plain fixed-width text table (first column left-aligned, the rest right-aligned)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(header)]
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths,
+                                                                                                 strict=True)))
+    return "\n".join([line(list(header)), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def markdown_table(rows: Iterable[tuple[Any, ...]], header: tuple[str, ...]) -> str:
+    """The same rows as a GitHub markdown table (for the README)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""A live camera: frames at ``rate_hz`` for ``seconds`` with one persistent click prompt.
+
+Measures what a robot sees: how often answers come (output rate), how old the frame is when its answer
+arrives (latency from the moment the frame was published, as its stamp says, to its ``selection``), how many
+frames the node skipped to stay current (the newest-frame slot drops the rest: by design, not loss), and
+whether the node's resident memory grows (``VmRSS`` after warm-up vs at the end).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.machine import rss_mb
+from bench.pipeline import TIMEOUT_S, Driver
+from bench.stats import summarize
+
+PROMPT_ID = "stream"
+
+
+def diagnostics_values(msg: Any) -> dict[str, str]:
+    """The key/value pairs of the fastsam entry of a ``DiagnosticArray``."""
+    for status in msg.status:
+        if "segmentation" in status.name:
+            return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def _fresh_diagnostics(driver: Driver, timeout: float = 10.0) -> dict[str, str]:
+    """Values from a diagnostics message published after this call (they come once a second)."""
+    count = driver.client.count("diagnostics", lambda m: bool(diagnostics_values(m)))
+    msg = driver.client.wait_for_nth("diagnostics", count, lambda m: bool(diagnostics_values(m)), timeout)
+    return diagnostics_values(msg) if msg is not None else {}
+
+
+def _counter(values: dict[str, str], key: str) -> int | None:
+    try:
+        return int(values[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def _delta(after: dict[str, str], before: dict[str, str], key: str) -> int | None:
+    a, b = _counter(after, key), _counter(before, key)
+    return a - b if a is not None and b is not None else None
+
+
+class _Camera(threading.Thread):
+    """Publishes one frame at a fixed rate, stamping each with the wall clock like a camera driver."""
+
+    def __init__(self, driver: Driver, pixels: np.ndarray, rate_hz: float, seconds: float) -> None:
+        super().__init__(name="bench-camera", daemon=True)
+        self._publisher = driver.client.image_pub
+        self._msg = driver.client.image_msg(pixels, 0)  # built once: only the stamp changes
+        self._period = 1.0 / rate_hz
+        self._count = round(seconds * rate_hz)
+        self.sent: dict[int, float] = {}  # stamp ns -> monotonic publish time
+
+    def run(self) -> None:
+        start = time.monotonic()
+        for k in range(self._count):
+            delay = start + k * self._period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            stamp = time.time_ns()
+            self._msg.header.stamp.sec, self._msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+            self.sent[stamp] = time.monotonic()
+            self._publisher.publish(self._msg)
+
+
+def run_stream(driver: Driver, pixels: np.ndarray, click: tuple[float, float], seconds: float,
+               rate_hz: float = 30.0) -> dict[str, Any]:
+    from fastsam_ros.node_process import stamp_of
+
+    client, pid = driver.client, driver.node.process.pid
+    persistent = client.prompt(PROMPT_ID, 0, points=[click], labels=[1], persistent=True)
+    client.prompt_pub.publish(persistent)  # answered at once on the newest cached frame, then on every new one
+    client.wait_for("selection", lambda m: m.prompt_id == PROMPT_ID, TIMEOUT_S)
+    diagnostics_before = _fresh_diagnostics(driver)
+    rss_start = rss_mb(pid)
+    camera = _Camera(driver, pixels, rate_hz, seconds)
+    camera.start()
+    rss_samples = []
+    while camera.is_alive():
+        camera.join(timeout=1.0)
+        rss_samples.append(rss_mb(pid))
+    # Let the last frame's answer arrive, then read the node's counters and stop the prompt.
+    last = max(camera.sent)
+    client.wait_for("selection", lambda m: m.prompt_id == PROMPT_ID and stamp_of(m) >= last, 5.0)
+    rss_end = rss_mb(pid)
+    diagnostics_after = _fresh_diagnostics(driver)
+    client.prompt_pub.publish(client.prompt(PROMPT_ID, clear=True))
+
+    sent = camera.sent
+    answers = [(t, m) for t, m in list(client.received["selection"])
+               if m.prompt_id == PROMPT_ID and stamp_of(m) in sent]
+    statuses: dict[str, int] = {}
+    for _, m in answers:
+        statuses[m.status] = statuses.get(m.status, 0) + 1
+    latencies = [(t - sent[stamp_of(m)]) * 1000.0 for t, m in answers]
+    instances = [m for _, m in list(client.received["instances"]) if stamp_of(m) in sent]
+    duration = max(sent.values()) - min(sent.values()) if len(sent) > 1 else seconds
+    rss = [value for value in (rss_start, *rss_samples, rss_end) if value is not None]
+    received = _delta(diagnostics_after, diagnostics_before, "frames_received")
+    return {
+        "seconds": seconds, "camera_hz": rate_hz, "frames_published": len(sent),
+        "publish_rate_hz": round((len(sent) - 1) / duration, 2) if duration > 0 else None,
+        "answers": len(answers), "answer_statuses": statuses,
+        "output_rate_hz": round(len(answers) / duration, 2) if duration > 0 else None,
+        "latency_ms": summarize(latencies),
+        "node_inference_ms": summarize(m.inference_ms for m in instances),
+        "instances_received": len(instances),
+        "frames_dropped": len(sent) - len(answers),  # published frames that never got an answer
+        "node_frames_received": received,
+        "node_frames_dropped": _delta(diagnostics_after, diagnostics_before, "frames_dropped"),
+        "node_frames_processed": _delta(diagnostics_after, diagnostics_before, "frames_processed"),
+        "lost_in_transport": len(sent) - received if received is not None else None,
+        "rss_start_mb": round(rss_start, 1) if rss_start else None,
+        "rss_end_mb": round(rss_end, 1) if rss_end else None,
+        "rss_max_mb": round(max(rss), 1) if rss else None,
+        "rss_growth_mb": round(rss_end - rss_start, 1) if rss_start and rss_end else None,
+        "rss_per_second_mb": [round(value, 1) for value in rss_samples if value is not None],
+    }

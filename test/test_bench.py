@@ -1,0 +1,93 @@
+"""Pure helpers of ``make bench``: summaries, targets, tables, frame preparation (no timing is asserted)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.machine import cpu_model, parse_vmrss_mb
+from bench.pipeline import camera_frame
+from bench.stats import TARGETS, evaluate_targets, markdown_table, ratio, summarize, table, target_measurements
+
+
+def test_summarize_gives_p50_p95_and_count() -> None:
+    summary = summarize(range(1, 101))
+    assert summary == {"p50": 50.5, "p95": 95.05, "n": 100}
+
+
+def test_summarize_of_nothing_is_explicitly_empty() -> None:
+    assert summarize([]) == {"p50": None, "p95": None, "n": 0}
+
+
+def test_ratio_is_none_without_a_usable_denominator() -> None:
+    assert ratio(110.0, 100.0) == 1.1
+    assert ratio(None, 100.0) is None and ratio(1.0, None) is None and ratio(1.0, 0.0) is None
+
+
+def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 200.0, growth: float = 10.0,
+             point: float = 0.5, box: float = 0.8) -> dict:
+    return {
+        "raw_predict_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
+        "node_e2e_ms": {"p50": node_e2e, "p95": node_e2e + 10, "n": 30},
+        "cached_prompt_ms": {"p50": cached, "p95": cached + 2, "n": 30},
+        "stream": {"latency_ms": {"p50": 150.0, "p95": latency_p95, "n": 100}, "rss_growth_mb": growth},
+        "selection_ms": {"point": {"p50": point, "p95": 1.0, "n": 200}, "box": {"p50": box, "p95": 1.5, "n": 200}},
+    }
+
+
+def test_targets_pass_when_every_figure_is_inside_its_limit() -> None:
+    targets = evaluate_targets(_results())
+    assert set(targets) == {t.name for t in TARGETS}
+    assert all(t["pass"] is True for t in targets.values()), targets
+    assert targets["node_e2e_vs_raw"]["measured"] == 1.05
+    assert targets["stream_latency"]["measured"] == 2.0
+    assert targets["selection"]["measured"] == 0.8  # the slower of point and box
+
+
+@pytest.mark.parametrize(("change", "name"), [
+    ({"node_e2e": 111.0}, "node_e2e_vs_raw"),
+    ({"cached": 10.0}, "cached_prompt"),  # "under 10 ms": 10 itself fails
+    ({"latency_p95": 251.0}, "stream_latency"),
+    ({"growth": 50.0}, "stream_memory"),
+    ({"box": 2.5}, "selection"),
+])
+def test_each_target_fails_on_its_own_figure(change: dict, name: str) -> None:
+    targets = evaluate_targets(_results(**change))
+    assert [n for n, t in targets.items() if t["pass"] is False] == [name]
+
+
+def test_node_e2e_target_is_inclusive_at_1_10() -> None:
+    assert evaluate_targets(_results(node_e2e=110.0))["node_e2e_vs_raw"]["pass"] is True
+
+
+def test_unmeasured_targets_are_neither_pass_nor_fail() -> None:
+    results = _results()
+    del results["stream"]
+    measured = target_measurements(results)
+    assert measured["stream_latency"] is None and measured["stream_memory"] is None
+    targets = evaluate_targets(results)
+    assert targets["stream_latency"]["pass"] is None and targets["stream_memory"]["pass"] is None
+
+
+def test_tables_align_and_show_missing_values() -> None:
+    rows = [("raw_predict_ms", 101.234, 120.0, 30), ("stream", None, 0.5, 0)]
+    text = table(rows, ("what", "p50", "p95", "n")).splitlines()
+    assert len({len(line) for line in text}) == 1, "fixed width"
+    assert text[2].startswith("raw_predict_ms") and "101.2" in text[2] and "-" in text[3]
+    md = markdown_table(rows, ("what", "p50", "p95", "n")).splitlines()
+    assert md[0] == "| what | p50 | p95 | n |" and md[2].startswith("| raw_predict_ms | 101.2 |")
+
+
+def test_machine_parsers() -> None:
+    assert cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: x\n") == "AMD EPYC 7B13"
+    assert parse_vmrss_mb("Name:\tpython\nVmRSS:\t  204800 kB\n") == 200.0
+    assert parse_vmrss_mb("Name:\tpython\n") is None
+
+
+@pytest.mark.parametrize("shape", [(1080, 810), (720, 1280), (480, 640), (100, 100)])
+def test_camera_frame_crops_to_the_aspect_ratio_then_resizes(shape: tuple[int, int]) -> None:
+    image = np.zeros((*shape, 3), dtype=np.uint8)
+    image[shape[0] // 2, shape[1] // 2] = 255  # the centre survives a centre crop
+    frame = camera_frame(image, (480, 640))
+    assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8 and frame.flags.c_contiguous
+    assert frame.max() > 0

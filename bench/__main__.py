@@ -121,8 +121,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.no_exports:
         _stage("exports: PyTorch, ONNX Runtime, OpenVINO")
-        results["exports"] = exports.compare(Path(model), args.work_dir, [f.pixels for f in frames],
-                                             args.export_rounds, config.engine)
+        try:
+            results["exports"] = exports.compare(Path(model), args.work_dir, [f.pixels for f in frames],
+                                                 args.export_rounds, config.engine)
+        except Exception as error:  # keep every figure measured so far
+            results["exports"] = {"error": f"{error.__class__.__name__}: {error}"}
     results["meta"].update({
         "device": config.device, "imgsz": config.imgsz, "conf": config.conf, "iou": config.iou,
         "image_sizes": {"pipeline": results["pipeline"]["image_size"],

@@ -257,15 +257,14 @@ class FastSAMNode(LifecycleNode):
         self._health.last_inference_ms = segmentation.timings.inference_ms
         with self._persistent_lock:
             prompts = list(self._persistent.values())
-        if prompts:  # answers first: they are what a robot waits on
-            answers = [self._select(frame, prompt) for prompt in prompts]
-            for answer in answers:
-                self._outputs["selection"].publish(ros_io.selection_msg(answer, header))
-            self._publish_mask(frame, answers)
+        answers = [self._select(frame, prompt) for prompt in prompts]
+        for answer in answers:  # answers first: they are what a robot waits on
+            self._outputs["selection"].publish(ros_io.selection_msg(answer, header))
+        self._publish_mask(frame, answers)
         publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
             publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks))
-        self._publish_debug(frame, [], [])
+        self._publish_debug(frame, answers, prompts)
 
     def _reject_image(self, header: Any, reason: str) -> None:
         """A malformed frame: log (throttled), count, and tell prompt consumers why nothing comes."""
@@ -316,8 +315,8 @@ class FastSAMNode(LifecycleNode):
 
     def _on_segment(self, request: Any, response: Any) -> Any:
         prompt = ros_io.prompt_from_msg(request.prompt)
-        selection, header = self._answer(prompt, ros_io.stamp_ns(request.prompt.header), request.prompt.header)
-        response.selection = ros_io.selection_msg(selection, header)
+        selection, frame = self._answer(prompt, ros_io.stamp_ns(request.prompt.header))
+        response.selection = ros_io.selection_msg(selection, frame.header if frame else request.prompt.header)
         return response
 
     def _clear_persistent(self, prompt_id: str) -> None:
@@ -330,24 +329,22 @@ class FastSAMNode(LifecycleNode):
     def _answer_and_publish(self, prompt: Prompt, stamp: int, request_header: Any) -> None:
         if "selection" not in self._outputs:
             return
-        selection, header = self._answer(prompt, stamp, request_header)
-        self._outputs["selection"].publish(ros_io.selection_msg(selection, header))
-        frame = self._cache.get(ros_io.stamp_ns(header)) if self._cache is not None and selection.ok else None
-        if frame is not None:
+        selection, frame = self._answer(prompt, stamp)
+        self._outputs["selection"].publish(ros_io.selection_msg(selection, frame.header if frame else request_header))
+        if frame is not None and selection.ok:
             self._publish_mask(frame, [selection])
             self._publish_debug(frame, [selection], [prompt])
 
-    def _answer(self, prompt: Prompt, stamp: int, request_header: Any) -> tuple[Selection, Any]:
-        """Select on the requested frame; the header says which frame the answer belongs to."""
+    def _answer(self, prompt: Prompt, stamp: int) -> tuple[Selection, Frame | None]:
+        """Select on the requested frame; the frame (None when unavailable) gives the answer its header."""
         frame = self._frame_for(stamp)
         if frame is None:
             reason = ("no frame has been segmented yet" if stamp == 0
                       else f"frame {stamp} ns is not among the {len(self._cache or ())} cached frames")
             self._health.problem(f"prompt {prompt.id!r}: {reason}", "bad_prompts")
             self.get_logger().warning(f"prompt {prompt.id!r}: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
-            return Selection.failed(prompt.id, Status.FRAME_NOT_AVAILABLE, reason), request_header
-        selection = self._select(frame, prompt)
-        return selection, frame.header
+            return Selection.failed(prompt.id, Status.FRAME_NOT_AVAILABLE, reason), None
+        return self._select(frame, prompt), frame
 
     def _select(self, frame: Frame, prompt: Prompt) -> Selection:
         config = self._config
@@ -403,11 +400,6 @@ class FastSAMNode(LifecycleNode):
         publisher = self._outputs.get("debug_image")
         if publisher is None or publisher.get_subscription_count() == 0:
             return
-        with self._persistent_lock:
-            persistent = list(self._persistent.values())
-        if not selections and persistent:
-            selections = [self._select(frame, prompt) for prompt in persistent]
-            prompts = persistent
         overlay = draw_overlay(frame.image, frame.segmentation, selections, prompts)
         publisher.publish(ros_io.image_msg(overlay, frame.header))
 

@@ -165,8 +165,9 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
                      stream["node_inference_ms"]["p95"], stream["node_inference_ms"]["n"]))
     for name, entry in (results.get("exports") or {}).get("formats", {}).items():
         if "engine_ms" in entry:
-            rows.append((f"export {name} engine_ms ({size})", entry["engine_ms"]["p50"], entry["engine_ms"]["p95"],
-                         entry["engine_ms"]["n"]))
+            threads = entry.get("threads") or "all"  # ONNX Runtime reports 0: its default, every physical core
+            rows.append((f"export {name} engine_ms ({size}, {threads} threads)", entry["engine_ms"]["p50"],
+                         entry["engine_ms"]["p95"], entry["engine_ms"]["n"]))
     return rows
 
 
@@ -187,10 +188,15 @@ def report(results: dict[str, Any]) -> str:
                   f"skipped by the newest-frame slot or lost (node: {stream['node_frames_dropped']} dropped, "
                   f"{stream['lost_in_transport']} never arrived); RSS {stream['rss_start_mb']} -> "
                   f"{stream['rss_end_mb']} MB (growth {stream['rss_growth_mb']} MB, max {stream['rss_max_mb']})"]
-    fastest = (results.get("exports") or {}).get("fastest")
+    compared = results.get("exports") or {}
+    fastest = compared.get("fastest")
     if fastest:
+        load = compared.get("load_average", {})
         lines.append(f"fastest CPU path: {fastest['format']} ({fastest['engine_ms']['p50']} ms p50, "
-                     f"{fastest['speedup_vs_pytorch']}x PyTorch as ultralytics runs it)")
+                     f"{fastest['speedup_vs_pytorch']}x PyTorch as ultralytics runs it; 1-min load "
+                     f"{load.get('before', ['?'])[0]} -> {load.get('after', ['?'])[0]} while timed)")
+    elif compared:
+        lines.append(f"exports: {compared.get('skipped') or compared.get('error')}")
     target_rows = [(t["target"], t["measured"], t["limit"], t["unit"],
                     {True: "pass", False: "FAIL", None: "not measured"}[t["pass"]])
                    for t in results["targets"].values()]

@@ -82,6 +82,9 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
 
     from fastsam_ros.engine import FastSAMEngine
 
+    if model.suffix != ".pt":
+        return {"skipped": f"{model.name} is not a PyTorch checkpoint to export from"}
+    load_before = os.getloadavg()
     imgsz = frames[0].shape[:2]
     settings = {fmt: {**EXPORT_SETTINGS[fmt], "imgsz": list(imgsz), "precision": "fp32"} for fmt in formats}
     results: dict[str, Any] = {"settings": settings,
@@ -126,7 +129,7 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
     torch.set_num_threads(default_threads)
     reference = {i: engines["pytorch"].segment(frame) for i, frame in enumerate(frames)} if "pytorch" in engines else {}
     for name, engine in engines.items():
-        entry = results["formats"].setdefault(name, {"path": paths[name]})
+        entry = results["formats"][name]  # every timed engine has its entry (exports, PyTorch variants)
         entry["engine_ms"] = summarize(times[name])
         torch.set_num_threads(threads_for[name])
         entry["threads"] = threads(engine)
@@ -135,6 +138,9 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
             entry["instances"] = [len(s) for s in outputs]
             entry["mask_iou_vs_pytorch"] = [_mean_iou(reference[i], s) for i, s in enumerate(outputs)]
     torch.set_num_threads(default_threads)
+    # Runtimes that use every core suffer most from other processes on the machine: keep the load beside them.
+    results["load_average"] = {"before": [round(v, 2) for v in load_before],
+                               "after": [round(v, 2) for v in os.getloadavg()]}
     timed = {name: entry["engine_ms"]["p50"] for name, entry in results["formats"].items() if "engine_ms" in entry}
     if timed:
         best = min(timed, key=timed.get)

@@ -24,7 +24,7 @@ class FastSAMClient:
     def __init__(self, namespace: str = "", image_topic: str = "/camera/image_raw", compressed: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage, Image
 
@@ -49,7 +49,7 @@ class FastSAMClient:
                                ("debug_image", Image)):
             self.node.create_subscription(msg_type, f"{self.prefix}/{name}", self._recorder(name), RELIABLE_QOS)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), 10)
-        self._executor = MultiThreadedExecutor(context=self._context)
+        self._executor = SingleThreadedExecutor(context=self._context)  # callbacks only record: no pool needed
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()

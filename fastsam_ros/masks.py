@@ -128,6 +128,17 @@ class MaskGeometry:
         result += below
         return result > 0.5
 
+    def upsample_own_region(self, mask: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """``(region, x0, y0)``: ``mask`` at image resolution over just the region its cells can reach.
+
+        Every pixel the full :meth:`upsample` would set lies in that region; empty masks give a 0x0 region.
+        """
+        cells = mask_box(mask)
+        if cells is None:
+            return np.zeros((0, 0), dtype=bool), 0, 0
+        x0, y0, x1, y1 = self.cells_to_image_region(cells)
+        return self.upsample_region(mask, x0, y0, x1, y1), x0, y0
+
     def upsample(self, mask: np.ndarray) -> np.ndarray:
         """The whole mask at image resolution, ``(H, W)`` bool."""
         return self.upsample_region(mask, 0, 0, self.image_shape[1], self.image_shape[0])

@@ -75,32 +75,21 @@ def draw_overlay(
     return out
 
 
-def _region(box: np.ndarray, width: int, height: int, pad: int) -> tuple[int, int, int, int]:
-    """An instance box as integer pixel bounds grown by ``pad`` on each side, inside the image."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return (max(int(np.floor(x1)) - pad, 0), max(int(np.floor(y1)) - pad, 0),
-            min(int(np.ceil(x2)) + pad, width), min(int(np.ceil(y2)) + pad, height))
-
-
 def _draw_instances(image_bgr: np.ndarray, segmentation: Segmentation, thickness: int) -> np.ndarray:
     """Tint every instance (one blend over the frame) and outline each one in its colour."""
-    height, width = segmentation.image_shape
     count = len(segmentation)
     if count == 0:
         return image_bgr.copy()
     colors = instance_colors(count)
     painted = image_bgr.copy()
-    # A mask reaches up to one mask cell past its detection box: grow the box by that much (and a pixel more).
-    pad = int(np.ceil(1.0 / segmentation.geometry.gain)) + 1
     outlines: list[tuple[int, list[np.ndarray]]] = []
     # Largest first, so where instances nest the smaller one's colour ends up on top.
     for index in np.argsort(-segmentation.areas, kind="stable"):
-        x0, y0, x1, y1 = _region(segmentation.boxes[index], width, height, pad)
-        if x1 <= x0 or y1 <= y0:
+        region, x0, y0 = segmentation.geometry.upsample_own_region(segmentation.masks[index])
+        if region.size == 0:
             continue
-        region = segmentation.geometry.upsample_region(segmentation.masks[index], x0, y0, x1, y1)
         region = np.ascontiguousarray(region).view(np.uint8)  # 0/1, no copy
-        _fill(painted[y0:y1, x0:x1], region, colors[index])
+        _fill(painted[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]], region, colors[index])
         contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
         outlines.append((int(index), contours))
     # One blend over the frame: pixels no instance covers blend with themselves and stay unchanged.

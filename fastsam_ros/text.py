@@ -203,13 +203,7 @@ def make_crops(
     geometry = segmentation.geometry
     crops: list[np.ndarray | None] = []
     for index in indices:
-        mask = segmentation.masks[index]
-        cells = mask_box(mask)
-        if cells is None:
-            crops.append(None)
-            continue
-        x0, y0, x1, y1 = geometry.cells_to_image_region(cells)
-        region = geometry.upsample_region(mask, x0, y0, x1, y1)
+        region, x0, y0 = geometry.upsample_own_region(segmentation.masks[index])
         tight = mask_box(region)
         if tight is None or np.count_nonzero(region) <= min_pixels:
             crops.append(None)

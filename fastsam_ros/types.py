@@ -69,10 +69,7 @@ class Segmentation:
 
     def encoded_mask(self, index: int) -> EncodedMask:
         """Instance ``index`` at image resolution, lossless, upsampling only the region its cells can reach."""
-        mask = self.masks[index]
-        cells = mask_box(mask)
-        x0, y0, x1, y1 = self.geometry.cells_to_image_region(cells) if cells else (0, 0, 0, 0)
-        region = self.geometry.upsample_region(mask, x0, y0, x1, y1)
+        region, x0, y0 = self.geometry.upsample_own_region(self.masks[index])
         box = mask_box(region)
         if box is None:
             return EncodedMask(0, 0, 0, 0, np.zeros(0, dtype=np.uint32))

@@ -34,6 +34,7 @@ class NodeConfig:
     conf: float = _param(0.4, "minimum instance confidence")
     iou: float = _param(0.9, "NMS IoU threshold between instances")
     max_det: int = _param(100, "maximum instances per frame")
+    cpu_threads: int = _param(0, "PyTorch threads on CPU; 0 keeps ultralytics' default (every core but one)")
     warmup: bool = _param(True, "run one blank frame at configure so the first real frame is not slow")
     autostart: bool = _param(True, "configure and activate on start; false waits for lifecycle transitions")
     image_transport: str = _param("raw", "raw subscribes to `image`; compressed to `image/compressed`",
@@ -63,6 +64,8 @@ class NodeConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.cpu_threads < 0:
+            raise ConfigError(f"cpu_threads must be 0 (ultralytics' default) or more, got {self.cpu_threads!r}")
         for name in ("conf", "iou", "min_box_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
@@ -82,7 +85,7 @@ class NodeConfig:
     @property
     def engine(self) -> EngineConfig:
         return EngineConfig(model=self.model, device=self.device, half=self.half, imgsz=self.imgsz,
-                            conf=self.conf, iou=self.iou, max_det=self.max_det)
+                            conf=self.conf, iou=self.iou, max_det=self.max_det, cpu_threads=self.cpu_threads)
 
     @property
     def selection(self) -> SelectionParams:

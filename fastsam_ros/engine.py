@@ -37,6 +37,7 @@ class EngineConfig:
     conf: float = 0.4
     iou: float = 0.9
     max_det: int = 100
+    cpu_threads: int = 0  # PyTorch CPU threads; 0 keeps ultralytics' choice (every core but one, at most 8)
 
 
 def _configure_ultralytics_offline_defaults() -> None:
@@ -86,6 +87,7 @@ class FastSAMEngine:
             )
             reason = f"{error.__class__.__name__}: {error}"
             raise ModelLoadError(f"could not load model {source!r}: {reason}. {hint}") from error
+        self._threads_applied = config.cpu_threads <= 0
 
     def predict_raw(self, image_bgr: np.ndarray) -> Any:
         """The ultralytics ``Results`` for one BGR image (the evaluation's reference rules need them)."""
@@ -96,6 +98,11 @@ class FastSAMEngine:
             max_det=config.max_det, retina_masks=False, verbose=False,
             **({"half": True} if config.half else {}),  # passing half=False makes new ultralytics warn per call
         )
+        if not self._threads_applied:  # after the first call: ultralytics resets the threads when it picks the device
+            import torch
+
+            torch.set_num_threads(config.cpu_threads)
+            self._threads_applied = True
         return results[0]
 
     def segment(self, image_bgr: np.ndarray) -> Segmentation:

@@ -16,6 +16,7 @@ def test_defaults_are_valid_and_feed_engine_and_selection() -> None:
     config = NodeConfig()
     assert config.engine.model == "FastSAM-s.pt"
     assert config.engine.imgsz == config.imgsz
+    assert NodeConfig(cpu_threads=2).engine.cpu_threads == 2
     assert config.selection.min_box_iou == config.min_box_iou
 
 
@@ -26,6 +27,7 @@ def test_defaults_are_valid_and_feed_engine_and_selection() -> None:
         ({"image_transport": "theora"}, "image_transport must be one of"),
         ({"cache_frames": 0}, "cache_frames must be positive"),
         ({"conf": 1.5}, "conf must be within"),
+        ({"cpu_threads": -1}, "cpu_threads must be 0"),
         ({"model": ""}, "model must name"),
         ({"no_such_thing": 1}, "unknown parameters: no_such_thing"),
     ],

@@ -142,6 +142,22 @@ def test_warmup_on_a_fresh_engine(tiny_model: Path) -> None:
     assert len(engine.segment(_synthetic_image(240, 320))) > 0
 
 
+def test_cpu_threads_outlast_ultralytics_device_setup(tiny_model: Path) -> None:
+    """ultralytics resets torch's threads when its predictor picks the device; the parameter must still win."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    wanted = NUM_THREADS + 1
+    try:
+        engine = FastSAMEngine(EngineConfig(model=str(tiny_model), imgsz=160, cpu_threads=wanted))
+        engine.segment(_synthetic_image(120, 160))
+        assert torch.get_num_threads() == wanted
+        FastSAMEngine(EngineConfig(model=str(tiny_model), imgsz=160)).segment(_synthetic_image(120, 160))
+        assert torch.get_num_threads() == NUM_THREADS  # 0: ultralytics' own choice
+    finally:
+        torch.set_num_threads(NUM_THREADS)
+
+
 @pytest.mark.parametrize(
     ("image", "message"),
     [

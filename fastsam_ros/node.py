@@ -366,12 +366,12 @@ class FastSAMNode(LifecycleNode):
             return None
         deadline = time.monotonic() + PENDING_FRAME_TIMEOUT_S
         with self._frame_done:
-            while (frame := cache.get(stamp)) is None and self._is_pending(stamp) and not self._stopping:
+            while self._must_wait(stamp) and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._frame_done.wait(remaining)
-        return frame
+        return cache.get(stamp)
 
     def _must_wait(self, stamp: int) -> bool:
         """Whether a prompt for ``stamp`` would wait for a frame that is still being segmented."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Vector3
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -97,11 +97,19 @@ def instances_msg(segmentation: Segmentation, header: Any, with_masks: bool) -> 
 
 
 def _selected_object_msg(obj: SelectedObject) -> SelectedObjectMsg:
-    return SelectedObjectMsg(
+    out = SelectedObjectMsg(
         box=_box_msg(obj.box), score=obj.score, area=obj.area,
         centroid=Point(x=obj.centroid[0], y=obj.centroid[1], z=0.0),
-        mask=mask_msg(obj.encoded_mask()), instances=array.array("I", obj.instances),
+        mask=mask_msg(obj.encoded_mask()), instances=array.array("I", obj.instances), track_id=obj.track_id,
     )
+    if obj.location is not None:
+        location = obj.location
+        out.has_position = location.has_position
+        out.position = Point(x=location.position[0], y=location.position[1], z=location.position[2])
+        out.size = Vector3(x=location.size[0], y=location.size[1], z=location.size[2])
+        out.depth_pixels = location.pixels
+        out.depth_reason = location.reason
+    return out
 
 
 def selection_msg(selection: Selection, header: Any) -> SelectionMsg:

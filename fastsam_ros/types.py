@@ -103,6 +103,25 @@ class Status(str, enum.Enum):
     INVALID = "invalid"
     FRAME_NOT_AVAILABLE = "frame_not_available"
     ERROR = "error"
+    LOST = "lost"  # a followed object is not in this frame; it may be re-acquired
+
+
+@dataclass(frozen=True)
+class Location3D:
+    """Where a selected object is, from an aligned depth image: metres in the camera's optical frame.
+
+    ``has_position`` is False when the object has no usable depth; ``reason`` then says why.
+    """
+
+    has_position: bool
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)  # robust centre (x right, y down, z forward)
+    size: tuple[float, float, float] = (0.0, 0.0, 0.0)  # axis-aligned extent of the robust points
+    pixels: int = 0  # valid depth pixels used
+    reason: str = ""
+
+    @classmethod
+    def missing(cls, reason: str) -> Location3D:
+        return cls(has_position=False, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,8 @@ class SelectedObject:
     area: int
     centroid: PointXY
     instances: tuple[int, ...]  # indices into Segmentation that were merged into this object
+    track_id: int = 0  # identity of a followed object across frames; 0 = not followed
+    location: Location3D | None = None  # 3D position and extent, when depth was asked for
 
     @classmethod
     def from_mask(cls, mask: np.ndarray, score: float, instances: tuple[int, ...]) -> SelectedObject:

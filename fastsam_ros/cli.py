@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fastsam_ros.backends import BACKENDS
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
 from fastsam_ros.overlay import draw_overlay
 from fastsam_ros.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--conf", type=float, default=defaults.conf,
                         help=f"instance confidence threshold (default {defaults.conf})")
     parser.add_argument("--iou", type=float, default=defaults.iou, help=f"NMS IoU threshold (default {defaults.iou})")
+    parser.add_argument("--backend", choices=BACKENDS, default=defaults.backend,
+                        help="auto (the default) exports the checkpoint once to the fastest measured backend (ONNX "
+                        "Runtime on CPU, TensorRT FP16 on CUDA) for the first image's shape and caches it; pytorch "
+                        "turns that off")
+    parser.add_argument("--export-cache", default=defaults.export_cache, metavar="DIR",
+                        help="folder of cached exports (default $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros)")
     parser.add_argument("--point", action="append", type=_point, default=[], metavar="X,Y[,LABEL]",
                         help="a prompt point (label 1 foreground, the default, or 0 background); repeat for more")
     parser.add_argument("--box", action="append", type=_box, default=[], metavar="X1,Y1,X2,Y2",
@@ -143,8 +150,9 @@ def main(argv: Sequence[str] | None = None, *, engine: FastSAMEngine | None = No
 
 
 def _load_engine(args: argparse.Namespace) -> FastSAMEngine:
-    config = EngineConfig(model=args.model, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou)
-    engine = FastSAMEngine(config)
+    config = EngineConfig(model=args.model, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
+                          backend=args.backend, export_cache=args.export_cache)
+    engine = FastSAMEngine(config, log=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
     try:
         engine.warmup()  # device and export problems surface here once, not on every image
     except Exception as error:

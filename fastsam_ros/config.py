@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from fastsam_ros.backends import BACKENDS
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig
 from fastsam_ros.selection import SelectionParams
 from fastsam_ros.text import ClipConfig
@@ -34,7 +35,14 @@ class NodeConfig:
     conf: float = _param(0.4, "minimum instance confidence")
     iou: float = _param(0.9, "NMS IoU threshold between instances")
     max_det: int = _param(100, "maximum instances per frame")
-    cpu_threads: int = _param(0, "PyTorch threads on CPU; 0 keeps ultralytics' default (every core but one)")
+    cpu_threads: int = _param(0, "CPU inference threads of every backend (PyTorch, ONNX Runtime, OpenVINO); 0 keeps "
+                              "each one's default: every core for ONNX Runtime and OpenVINO, every core but one for "
+                              "PyTorch")
+    backend: str = _param("auto", "auto runs the fastest measured backend: on CPU the checkpoint exported once to "
+                          "ONNX Runtime (else OpenVINO), on CUDA a TensorRT FP16 engine (else PyTorch FP16); "
+                          "pytorch turns that off; onnx, openvino, tensorrt ask for one", BACKENDS)
+    export_cache: str = _param("", "folder of the cached exports, keyed by checkpoint hash, shape and versions; "
+                               "empty: $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros")
     warmup: bool = _param(True, "run one blank frame at configure so the first real frame is not slow")
     autostart: bool = _param(True, "configure and activate on start; false waits for lifecycle transitions")
     image_transport: str = _param("raw", "raw subscribes to `image`; compressed to `image/compressed`",
@@ -85,7 +93,8 @@ class NodeConfig:
     @property
     def engine(self) -> EngineConfig:
         return EngineConfig(model=self.model, device=self.device, half=self.half, imgsz=self.imgsz,
-                            conf=self.conf, iou=self.iou, max_det=self.max_det, cpu_threads=self.cpu_threads)
+                            conf=self.conf, iou=self.iou, max_det=self.max_det, cpu_threads=self.cpu_threads,
+                            backend=self.backend, export_cache=self.export_cache)
 
     @property
     def selection(self) -> SelectionParams:

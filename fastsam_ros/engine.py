@@ -7,13 +7,16 @@ that keeps masks at network resolution.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fastsam_ros import backends
 from fastsam_ros.masks import MaskGeometry
 from fastsam_ros.types import Segmentation, Timings
 
@@ -37,7 +40,9 @@ class EngineConfig:
     conf: float = 0.4
     iou: float = 0.9
     max_det: int = 100
-    cpu_threads: int = 0  # PyTorch CPU threads; 0 keeps ultralytics' choice (every core but one, at most 8)
+    cpu_threads: int = 0  # CPU inference threads of every backend; 0 keeps each one's default
+    backend: str = "auto"  # see fastsam_ros/backends.py: "pytorch" turns the cached export off
+    export_cache: str = ""  # "" is $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros
 
 
 def _configure_ultralytics_offline_defaults() -> None:
@@ -70,7 +75,7 @@ def resolve_model(model: str) -> str:
 class FastSAMEngine:
     """One loaded FastSAM model; ``segment`` is the all-instance stage. Not thread-safe: one caller at a time."""
 
-    def __init__(self, config: EngineConfig = EngineConfig()) -> None:
+    def __init__(self, config: EngineConfig = EngineConfig(), log: Callable[[str], None] | None = None) -> None:
         _configure_ultralytics_offline_defaults()
         self.config = config
         source = resolve_model(config.model)
@@ -88,16 +93,28 @@ class FastSAMEngine:
             reason = f"{error.__class__.__name__}: {error}"
             raise ModelLoadError(f"could not load model {source!r}: {reason}. {hint}") from error
         self._threads_applied = config.cpu_threads <= 0
+        self._backends = _backend_switch(self._model, config, log or logging.getLogger("fastsam_ros").info)
+        self._last_model = self._model
+
+    @property
+    def backend(self) -> backends.BackendInfo:
+        """What runs the network (an export is loaded on the first frame; PyTorch until then)."""
+        return self._backends.info
 
     def predict_raw(self, image_bgr: np.ndarray) -> Any:
         """The ultralytics ``Results`` for one BGR image (the evaluation's reference rules need them)."""
         check_image(image_bgr)
+        model, half = self._backends.model_for(image_bgr.shape)
+        return self._predict(model, half, image_bgr)
+
+    def _predict(self, model: Any, half: bool, image_bgr: np.ndarray) -> Any:
         config = self.config
-        results = self._model.predict(
+        results = model.predict(
             image_bgr, device=config.device, imgsz=config.imgsz, conf=config.conf, iou=config.iou,
             max_det=config.max_det, retina_masks=False, verbose=False,
-            **({"half": True} if config.half else {}),  # passing half=False makes new ultralytics warn per call
+            **({"half": True} if half else {}),  # passing half=False makes new ultralytics warn per call
         )
+        self._last_model = model
         if not self._threads_applied:  # after the first call: ultralytics resets the threads when it picks the device
             import torch
 
@@ -110,13 +127,31 @@ class FastSAMEngine:
         return segmentation_from_result(self.predict_raw(image_bgr))
 
     def warmup(self) -> None:
-        """Run once on a blank frame so the first real frame does not pay for lazy setup."""
-        self.segment(np.zeros((self.config.imgsz // 2, self.config.imgsz, 3), dtype=np.uint8))
+        """Run PyTorch once on a blank frame so the first real frame does not pay for lazy setup.
+
+        Not the export: that is made (or loaded) for the first real frame, whose shape it needs.
+        """
+        blank = np.zeros((self.config.imgsz // 2, self.config.imgsz, 3), dtype=np.uint8)
+        segmentation_from_result(self._predict(self._model, self._backends.pytorch_half, blank))
 
     @property
     def predictor(self) -> Any:
-        """ultralytics' ``FastSAMPredictor`` (available after the first prediction)."""
-        return self._model.predictor
+        """ultralytics' ``FastSAMPredictor`` of the model that ran last (available after the first prediction)."""
+        return self._last_model.predictor
+
+
+def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None]) -> backends.BackendSwitch:
+    """Choose the backend for this machine and log the choice (see :mod:`fastsam_ros.backends`)."""
+    machine = backends.probe(config.device)
+    if Path(str(model.ckpt_path)).suffix == ".pt":
+        plan = backends.choose(config.backend, config.half, machine)
+        if not plan.export and config.backend != "pytorch":
+            log(plan.reason)
+    else:
+        plan = backends.Plan(backends.backend_of(Path(str(model.ckpt_path))), config.half, "the model is an export")
+    cache = backends.ExportCache(Path(config.export_cache) if config.export_cache else backends.default_cache_dir())
+    return backends.BackendSwitch(model, plan, machine=machine, imgsz=config.imgsz, device=config.device,
+                                  cpu_threads=config.cpu_threads, cache=cache, log=log)
 
 
 def check_image(image: np.ndarray) -> None:

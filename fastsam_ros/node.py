@@ -125,7 +125,7 @@ class FastSAMNode(LifecycleNode):
             config = NodeConfig.from_values({name: self.get_parameter(name).value for name, _, _ in parameter_table()})
             self.get_logger().info(f"loading {config.model} on {config.device} (imgsz {config.imgsz})")
             started = time.perf_counter()
-            engine = FastSAMEngine(config.engine)
+            engine = FastSAMEngine(config.engine, log=self.get_logger().info)  # logs the backend and export cost
             if config.warmup:
                 engine.warmup()
         except (ConfigError, ModelLoadError, ValueError, RuntimeError) as error:

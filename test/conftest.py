@@ -22,6 +22,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
 os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".cache" / "matplotlib"))
+# The engine's export cache ($XDG_CACHE_HOME/fastsam_ros) too, in every node the tests start.
+os.environ.setdefault("XDG_CACHE_HOME", str(REPO / ".cache"))
 
 
 def _require(path: Path, variable: str) -> Path:

@@ -1,0 +1,424 @@
+"""Fast by default: pick the fastest measured backend for the device, export the checkpoint to it once, cache it.
+
+Why: ONNX Runtime runs the network 1.9x faster than PyTorch on the development CPU (``make bench``), and a
+TensorRT FP16 engine is the usual fast path on NVIDIA GPUs, but both must be exported at a fixed input shape
+first. This module does that on the first start and reuses the export on later ones.
+
+- **Which backend** (:func:`choose`, pure, tested with fake probes): ``auto`` on CPU is ONNX Runtime, else
+  OpenVINO, else PyTorch; ``auto`` on CUDA is a TensorRT FP16 engine when ``tensorrt`` imports, else PyTorch
+  FP16. An explicit ``onnx``/``openvino``/``tensorrt`` is honoured where it can run; whatever cannot run (package
+  missing, wrong device) falls back to PyTorch with one log line saying why, never a crash.
+- **Which shape**: exports are static (the fastest and simplest to run), so the export is made lazily for the
+  letterbox shape of the *first frame* (:func:`letterbox_shape`: the tensor PyTorch builds for that frame, so
+  the export does the same work and gives the same masks). Frames of any other shape run on PyTorch (one log
+  line). A camera has one shape; a folder of mixed photos in the CLI gets the export for its first image only.
+- **Cache**: one folder per export under ``export_cache`` (default ``$XDG_CACHE_HOME/fastsam_ros`` or
+  ``~/.cache/fastsam_ros``), named by a digest of :class:`ExportKey` (checkpoint SHA-256, format, shape,
+  precision, GPU name, library versions): a changed checkpoint or an upgraded library gets a new export and the
+  stale one is removed. An export that fails leaves a ``.failed`` note, so later starts go straight to PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("auto", "pytorch", "onnx", "openvino", "tensorrt")
+# ultralytics' export format of each exported backend, its artifact in a cache entry, and the packages whose
+# versions decide whether an export can be reused (the exporter's and the runtime's).
+FORMATS = {"onnx": "onnx", "openvino": "openvino", "tensorrt": "engine"}
+ARTIFACTS = {"onnx": "model.onnx", "openvino": "model_openvino_model", "tensorrt": "model.engine"}
+PACKAGES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("openvino",), "tensorrt": ("onnx", "tensorrt")}
+KEY_PACKAGES = ("ultralytics", "torch")
+# onnxslim (graph simplification) is not a dependency: unsimplified graphs measured as fast here.
+EXPORT_SETTINGS: Mapping[str, Mapping[str, Any]] = {
+    "onnx": {"dynamic": False, "simplify": False},
+    "openvino": {"dynamic": False},
+    "tensorrt": {"dynamic": False, "simplify": False},
+}
+
+
+class ExportFailed(RuntimeError):
+    """The export could not be made or loaded; the message says why (the caller falls back to PyTorch)."""
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/fastsam_ros``, or ``~/.cache/fastsam_ros``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fastsam_ros"
+
+
+# ------------------------------------------------------------------------------------------- what to run
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What this machine offers: whether the device is a usable GPU, its name, installed package versions."""
+
+    cuda: bool = False
+    gpu_name: str = ""
+    versions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # only installed packages
+
+    def has(self, backend: str) -> bool:
+        return all(package in self.versions for package in PACKAGES[backend])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The backend to run: ``pytorch`` or an exported one, its precision, and why (for the log)."""
+
+    backend: str
+    half: bool
+    reason: str
+
+    @property
+    def export(self) -> bool:
+        """Whether the checkpoint is exported (and cached) for this backend."""
+        return self.backend in FORMATS
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        return metadata.version(package)
+    if package == "tensorrt" and importlib.util.find_spec("tensorrt") is not None:  # Jetson: apt, no dist-info
+        with contextlib.suppress(Exception):
+            import tensorrt
+
+            return str(tensorrt.__version__)
+    return None
+
+
+def probe(device: str) -> Probe:
+    """Look at the real machine (cheap: no runtime is imported except torch, and tensorrt only on CUDA)."""
+    import torch
+
+    cuda = device.strip().lower() not in ("cpu", "mps") and torch.cuda.is_available()
+    packages = {*KEY_PACKAGES, "onnx", "onnxruntime", "openvino", *(("tensorrt",) if cuda else ())}
+    versions = {name: version for name in sorted(packages) if (version := _version(name)) is not None}
+    gpu_name = ""
+    if cuda:
+        index = torch.device(f"cuda:{device}" if device.strip().isdigit() else device).index or 0
+        gpu_name = torch.cuda.get_device_name(index)
+    return Probe(cuda=cuda, gpu_name=gpu_name, versions=versions)
+
+
+def choose(backend: str, half: bool, machine: Probe) -> Plan:
+    """The backend to run for the ``backend`` parameter on ``machine`` (pure: tests pass fake probes)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "pytorch":
+        return Plan("pytorch", half, "backend: pytorch")
+    if machine.cuda:
+        if backend in ("auto", "tensorrt"):
+            if machine.has("tensorrt"):
+                return Plan("tensorrt", True, f"backend {backend} on {machine.gpu_name}: TensorRT FP16")
+            missing = ", ".join(p for p in PACKAGES["tensorrt"] if p not in machine.versions)
+            return Plan("pytorch", True, f"backend {backend}: TensorRT needs {missing}, not installed: PyTorch FP16")
+        return Plan("pytorch", half, f"backend {backend} runs on the CPU only here, the device is a GPU: PyTorch")
+    if backend == "tensorrt":
+        return Plan("pytorch", half, "backend tensorrt needs a CUDA device: PyTorch")
+    candidates = ("onnx", "openvino") if backend == "auto" else (backend,)  # ONNX Runtime: fastest in make bench
+    for candidate in candidates:
+        if machine.has(candidate):
+            return Plan(candidate, False, f"backend {backend} on CPU: {candidate}")
+    missing = ", ".join(sorted({p for c in candidates for p in PACKAGES[c] if p not in machine.versions}))
+    return Plan("pytorch", half, f"backend {backend}: {missing} not installed: PyTorch")
+
+
+def backend_of(path: Path) -> str:
+    """The backend that runs a model file or export folder (``pytorch`` for a checkpoint)."""
+    by_suffix = {".onnx": "onnx", ".engine": "tensorrt", ".pt": "pytorch"}
+    return by_suffix.get(path.suffix, "openvino" if path.name.endswith("_openvino_model") else path.suffix.lstrip("."))
+
+
+def letterbox_shape(image_shape: tuple[int, int], imgsz: int, stride: int) -> tuple[int, int]:
+    """``(h, w)`` of the tensor ultralytics builds for a frame on a PyTorch model (minimal-padding letterbox).
+
+    The same arithmetic as ``ultralytics.data.augment.LetterBox(auto=True)`` after ``check_imgsz``; a static
+    export of this shape letterboxes that frame identically, so its masks match PyTorch's.
+    """
+    size = -(-imgsz // stride) * stride  # check_imgsz rounds up to the stride
+    height, width = image_shape
+    ratio = min(size / height, size / width)
+    new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
+    return new_h + (size - new_h) % stride, new_w + (size - new_w) % stride
+
+
+# ---------------------------------------------------------------------------------------------- the cache
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """Everything an export depends on; equal keys mean the cached export can be reused."""
+
+    checkpoint_sha256: str
+    backend: str
+    shape: tuple[int, int]
+    half: bool
+    gpu_name: str  # "" on CPU; a TensorRT engine only runs on the GPU model it was built for
+    versions: tuple[tuple[str, str], ...]
+    settings: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def make(cls, checkpoint_sha256: str, plan: Plan, shape: tuple[int, int], machine: Probe) -> ExportKey:
+        packages = (*KEY_PACKAGES, *PACKAGES[plan.backend])
+        return cls(checkpoint_sha256=checkpoint_sha256, backend=plan.backend, shape=(int(shape[0]), int(shape[1])),
+                   half=plan.half, gpu_name=machine.gpu_name if plan.backend == "tensorrt" else "",
+                   versions=tuple((p, machine.versions.get(p, "")) for p in packages),
+                   settings=tuple(sorted(EXPORT_SETTINGS[plan.backend].items())))
+
+    @property
+    def digest(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def entry_name(self, stem: str) -> str:
+        height, width = self.shape
+        return f"{stem}-{self.backend}-{height}x{width}{'-fp16' if self.half else ''}-{self.digest}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+Exporter = Callable[[Path, str, tuple[int, int], bool, str], Path]
+
+
+def ultralytics_export(checkpoint: Path, backend: str, shape: tuple[int, int], half: bool, device: str) -> Path:
+    """Export ``checkpoint`` with ultralytics' exporter; the artifact lands beside the checkpoint."""
+    from ultralytics import FastSAM
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.utils import LOGGER
+
+    options: dict[str, Any] = {"format": FORMATS[backend], "imgsz": list(shape), "verbose": False,
+                               **EXPORT_SETTINGS[backend]}
+    if half:  # ultralytics 8.4 renamed half=True to quantize=16
+        options.update({"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True})
+    if backend == "tensorrt":
+        options["device"] = device
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)  # the exporter's progress lines would flood the node's log
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's tracer deprecation warnings
+            return Path(str(FastSAM(str(checkpoint)).export(**options)).rstrip("/"))
+    finally:
+        LOGGER.setLevel(level)
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    path: Path
+    made: bool  # exported now (first start) rather than found
+    export_s: float  # seconds the export took (0 when found)
+
+
+class ExportCache:
+    """Exports on disk, one folder per :class:`ExportKey`; safe against concurrent starts (atomic rename)."""
+
+    def __init__(self, root: Path, exporter: Exporter | None = None) -> None:
+        self.root = Path(root).expanduser()
+        self._exporter = exporter or ultralytics_export
+
+    def get(self, checkpoint: Path, key: ExportKey, device: str = "cpu") -> CacheHit:
+        """The export for ``key``, made from ``checkpoint`` if absent; :class:`ExportFailed` if it cannot be."""
+        name = key.entry_name(Path(checkpoint).stem)
+        entry, failed = self.root / name, self.root / f"{name}.failed"
+        artifact = entry / ARTIFACTS[key.backend]
+        if (entry / "key.json").exists() and artifact.exists():
+            return CacheHit(artifact, made=False, export_s=0.0)
+        if failed.exists():
+            raise ExportFailed(f"an earlier export failed ({failed.read_text().strip()}); delete {failed} to retry")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(dir=self.root, prefix=".export-"))
+        except OSError as error:
+            raise ExportFailed(f"cannot write the export cache {self.root}: {error}") from error
+        try:
+            started = time.perf_counter()
+            source = work / "model.pt"
+            shutil.copyfile(checkpoint, source)
+            try:
+                produced = self._exporter(source, key.backend, key.shape, key.half, device)
+            except Exception as error:  # exporters fail in many ways; every one means "run PyTorch"
+                reason = f"{error.__class__.__name__}: {error}"
+                with contextlib.suppress(OSError):
+                    failed.write_text(reason + "\n")
+                raise ExportFailed(f"export to {key.backend} failed: {reason}") from error
+            export_s = time.perf_counter() - started
+            staged = work / "entry"
+            staged.mkdir()
+            shutil.move(str(produced), str(staged / ARTIFACTS[key.backend]))
+            record = {**dataclasses.asdict(key), "checkpoint": str(Path(checkpoint).resolve()),
+                      "export_s": round(export_s, 2), "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (staged / "key.json").write_text(json.dumps(record, indent=1) + "\n")
+            try:
+                os.rename(staged, entry)
+            except OSError:  # another process finished the same export first: use theirs
+                if not (entry / "key.json").exists():
+                    raise
+            self._remove_stale(key, Path(checkpoint).resolve(), keep=entry)
+            return CacheHit(artifact, made=True, export_s=export_s)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _remove_stale(self, key: ExportKey, checkpoint: Path, keep: Path) -> None:
+        """Drop exports of an earlier version of the same checkpoint file for the same backend, shape and GPU."""
+        for record_file in self.root.glob("*/key.json"):
+            if record_file.parent == keep:
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                record = json.loads(record_file.read_text())
+                same_slot = (record["checkpoint"] == str(checkpoint) and record["backend"] == key.backend
+                             and tuple(record["shape"]) == key.shape and record["gpu_name"] == key.gpu_name
+                             and record["half"] == key.half)
+                if same_slot:
+                    shutil.rmtree(record_file.parent, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------- running it
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What runs frames of the exported shape, for logs, diagnostics and the bench."""
+
+    backend: str  # "pytorch", "onnx", "openvino", "tensorrt"
+    half: bool
+    shape: tuple[int, int] | None = None  # the letterbox shape the export serves
+    path: str = ""
+    made: bool = False  # exported on this start
+    export_s: float = 0.0
+    load_s: float = 0.0
+    threads: int | None = None  # the runtime's inference threads (None: PyTorch, see torch.get_num_threads)
+    reason: str = ""
+
+
+def set_runtime_threads(model: Any, path: Path, threads: int) -> int | None:
+    """Give an ONNX Runtime or OpenVINO model ``threads`` inference threads (both default to every core).
+
+    ultralytics' AutoBackend sets neither (ONNX Runtime gets default ``SessionOptions``; OpenVINO is compiled
+    with only ``PERFORMANCE_HINT: LATENCY``), so the session is rebuilt / the model recompiled with ours.
+    Returns the runtime's thread count as it reports it (0 for ONNX Runtime's own default).
+    """
+    backend = model.predictor.model.backend
+    if hasattr(backend, "session"):  # ONNX Runtime
+        import onnxruntime
+
+        if threads > 0:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            backend.session = onnxruntime.InferenceSession(str(path), options,
+                                                           providers=backend.session.get_providers())
+        return int(backend.session.get_session_options().intra_op_num_threads)
+    if hasattr(backend, "ov_compiled_model"):  # OpenVINO
+        if threads > 0:
+            import openvino
+
+            xml = next(Path(path).glob("*.xml")) if Path(path).is_dir() else Path(path)
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+            backend.ov_compiled_model = openvino.Core().compile_model(str(xml), "CPU", config)
+        return int(backend.ov_compiled_model.get_property("INFERENCE_NUM_THREADS"))
+    return None
+
+
+class BackendSwitch:
+    """PyTorch for every frame, except frames of the first frame's letterbox shape: those run the cached export.
+
+    ``model_for(image_shape)`` returns the ultralytics model to call and whether to ask for FP16. The first call
+    exports (first start) or loads (later starts) the export; a failure is logged once and PyTorch carries on.
+    """
+
+    def __init__(self, pytorch_model: Any, plan: Plan, *, machine: Probe, imgsz: int, device: str,
+                 cpu_threads: int, cache: ExportCache, log: Callable[[str], None]) -> None:
+        self._pytorch = pytorch_model
+        self._plan = plan
+        self._machine = machine
+        self._imgsz = imgsz
+        self._device = device
+        self._cpu_threads = cpu_threads
+        self._cache = cache
+        self._log = log
+        self._shape: tuple[int, int] | None = None
+        self._exported: Any = None
+        self._other_shapes: set[tuple[int, int]] = set()
+        self.info = BackendInfo("pytorch", plan.half, reason=plan.reason)
+
+    @property
+    def pytorch_half(self) -> bool:
+        """FP16 for the PyTorch model (CUDA only: ultralytics runs FP32 on the CPU whatever it is asked)."""
+        return self._plan.half
+
+    def model_for(self, image_shape: tuple[int, ...]) -> tuple[Any, bool]:
+        if not self._plan.export:
+            return self._pytorch, self._plan.half
+        stride = int(max(self._pytorch.model.stride))
+        shape = letterbox_shape((int(image_shape[0]), int(image_shape[1])), self._imgsz, stride)
+        if self._shape is None:
+            self._shape = shape
+            self._exported = self._load(shape)
+        if shape == self._shape and self._exported is not None:
+            return self._exported, self._plan.half
+        if shape != self._shape and shape not in self._other_shapes:
+            self._other_shapes.add(shape)
+            self._log(f"frames of letterbox shape {shape[0]}x{shape[1]} run on PyTorch: the {self._plan.backend} "
+                      f"export serves {self._shape[0]}x{self._shape[1]}, the first frame's")
+        return self._pytorch, self._plan.half
+
+    def _load(self, shape: tuple[int, int]) -> Any:
+        plan = self._plan
+        checkpoint = Path(self._pytorch.ckpt_path)
+        try:
+            key = ExportKey.make(file_sha256(checkpoint), plan, shape, self._machine)
+            if not (self._cache.root / key.entry_name(checkpoint.stem) / "key.json").exists():
+                self._log(f"exporting {checkpoint.name} to {plan.backend} at {shape[0]}x{shape[1]} once "
+                          f"(cached in {self._cache.root})...")
+            hit = self._cache.get(checkpoint, key, self._device)
+            started = time.perf_counter()
+            model = self._load_export(hit.path, shape)
+            load_s = time.perf_counter() - started
+        except Exception as error:  # ExportFailed, or a runtime that cannot load what was exported
+            reason = str(error) if isinstance(error, ExportFailed) else f"{error.__class__.__name__}: {error}"
+            self._log(f"{plan.backend} export unavailable, running PyTorch: {reason}")
+            self.info = dataclasses.replace(self.info, reason=f"{plan.reason}; failed: {reason}")
+            return None
+        threads = set_runtime_threads(model, hit.path, self._cpu_threads)
+        if self._cpu_threads > 0 and not self._machine.cuda:  # the export's predictor reset torch's threads
+            import torch
+
+            torch.set_num_threads(self._cpu_threads)
+        self.info = BackendInfo(plan.backend, plan.half, shape, str(hit.path), hit.made, round(hit.export_s, 2),
+                                round(load_s, 2), threads, plan.reason)
+        first = f"exported in {hit.export_s:.1f} s (first start), " if hit.made else "found in the cache, "
+        self._log(f"running {plan.backend} at {shape[0]}x{shape[1]}: {first}loaded in {load_s:.1f} s from {hit.path}")
+        return model
+
+    def _load_export(self, path: Path, shape: tuple[int, int]) -> Any:
+        import numpy as np
+        from ultralytics import FastSAM
+
+        model = FastSAM(str(path))
+        blank = np.zeros((*shape, 3), dtype=np.uint8)  # creates the predictor (and checks the export runs)
+        model.predict(blank, device=self._device, verbose=False, **({"half": True} if self._plan.half else {}))
+        return model

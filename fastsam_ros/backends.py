@@ -84,11 +84,7 @@ class Plan:
     backend: str
     half: bool
     reason: str
-
-    @property
-    def export(self) -> bool:
-        """Whether the checkpoint is exported (and cached) for this backend."""
-        return self.backend in FORMATS
+    export: bool = False  # the checkpoint is exported (and cached) for this backend
 
 
 def _version(package: str) -> str | None:
@@ -127,7 +123,7 @@ def choose(backend: str, half: bool, machine: Probe) -> Plan:
     if machine.cuda:
         if backend in ("auto", "tensorrt"):
             if machine.has("tensorrt"):
-                return Plan("tensorrt", True, f"backend {backend} on {machine.gpu_name}: TensorRT FP16")
+                return Plan("tensorrt", True, f"backend {backend} on {machine.gpu_name}: TensorRT FP16", export=True)
             missing = ", ".join(p for p in PACKAGES["tensorrt"] if p not in machine.versions)
             return Plan("pytorch", True, f"backend {backend}: TensorRT needs {missing}, not installed: PyTorch FP16")
         return Plan("pytorch", half, f"backend {backend} runs on the CPU only here, the device is a GPU: PyTorch")
@@ -136,7 +132,7 @@ def choose(backend: str, half: bool, machine: Probe) -> Plan:
     candidates = ("onnx", "openvino") if backend == "auto" else (backend,)  # ONNX Runtime: fastest in make bench
     for candidate in candidates:
         if machine.has(candidate):
-            return Plan(candidate, False, f"backend {backend} on CPU: {candidate}")
+            return Plan(candidate, False, f"backend {backend} on CPU: {candidate}", export=True)
     missing = ", ".join(sorted({p for c in candidates for p in PACKAGES[c] if p not in machine.versions}))
     return Plan("pytorch", half, f"backend {backend}: {missing} not installed: PyTorch")
 
@@ -363,7 +359,8 @@ class BackendSwitch:
         self._shape: tuple[int, int] | None = None
         self._exported: Any = None
         self._other_shapes: set[tuple[int, int]] = set()
-        self.info = BackendInfo("pytorch", plan.half, reason=plan.reason)
+        # PyTorch until the first frame's export is loaded (or the model as given, when it is an export)
+        self.info = BackendInfo("pytorch" if plan.export else plan.backend, plan.half, reason=plan.reason)
 
     @property
     def pytorch_half(self) -> bool:

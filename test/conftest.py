@@ -6,7 +6,10 @@ paths from environment variables and skip with the reason when they are absent.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,10 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
 os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".cache" / "matplotlib"))
-# The engine's export cache ($XDG_CACHE_HOME/fastsam_ros) too, in every node the tests start.
-os.environ.setdefault("XDG_CACHE_HOME", str(REPO / ".cache"))
+# The engine's export cache ($XDG_CACHE_HOME/fastsam_ros), in this process and every node the tests start: one
+# per session, removed at exit, so every session exercises the first start and leaves no exports behind.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fastsam-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 
 def _require(path: Path, variable: str) -> Path:

@@ -1,21 +1,17 @@
-"""CPU export paths compared in one run: PyTorch, ONNX Runtime and OpenVINO through :class:`FastSAMEngine`.
+"""CPU backends compared in one run: PyTorch, ONNX Runtime and OpenVINO through :class:`FastSAMEngine`, each on
+its default threads and on 1, 2 and all cores (``cpu_threads``).
 
-The checkpoint is copied into ``out_dir`` (ultralytics writes exports beside their source, and the shared
-model folder is not ours) and exported there with fixed settings: static input shape equal to the camera
-frame's letterbox (``imgsz=(480, 640)`` for 640x480: the same tensor the PyTorch path builds for that frame,
-so every backend does the same work), FP32, no graph simplification. Exports are never committed (gitignored).
-
-Each format is timed on the same frames, round-robin, and checked against PyTorch's instances (count and
-mean mask IoU), so a fast but wrong export would show.
+The exports are made exactly as the node makes them (``fastsam_ros/backends.py``: static shape equal to the
+camera frame's letterbox, FP32, no graph simplification), into a cache under ``out_dir`` (gitignored): the
+first engine of each format pays the export (``export_s``, the node's first-start cost), the others load it
+(``load_s``, a later start). Every engine is timed on the same frames, round-robin, and checked against
+PyTorch's instances (count and mean mask IoU), so a fast but wrong export would show.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
+import dataclasses
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,29 +20,7 @@ import numpy as np
 
 from bench.stats import ratio, summarize
 
-EXPORT_SETTINGS = {"onnx": {"dynamic": False, "simplify": False}, "openvino": {"dynamic": False}}
 FORMATS = ("onnx", "openvino")
-
-
-def available(fmt: str) -> bool:
-    return importlib.util.find_spec({"onnx": "onnxruntime", "openvino": "openvino"}[fmt]) is not None
-
-
-def export(model: Path, out_dir: Path, fmt: str, imgsz: tuple[int, int]) -> dict[str, Any]:
-    """Export ``model`` to ``fmt`` in ``out_dir``: ``{"path", "export_s"}`` or ``{"error"}``."""
-    from ultralytics import FastSAM
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    source = out_dir / model.name
-    if not source.exists() or source.stat().st_size != model.stat().st_size:
-        shutil.copyfile(model, source)
-    started = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            path = FastSAM(str(source)).export(format=fmt, imgsz=list(imgsz), verbose=False, **EXPORT_SETTINGS[fmt])
-    except Exception as error:  # an exporter failure is a result of the comparison, not a crash of the bench
-        return {"error": f"{error.__class__.__name__}: {error}"}
-    return {"path": str(path).rstrip("/"), "export_s": round(time.perf_counter() - started, 1)}
 
 
 def _mean_iou(reference: Any, other: Any) -> float | None:
@@ -60,80 +34,81 @@ def _mean_iou(reference: Any, other: Any) -> float | None:
     return round(float(np.mean((inter / np.maximum(union, 1)).max(axis=1))), 4)
 
 
-def threads(engine: Any) -> Any:
-    """Inference threads of an engine's backend as its runtime reports them (0: the runtime's default)."""
-    try:
-        backend = engine.predictor.model.backend
-        if hasattr(backend, "session"):
-            return backend.session.get_session_options().intra_op_num_threads
-        if hasattr(backend, "ov_compiled_model"):
-            return int(backend.ov_compiled_model.get_property("INFERENCE_NUM_THREADS"))
-    except Exception:  # informational only: ultralytics internals move between versions
-        return None
-    import torch
+def thread_counts(cores: int) -> list[int]:
+    """``cpu_threads`` values compared: 0 (each backend's default), 1, 2 and every core."""
+    return sorted({0, 1, min(2, cores), cores})
 
-    return torch.get_num_threads()
+
+def variant_name(backend: str, threads: int) -> str:
+    return backend if threads == 0 else f"{backend}_{threads}_threads"
 
 
 def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, engine_config: Any,
             formats: tuple[str, ...] = FORMATS) -> dict[str, Any]:
-    """Export, load each format in :class:`FastSAMEngine`, time ``segment`` round-robin; pick the fastest."""
-    import dataclasses
+    """Load every backend x thread count in :class:`FastSAMEngine`, time ``segment`` round-robin; pick the fastest."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
 
+    from fastsam_ros import backends
     from fastsam_ros.engine import FastSAMEngine
 
     if model.suffix != ".pt":
         return {"skipped": f"{model.name} is not a PyTorch checkpoint to export from"}
     load_before = os.getloadavg()
-    imgsz = frames[0].shape[:2]
-    settings = {fmt: {**EXPORT_SETTINGS[fmt], "imgsz": list(imgsz), "precision": "fp32"} for fmt in formats}
-    results: dict[str, Any] = {"settings": settings,
-                               "formats": {"pytorch": {"path": str(model)}}}
-    paths = {"pytorch": str(model)}
-    for fmt in formats:
-        if not available(fmt):
-            results["formats"][fmt] = {"error": f"{fmt} runtime not installed"}
-            continue
-        outcome = export(model, out_dir, fmt, imgsz)
-        results["formats"][fmt] = outcome
-        if "path" in outcome:
-            paths[fmt] = outcome["path"]
-    engines = {}
-    for name, path in paths.items():
-        try:
-            engines[name] = FastSAMEngine(dataclasses.replace(engine_config, model=path))
-            for frame in frames:  # warm-up: first calls compile and allocate
-                engines[name].segment(frame)
-        except Exception as error:
-            results["formats"].setdefault(name, {})["error"] = f"{error.__class__.__name__}: {error}"
-    # ultralytics runs PyTorch on cores - 1 threads (1 on a 2-core machine) while ONNX Runtime and OpenVINO use
-    # every core: PyTorch on every core is timed too, so the comparison is not only about threads.
-    import torch
-
-    default_threads, cores = torch.get_num_threads(), os.cpu_count() or 1
-    threads_for = {name: default_threads for name in engines}
-    if "pytorch" in engines and cores != default_threads:
-        name = f"pytorch_{cores}_threads"
-        engines[name], threads_for[name] = engines["pytorch"], cores
-        results["formats"][name] = {"path": paths["pytorch"]}
+    cores = os.cpu_count() or 1
+    machine = backends.probe("cpu")
+    results: dict[str, Any] = {
+        "settings": {fmt: {**backends.EXPORT_SETTINGS[fmt], "imgsz": list(frames[0].shape[:2]), "precision": "fp32"}
+                     for fmt in formats},
+        "auto_picks": backends.choose("auto", False, machine).backend, "cores": cores, "formats": {},
+    }
+    engines: dict[str, Any] = {}
+    torch_threads: dict[str, int] = {}  # ultralytics' pre/postprocessing runs in torch on these
+    for backend in ("pytorch", *formats):
+        for threads in thread_counts(cores):
+            name = variant_name(backend, threads)
+            config = dataclasses.replace(engine_config, model=str(model), backend=backend, cpu_threads=threads,
+                                         export_cache=str(out_dir / "export-cache"))
+            entry = results["formats"][name] = {"backend": backend, "cpu_threads": threads}
+            try:
+                started = time.perf_counter()
+                engine = FastSAMEngine(config)
+                engine.segment(frames[0])  # the first frame exports (first start) or loads the cached export
+                entry["first_frame_s"] = round(time.perf_counter() - started, 2)
+                info = engine.backend
+                if info.backend != backend:  # a fallback is a result, not this backend's figure
+                    entry["error"] = info.reason
+                    continue
+                entry.update(path=info.path or str(model), threads=info.threads, export_s=info.export_s,
+                             load_s=info.load_s, made=info.made)
+                for frame in frames:  # warm-up: first calls compile and allocate
+                    engine.segment(frame)
+            except Exception as error:
+                entry["error"] = f"{error.__class__.__name__}: {error}"
+                continue
+            engines[name], torch_threads[name] = engine, threads or NUM_THREADS
+    default_threads = torch.get_num_threads()
     times: dict[str, list[float]] = {name: [] for name in engines}
     for index in range(rounds):
         frame = frames[index % len(frames)]
         order = list(engines)
-        order = order[index % len(order):] + order[: index % len(order)]  # rotate: noise hits every format
+        order = order[index % len(order):] + order[: index % len(order)]  # rotate: noise hits every variant
         for name in order:
-            torch.set_num_threads(threads_for[name])  # also the threads of ultralytics' torch pre/postprocessing
+            torch.set_num_threads(torch_threads[name])
             started = time.perf_counter()
             engines[name].segment(frame)
             times[name].append((time.perf_counter() - started) * 1000.0)
-    torch.set_num_threads(default_threads)
-    reference = {i: engines["pytorch"].segment(frame) for i, frame in enumerate(frames)} if "pytorch" in engines else {}
+    reference = {}
+    if "pytorch" in engines:
+        torch.set_num_threads(torch_threads["pytorch"])
+        reference = {i: engines["pytorch"].segment(frame) for i, frame in enumerate(frames)}
     for name, engine in engines.items():
-        entry = results["formats"][name]  # every timed engine has its entry (exports, PyTorch variants)
+        entry = results["formats"][name]
         entry["engine_ms"] = summarize(times[name])
-        torch.set_num_threads(threads_for[name])
-        entry["threads"] = threads(engine)
-        if reference and not name.startswith("pytorch_"):
+        if entry["backend"] == "pytorch":
+            entry["threads"] = torch_threads[name]
+        elif reference and entry["cpu_threads"] == 0:
+            torch.set_num_threads(torch_threads[name])
             outputs = [engine.segment(frame) for frame in frames]
             entry["instances"] = [len(s) for s in outputs]
             entry["mask_iou_vs_pytorch"] = [_mean_iou(reference[i], s) for i, s in enumerate(outputs)]
@@ -148,4 +123,7 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
         results["fastest"] = {"format": best, "path": entry["path"], "threads": entry.get("threads"),
                               "engine_ms": entry["engine_ms"],
                               "speedup_vs_pytorch": ratio(timed.get("pytorch"), timed[best], 2)}
+        auto = results["auto_picks"]
+        if auto in timed:
+            results["default_speedup_vs_pytorch"] = ratio(timed.get("pytorch"), timed[auto], 2)
     return results

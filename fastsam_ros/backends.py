@@ -310,12 +310,14 @@ class BackendInfo:
     reason: str = ""
 
 
-def set_runtime_threads(model: Any, path: Path, threads: int) -> int | None:
-    """Give an ONNX Runtime or OpenVINO model ``threads`` inference threads (both default to every core).
+def configure_runtime(model: Any, path: Path, threads: int) -> int | None:
+    """Give an ONNX Runtime or OpenVINO model ``threads`` inference threads, and OpenVINO FP32 precision.
 
-    ultralytics' AutoBackend sets neither (ONNX Runtime gets default ``SessionOptions``; OpenVINO is compiled
-    with only ``PERFORMANCE_HINT: LATENCY``), so the session is rebuilt / the model recompiled with ours.
-    Returns the runtime's thread count as it reports it (0 for ONNX Runtime's own default).
+    ultralytics' AutoBackend sets neither runtime's threads (ONNX Runtime gets default ``SessionOptions``, OpenVINO
+    only ``PERFORMANCE_HINT: LATENCY``), and both default to every core. OpenVINO also computes in bf16 on CPUs
+    with AMX or AVX512-BF16 unless told otherwise, which moved masks (mean IoU 0.986 against PyTorch on the
+    development CPU): it is recompiled with ``INFERENCE_PRECISION_HINT: f32``, so every backend gives PyTorch's
+    masks. Returns the runtime's thread count as it reports it (0: ONNX Runtime's own default).
     """
     backend = model.predictor.model.backend
     if hasattr(backend, "session"):  # ONNX Runtime
@@ -329,12 +331,13 @@ def set_runtime_threads(model: Any, path: Path, threads: int) -> int | None:
                                                            providers=backend.session.get_providers())
         return int(backend.session.get_session_options().intra_op_num_threads)
     if hasattr(backend, "ov_compiled_model"):  # OpenVINO
-        if threads > 0:
-            import openvino
+        import openvino
 
-            xml = next(Path(path).glob("*.xml")) if Path(path).is_dir() else Path(path)
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-            backend.ov_compiled_model = openvino.Core().compile_model(str(xml), "CPU", config)
+        xml = next(Path(path).glob("*.xml")) if Path(path).is_dir() else Path(path)
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        backend.ov_compiled_model = openvino.Core().compile_model(str(xml), "CPU", config)
         return int(backend.ov_compiled_model.get_property("INFERENCE_NUM_THREADS"))
     return None
 
@@ -400,7 +403,7 @@ class BackendSwitch:
             self._log(f"{plan.backend} export unavailable, running PyTorch: {reason}")
             self.info = dataclasses.replace(self.info, reason=f"{plan.reason}; failed: {reason}")
             return None
-        threads = set_runtime_threads(model, hit.path, self._cpu_threads)
+        threads = configure_runtime(model, hit.path, self._cpu_threads)
         if self._cpu_threads > 0 and not self._machine.cuda:  # the export's predictor reset torch's threads
             import torch
 

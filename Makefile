@@ -7,6 +7,7 @@
 #   make demo    the node on the sample images played as a camera, prompts from config/demo_prompts.json
 #   make eval    prompt-selection quality on the COCO subset
 #   make bench   side-by-side benchmark: table printed, JSON to OUT (default out/bench.json)
+#   make bench-device  the GPU check (bench/device.sh), ready for a machine with CUDA PyTorch only
 #   make lint    ruff
 
 SHELL := /bin/bash
@@ -43,7 +44,7 @@ BUILD_INPUTS := CMakeLists.txt package.xml \
 	$(wildcard msg/*.msg) $(wildcard srv/*.srv) $(wildcard fastsam_ros/*.py) \
 	$(wildcard scripts/*.in) $(wildcard launch/*) $(wildcard config/*)
 
-.PHONY: setup deps build test demo eval bench lint clean distclean
+.PHONY: setup deps build test demo eval bench bench-device lint clean distclean
 
 setup: $(VENV)/.stamp-build
 
@@ -99,3 +100,7 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+
+# GPU check (bench/device.sh: no ROS, no venv needed; the header says how to carry its wheels). ARGS=--quick etc.
+bench-device:
+	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) bench/device.sh $(ARGS)

@@ -338,3 +338,22 @@ def test_default_backend_gives_pytorch_masks_on_the_samples_slowish(standin_mode
     best = ious.max(axis=1)
     assert best.min() >= 0.99, best
     assert np.allclose(np.sort(fast.scores), np.sort(reference.scores), atol=2e-3)
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize(("flags", "exported"), [([], True), (["--backend", "pytorch"], False)])
+def test_cli_runs_the_export_by_default_and_not_with_backend_pytorch(tiny_model: Path, tmp_path: Path,
+                                                                     flags: list[str], exported: bool) -> None:
+    pytest.importorskip("onnxruntime")
+    from fastsam_ros.cli import main
+
+    image = tmp_path / "scene.png"
+    cv2.imwrite(str(image), _frame())
+    cache = tmp_path / "cache"
+    code = main([str(image), "--model", str(tiny_model), "--imgsz", "160", "--export-cache", str(cache),
+                 "--out", str(tmp_path / "out"), *flags])
+    assert code == 0
+    assert [p.parent.name.split("-")[2] for p in cache.glob("*/key.json")] == (["onnx"] if exported else [])
+    assert json.loads((tmp_path / "out" / "scene.json").read_text())

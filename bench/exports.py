@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,61 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
         if auto in timed:
             results["default_speedup_vs_pytorch"] = ratio(timed.get("pytorch"), timed[auto], 2)
     return results
+
+
+def rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """``(variant, threads, p50, p95, export_s, load_s, mask IoU)`` per timed variant."""
+    table = []
+    for name, entry in results["formats"].items():
+        if "engine_ms" not in entry:
+            table.append((name, entry.get("cpu_threads"), None, None, None, None, entry.get("error")))
+            continue
+        ious = [v for v in entry.get("mask_iou_vs_pytorch") or [] if v is not None]
+        table.append((name, entry.get("threads"), entry["engine_ms"]["p50"], entry["engine_ms"]["p95"],
+                      entry.get("export_s") if entry.get("made") else None, entry.get("load_s"),
+                      min(ious) if ious else None))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.exports``: the backend comparison alone (``make bench`` runs it after the pipeline)."""
+    import argparse
+    import json
+    import tempfile
+
+    from bench import machine, pipeline
+    from bench.stats import table
+    from fastsam_ros.engine import EngineConfig
+
+    parser = argparse.ArgumentParser(prog="python -m bench.exports", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path(os.environ.get(
+        "FASTSAM_TEST_MODEL", Path(__file__).resolve().parents[2] / "shared" / "models" / "yolov8n-seg.pt")))
+    parser.add_argument("--fastsam-s-shaped", action="store_true",
+                        help="instead of --model, YOLOv8s-seg with one class and random weights (FastSAM-s's network)")
+    parser.add_argument("--images", type=Path, default=Path(os.environ.get(
+        "FASTSAM_TEST_IMAGES", Path(__file__).resolve().parents[2] / "shared" / "data" / "images")))
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--work-dir", type=Path, default=Path("out/bench"))
+    parser.add_argument("--out", type=Path, help="JSON results")
+    args = parser.parse_args(argv)
+    frames = [f for _, f in pipeline.load_frames(args.images, pipeline.FRAME_IMAGES, pipeline.CAMERA_SHAPE)]
+    with tempfile.TemporaryDirectory() as folder:
+        if args.fastsam_s_shaped:
+            from bench.device import fastsam_s_shaped
+
+            args.model = fastsam_s_shaped(Path(folder))
+        meta = machine.describe(str(args.model))
+        results = compare(args.model, args.work_dir, frames, args.rounds, EngineConfig(imgsz=args.imgsz))
+    meta["command"] = " ".join(["python -m bench.exports", *(argv if argv is not None else sys.argv[1:])])
+    results["meta"] = {**meta, "frames": f"{len(frames)} x 640x480", "imgsz": args.imgsz}
+    print(table(rows(results), ("variant", "threads", "p50 ms", "p95 ms", "export s", "load s", "min IoU")))
+    print(f"backend auto picks {results.get('auto_picks')}; load {results['load_average']}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,6 +30,10 @@ setup(
         "ultralytics",
         "torch",
         "tqdm",
+        # backend auto on CPU: the checkpoint exported once to ONNX Runtime or OpenVINO (fastsam_ros/backends.py)
+        "onnx",
+        "onnxruntime",
+        "openvino",
     ],
     entry_points={"console_scripts": ["fastsam-segment=fastsam_ros.cli:main"]},
     options={"build": {"build_base": str(BUILD_BASE)}, "egg_info": {"egg_base": str(BUILD_BASE)}},

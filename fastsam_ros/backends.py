@@ -1,11 +1,12 @@
 """Fast by default: pick the fastest measured backend for the device, export the checkpoint to it once, cache it.
 
-Why: ONNX Runtime runs the network 1.9x faster than PyTorch on the development CPU (``make bench``), and a
+Why: ONNX Runtime or OpenVINO run the network 1.4-1.9x faster than PyTorch on the development CPUs, and a
 TensorRT FP16 engine is the usual fast path on NVIDIA GPUs, but both must be exported at a fixed input shape
 first. This module does that on the first start and reuses the export on later ones.
 
-- **Which backend** (:func:`choose`, pure, tested with fake probes): ``auto`` on CPU is ONNX Runtime, else
-  OpenVINO, else PyTorch; ``auto`` on CUDA is a TensorRT FP16 engine when ``tensorrt`` imports, else PyTorch
+- **Which backend** (:func:`choose`, pure, tested with fake probes): ``auto`` on CPU is OpenVINO on Intel
+  CPUs and ONNX Runtime on others (the faster of the two measured on each, see ``CPU_PREFERENCE``), else the
+  other one, else PyTorch; ``auto`` on CUDA is a TensorRT FP16 engine when ``tensorrt`` imports, else PyTorch
   FP16. An explicit ``onnx``/``openvino``/``tensorrt`` is honoured where it can run; whatever cannot run (package
   missing, wrong device) falls back to PyTorch with one log line saying why, never a crash.
 - **Which shape**: exports are static (the fastest and simplest to run), so the export is made lazily for the
@@ -44,10 +45,12 @@ FORMATS = {"onnx": "onnx", "openvino": "openvino", "tensorrt": "engine"}
 ARTIFACTS = {"onnx": "model.onnx", "openvino": "model_openvino_model", "tensorrt": "model.engine"}
 PACKAGES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("openvino",), "tensorrt": ("onnx", "tensorrt")}
 KEY_PACKAGES = ("ultralytics", "torch")
-# ``auto`` on CPU: the first of these that is installed. ONNX Runtime was the faster in ``make bench`` on the
-# 2-core AMD EPYC development machine (164 vs 179 ms per 640x480 frame, PyTorch 315); bench/exports.py measures
-# both at every thread count, so swap the order where it shows OpenVINO ahead.
-CPU_PREFERENCE = ("onnx", "openvino")
+# ``auto`` on CPU: the first of these that is installed, by CPU vendor, from ``python -m bench.exports`` (a stage
+# of ``make bench``) on the two development CPUs we had: on a 2-core AMD EPYC ONNX Runtime was the faster (164 vs
+# 179 ms per 640x480 frame, PyTorch 315); on a 2-core Intel Xeon with AMX OpenVINO (FP32) was as fast or faster
+# in every run (73 vs 75, 108 vs 141, 165 vs 361 ms under rising load). Intel's own runtime wins on Intel.
+CPU_PREFERENCE = {"GenuineIntel": ("openvino", "onnx")}
+CPU_PREFERENCE_DEFAULT = ("onnx", "openvino")
 # onnxslim (graph simplification) is not a dependency: unsimplified graphs measured as fast here.
 EXPORT_SETTINGS: Mapping[str, Mapping[str, Any]] = {
     "onnx": {"dynamic": False, "simplify": False},
@@ -76,6 +79,7 @@ class Probe:
     cuda: bool = False
     gpu_name: str = ""
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # only installed packages
+    cpu_vendor: str = ""  # /proc/cpuinfo's vendor_id: GenuineIntel, AuthenticAMD; "" elsewhere (Arm)
 
     def has(self, backend: str) -> bool:
         return all(package in self.versions for package in PACKAGES[backend])
@@ -115,7 +119,20 @@ def probe(device: str) -> Probe:
     if cuda:
         index = torch.device(f"cuda:{device}" if device.strip().isdigit() else device).index or 0
         gpu_name = torch.cuda.get_device_name(index)
-    return Probe(cuda=cuda, gpu_name=gpu_name, versions=versions)
+    return Probe(cuda=cuda, gpu_name=gpu_name, versions=versions, cpu_vendor=cpu_vendor())
+
+
+def cpu_vendor(cpuinfo: str | None = None) -> str:
+    """The CPU's ``vendor_id`` from ``/proc/cpuinfo`` ("" where there is none)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return ""
+    for line in cpuinfo.splitlines():
+        if line.startswith("vendor_id"):
+            return line.partition(":")[2].strip()
+    return ""
 
 
 def choose(backend: str, half: bool, machine: Probe) -> Plan:
@@ -133,7 +150,8 @@ def choose(backend: str, half: bool, machine: Probe) -> Plan:
         return Plan("pytorch", half, f"backend {backend} runs on the CPU only here, the device is a GPU: PyTorch")
     if backend == "tensorrt":
         return Plan("pytorch", half, "backend tensorrt needs a CUDA device: PyTorch")
-    candidates = CPU_PREFERENCE if backend == "auto" else (backend,)
+    preference = CPU_PREFERENCE.get(machine.cpu_vendor, CPU_PREFERENCE_DEFAULT)
+    candidates = preference if backend == "auto" else (backend,)
     for candidate in candidates:
         if machine.has(candidate):
             return Plan(candidate, False, f"backend {backend} on CPU: {candidate}", export=True)

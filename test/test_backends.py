@@ -22,12 +22,13 @@ from fastsam_ros.engine import EngineConfig, FastSAMEngine
 ALL_CPU = {"ultralytics": "8.4.190", "torch": "2.14.1", "onnx": "1.23.2", "onnxruntime": "1.32.0",
            "openvino": "2026.4.1"}
 GPU = "NVIDIA H200"
+AUTO_HERE = choose("auto", False, backends.probe("cpu")).backend  # openvino on Intel CPUs, onnx elsewhere
 
 
-def _probe(*missing: str, cuda: bool = False, tensorrt: bool = False) -> Probe:
+def _probe(*missing: str, cuda: bool = False, tensorrt: bool = False, vendor: str = "AuthenticAMD") -> Probe:
     versions = {**ALL_CPU, **({"tensorrt": "10.13.0"} if tensorrt else {})}
     return Probe(cuda=cuda, gpu_name=GPU if cuda else "", versions={k: v for k, v in versions.items()
-                                                                   if k not in missing})
+                                                                   if k not in missing}, cpu_vendor=vendor)
 
 
 # ------------------------------------------------------------------------------------------- choice
@@ -37,6 +38,10 @@ def _probe(*missing: str, cuda: bool = False, tensorrt: bool = False) -> Probe:
     ("backend", "probe", "expected", "half", "reason"),
     [
         ("auto", _probe(), "onnx", False, "onnx"),
+        ("auto", _probe(vendor=""), "onnx", False, "onnx"),  # Arm
+        ("auto", _probe(vendor="GenuineIntel"), "openvino", False, "openvino"),
+        ("auto", _probe("openvino", vendor="GenuineIntel"), "onnx", False, "onnx"),
+        ("onnx", _probe(vendor="GenuineIntel"), "onnx", False, "onnx"),
         ("auto", _probe("onnxruntime"), "openvino", False, "openvino"),
         ("auto", _probe("onnx"), "openvino", False, "openvino"),
         ("auto", _probe("onnxruntime", "openvino"), "pytorch", False, "onnxruntime, openvino not installed"),
@@ -67,6 +72,11 @@ def test_choose_keeps_the_half_parameter_for_pytorch() -> None:
 def test_choose_rejects_unknown_backends() -> None:
     with pytest.raises(ValueError, match="backend must be one of auto, pytorch"):
         choose("tflite", False, _probe())
+
+
+def test_cpu_vendor_from_cpuinfo() -> None:
+    assert backends.cpu_vendor("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n") == "GenuineIntel"
+    assert backends.cpu_vendor("processor\t: 0\nBogoMIPS\t: 50.00\n") == ""
 
 
 def test_probe_of_this_machine_on_cpu() -> None:
@@ -220,20 +230,20 @@ def test_engine_exports_on_the_first_frame_then_loads_the_cache(tiny_model: Path
     assert engine.backend.backend == "pytorch" and not list((tmp_path / "cache").glob("*"))  # not before a frame
     assert len(engine.segment(_frame())) > 0
     info = engine.backend
-    assert (info.backend, info.shape, info.made) == ("onnx", (128, 160), True)
-    assert info.export_s > 0 and Path(info.path).name == "model.onnx"
-    assert engine.predictor.model.backend.session is not None  # the frame ran on ONNX Runtime
+    assert (info.backend, info.shape, info.made) == (AUTO_HERE, (128, 160), True)
+    assert info.export_s > 0 and Path(info.path).name == backends.ARTIFACTS[AUTO_HERE]
+    assert engine.predictor.model.format == backends.FORMATS[AUTO_HERE]  # the frame ran on the export
     assert any("exported in" in line and "first start" in line for line in lines), lines
 
     lines.clear()
     again = _engine(model, tmp_path / "cache", lines)
     again.segment(_frame())
-    assert (again.backend.backend, again.backend.made, again.backend.path) == ("onnx", False, info.path)
+    assert (again.backend.backend, again.backend.made, again.backend.path) == (AUTO_HERE, False, info.path)
     assert any("found in the cache" in line for line in lines), lines
 
     again.segment(_frame(160, 120))  # another letterbox shape: PyTorch, said once
     again.segment(_frame(160, 120))
-    assert hasattr(again.predictor.model.backend.model, "forward")  # the PyTorch module
+    assert again.predictor.model.format == "pt"
     assert sum("run on PyTorch" in line for line in lines) == 1
 
 
@@ -278,7 +288,7 @@ def test_failed_export_falls_back_to_pytorch_with_a_log_line(tiny_model: Path, t
     engine = _engine(tiny_model, tmp_path / "cache", lines)
     assert len(engine.segment(_frame())) > 0
     assert engine.backend.backend == "pytorch" and "exporter exploded" in engine.backend.reason
-    assert any("onnx export unavailable, running PyTorch" in line for line in lines), lines
+    assert any(f"{AUTO_HERE} export unavailable, running PyTorch" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
@@ -310,7 +320,7 @@ def test_an_export_given_as_the_model_runs_as_is(tiny_model: Path, tmp_path: Pat
     lines: list[str] = []
     engine = _engine(Path(made.backend.path), tmp_path / "other", lines)
     assert len(engine.segment(_frame())) > 0
-    assert engine.backend.backend == "onnx" and not engine.backend.made and not (tmp_path / "other").exists()
+    assert engine.backend.backend == AUTO_HERE and not engine.backend.made and not (tmp_path / "other").exists()
 
 
 # ------------------------------------------------------------------------ real weights: the masks of PyTorch
@@ -327,7 +337,7 @@ def test_default_backend_gives_pytorch_masks_on_the_samples_slowish(standin_mode
     fast = FastSAMEngine(config).segment(image)
     engine_backend = FastSAMEngine(config)
     engine_backend.segment(image)
-    assert engine_backend.backend.backend == "onnx" and not engine_backend.backend.made
+    assert engine_backend.backend.backend == AUTO_HERE and not engine_backend.backend.made
     reference = FastSAMEngine(EngineConfig(model=str(standin_model), backend="pytorch")).segment(image)
     assert len(reference) >= 2 and len(fast) == len(reference)
     assert fast.masks.shape == reference.masks.shape
@@ -355,5 +365,5 @@ def test_cli_runs_the_export_by_default_and_not_with_backend_pytorch(tiny_model:
     code = main([str(image), "--model", str(tiny_model), "--imgsz", "160", "--export-cache", str(cache),
                  "--out", str(tmp_path / "out"), *flags])
     assert code == 0
-    assert [p.parent.name.split("-")[2] for p in cache.glob("*/key.json")] == (["onnx"] if exported else [])
+    assert [p.parent.name.split("-")[2] for p in cache.glob("*/key.json")] == ([AUTO_HERE] if exported else [])
     assert json.loads((tmp_path / "out" / "scene.json").read_text())

@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -78,6 +79,7 @@ class Probe:
 
     cuda: bool = False
     gpu_name: str = ""
+    cpu: bool = True  # the device is the CPU (neither this nor cuda: mps, a missing GPU, ...: PyTorch decides)
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)  # only installed packages
     cpu_vendor: str = ""  # /proc/cpuinfo's vendor_id: GenuineIntel, AuthenticAMD; "" elsewhere (Arm)
 
@@ -112,14 +114,13 @@ def probe(device: str) -> Probe:
     """Look at the real machine (cheap: no runtime is imported except torch, and tensorrt only on CUDA)."""
     import torch
 
-    cuda = device.strip().lower() not in ("cpu", "mps") and torch.cuda.is_available()
+    name = device.strip().lower()
+    index = re.fullmatch(r"(?:cuda:?)?(\d+)(?:,\d+)*|cuda", name)  # 0, cuda, cuda:0, 0,1 (ultralytics' forms)
+    cuda = index is not None and torch.cuda.is_available()
     packages = {*KEY_PACKAGES, "onnx", "onnxruntime", "openvino", *(("tensorrt",) if cuda else ())}
     versions = {name: version for name in sorted(packages) if (version := _version(name)) is not None}
-    gpu_name = ""
-    if cuda:
-        index = torch.device(f"cuda:{device}" if device.strip().isdigit() else device).index or 0
-        gpu_name = torch.cuda.get_device_name(index)
-    return Probe(cuda=cuda, gpu_name=gpu_name, versions=versions, cpu_vendor=cpu_vendor())
+    gpu_name = torch.cuda.get_device_name(int(index.group(1) or 0)) if cuda and index is not None else ""
+    return Probe(cuda=cuda, gpu_name=gpu_name, versions=versions, cpu_vendor=cpu_vendor(), cpu=name == "cpu")
 
 
 def cpu_vendor(cpuinfo: str | None = None) -> str:
@@ -150,6 +151,8 @@ def choose(backend: str, half: bool, machine: Probe) -> Plan:
         return Plan("pytorch", half, f"backend {backend} runs on the CPU only here, the device is a GPU: PyTorch")
     if backend == "tensorrt":
         return Plan("pytorch", half, "backend tensorrt needs a CUDA device: PyTorch")
+    if not machine.cpu:
+        return Plan("pytorch", half, f"backend {backend}: exports run on the CPU or CUDA only: PyTorch")
     preference = CPU_PREFERENCE.get(machine.cpu_vendor, CPU_PREFERENCE_DEFAULT)
     candidates = preference if backend == "auto" else (backend,)
     for candidate in candidates:

@@ -28,7 +28,8 @@ AUTO_HERE = choose("auto", False, backends.probe("cpu")).backend  # openvino on 
 def _probe(*missing: str, cuda: bool = False, tensorrt: bool = False, vendor: str = "AuthenticAMD") -> Probe:
     versions = {**ALL_CPU, **({"tensorrt": "10.13.0"} if tensorrt else {})}
     return Probe(cuda=cuda, gpu_name=GPU if cuda else "", versions={k: v for k, v in versions.items()
-                                                                   if k not in missing}, cpu_vendor=vendor)
+                                                                   if k not in missing}, cpu_vendor=vendor,
+                 cpu=not cuda)
 
 
 # ------------------------------------------------------------------------------------------- choice
@@ -55,6 +56,7 @@ def _probe(*missing: str, cuda: bool = False, tensorrt: bool = False, vendor: st
         ("auto", _probe("onnx", cuda=True, tensorrt=True), "pytorch", True, "needs onnx"),
         ("onnx", _probe(cuda=True), "pytorch", False, "CPU only"),
         ("pytorch", _probe(cuda=True, tensorrt=True), "pytorch", False, "pytorch"),
+        ("auto", Probe(cpu=False, versions=ALL_CPU), "pytorch", False, "CPU or CUDA only"),  # mps, a missing GPU
     ],
 )
 def test_choose(backend: str, probe: Probe, expected: str, half: bool, reason: str) -> None:
@@ -79,9 +81,22 @@ def test_cpu_vendor_from_cpuinfo() -> None:
     assert backends.cpu_vendor("processor\t: 0\nBogoMIPS\t: 50.00\n") == ""
 
 
+@pytest.mark.parametrize(("device", "name"), [("0", "GPU0"), ("cuda", "GPU0"), ("cuda:1", "GPU1"), ("1,0", "GPU1")])
+def test_probe_reads_the_gpu_of_the_device_string(monkeypatch: pytest.MonkeyPatch, device: str, name: str) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, faked: tests never need one
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"GPU{index}")
+    probe = backends.probe(device)
+    assert probe.cuda and not probe.cpu and probe.gpu_name == name
+    plan = choose("auto", False, probe)
+    assert (plan.backend, plan.half) == (("tensorrt", True) if probe.has("tensorrt") else ("pytorch", True))
+
+
 def test_probe_of_this_machine_on_cpu() -> None:
     probe = backends.probe("cpu")
-    assert not probe.cuda and probe.gpu_name == ""
+    assert not probe.cuda and probe.gpu_name == "" and probe.cpu
+    assert not backends.probe("mps").cpu
     assert "torch" in probe.versions and "ultralytics" in probe.versions
 
 

@@ -303,6 +303,18 @@ class ExportCache:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def shapes(self, key: ExportKey) -> list[tuple[int, int]]:
+        """Shapes of the cached exports that match ``key`` in everything but the shape, newest first."""
+        wanted = json.loads(json.dumps(dataclasses.asdict(key)))
+        wanted.pop("shape")
+        found = []
+        for record_file in self.root.glob("*/key.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                record = json.loads(record_file.read_text())
+                if all(record[name] == value for name, value in wanted.items()):
+                    found.append((record["made"], tuple(record["shape"])))
+        return [shape for _, shape in sorted(found, reverse=True)]
+
     def _remove_stale(self, key: ExportKey, checkpoint: Path, keep: Path) -> None:
         """Drop exports of an earlier version of the same checkpoint file for the same backend, shape and GPU."""
         for record_file in self.root.glob("*/key.json"):
@@ -372,6 +384,7 @@ class BackendSwitch:
 
     ``model_for(image_shape)`` returns the ultralytics model to call and whether to ask for FP16. The first call
     exports (first start) or loads (later starts) the export; a failure is logged once and PyTorch carries on.
+    ``preload`` (the engine's warm-up) loads the newest cached export of the checkpoint ahead of the first frame.
     """
 
     def __init__(self, pytorch_model: Any, plan: Plan, *, machine: Probe, imgsz: int, device: str,
@@ -386,6 +399,8 @@ class BackendSwitch:
         self._log = log
         self._shape: tuple[int, int] | None = None
         self._exported: Any = None
+        self._preloaded = False  # _shape came from the cache, not from a frame: the first frame may replace it
+        self._sha = ""
         self._other_shapes: set[tuple[int, int]] = set()
         # PyTorch until the first frame's export is loaded (or the model as given, when it is an export)
         self.info = BackendInfo("pytorch" if plan.export else plan.backend, plan.half, reason=plan.reason)
@@ -395,11 +410,31 @@ class BackendSwitch:
         """FP16 for the PyTorch model (CUDA only: ultralytics runs FP32 on the CPU whatever it is asked)."""
         return self._plan.half
 
+    def preload(self) -> None:
+        """Load the newest cached export of this checkpoint before any frame (a later start, at configure).
+
+        The first real frame still decides: of another shape, it gets that shape's export instead.
+        """
+        if not self._plan.export or self._shape is not None:
+            return
+        try:
+            shapes = self._cache.shapes(self._key((0, 0)))
+        except OSError:
+            return
+        if shapes:
+            self._shape, self._preloaded = shapes[0], True
+            self._exported = self._load(shapes[0])
+
     def model_for(self, image_shape: tuple[int, ...]) -> tuple[Any, bool]:
         if not self._plan.export:
             return self._pytorch, self._plan.half
         stride = int(max(self._pytorch.model.stride))
         shape = letterbox_shape((int(image_shape[0]), int(image_shape[1])), self._imgsz, stride)
+        if self._preloaded:
+            self._preloaded = False
+            if shape != self._shape:  # the camera changed since the export was made
+                self._shape, self._exported = None, None
+                self.info = BackendInfo("pytorch", self._plan.half, reason=self._plan.reason)
         if self._shape is None:
             self._shape = shape
             self._exported = self._load(shape)
@@ -411,11 +446,16 @@ class BackendSwitch:
                       f"export serves {self._shape[0]}x{self._shape[1]}, the first frame's")
         return self._pytorch, self._plan.half
 
+    def _key(self, shape: tuple[int, int]) -> ExportKey:
+        if not self._sha:
+            self._sha = file_sha256(Path(self._pytorch.ckpt_path))
+        return ExportKey.make(self._sha, self._plan, shape, self._machine)
+
     def _load(self, shape: tuple[int, int]) -> Any:
         plan = self._plan
         checkpoint = Path(self._pytorch.ckpt_path)
         try:
-            key = ExportKey.make(file_sha256(checkpoint), plan, shape, self._machine)
+            key = self._key(shape)
             if not (self._cache.root / key.entry_name(checkpoint.stem) / "key.json").exists():
                 self._log(f"exporting {checkpoint.name} to {plan.backend} at {shape[0]}x{shape[1]} once "
                           f"(cached in {self._cache.root})...")

@@ -129,8 +129,10 @@ class FastSAMEngine:
     def warmup(self) -> None:
         """Run PyTorch once on a blank frame so the first real frame does not pay for lazy setup.
 
-        Not the export: that is made (or loaded) for the first real frame, whose shape it needs.
+        An export cached by an earlier start is loaded (and run once) here too; a first start exports on the first
+        real frame, whose shape it needs.
         """
+        self._backends.preload()
         blank = np.zeros((self.config.imgsz // 2, self.config.imgsz, 3), dtype=np.uint8)
         segmentation_from_result(self._predict(self._model, self._backends.pytorch_half, blank))
 

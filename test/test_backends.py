@@ -262,6 +262,25 @@ def test_engine_exports_on_the_first_frame_then_loads_the_cache(tiny_model: Path
     assert sum("run on PyTorch" in line for line in lines) == 1
 
 
+def test_warmup_of_a_later_start_loads_the_cached_export_before_any_frame(tiny_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / "tiny.pt"
+    shutil.copy(tiny_model, model)
+    _engine(model, tmp_path / "cache").segment(_frame())  # the first start: exports for 128x160
+    lines: list[str] = []
+    later = _engine(model, tmp_path / "cache", lines)
+    later.warmup()
+    assert (later.backend.backend, later.backend.shape, later.backend.made) == (AUTO_HERE, (128, 160), False)
+    assert any("found in the cache" in line for line in lines), lines
+    later.segment(_frame())
+    assert later.predictor.model.format == backends.FORMATS[AUTO_HERE]
+
+    moved = _engine(model, tmp_path / "cache")  # the camera changed: its first frame gets its own export
+    moved.warmup()
+    moved.segment(_frame(160, 120))
+    assert (moved.backend.backend, moved.backend.shape, moved.backend.made) == (AUTO_HERE, (160, 128), True)
+    assert moved.predictor.model.format == backends.FORMATS[AUTO_HERE]
+
+
 def test_engine_exports_again_when_the_checkpoint_changes(tiny_model: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     import torch

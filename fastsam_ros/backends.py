@@ -13,6 +13,7 @@ first. This module does that on the first start and reuses the export on later o
   letterbox shape of the *first frame* (:func:`letterbox_shape`: the tensor PyTorch builds for that frame, so
   the export does the same work and gives the same masks). Frames of any other shape run on PyTorch (one log
   line). A camera has one shape; a folder of mixed photos in the CLI gets the export for its first image only.
+  A later start loads the newest cached export of the checkpoint at warm-up (configure), ahead of the first frame.
 - **Cache**: one folder per export under ``export_cache`` (default ``$XDG_CACHE_HOME/fastsam_ros`` or
   ``~/.cache/fastsam_ros``), named by a digest of :class:`ExportKey` (checkpoint SHA-256, format, shape,
   precision, GPU name, library versions): a changed checkpoint or an upgraded library gets a new export and the
@@ -52,7 +53,7 @@ KEY_PACKAGES = ("ultralytics", "torch")
 # in every run (73 vs 75, 108 vs 141, 165 vs 361 ms under rising load). Intel's own runtime wins on Intel.
 CPU_PREFERENCE = {"GenuineIntel": ("openvino", "onnx")}
 CPU_PREFERENCE_DEFAULT = ("onnx", "openvino")
-# onnxslim (graph simplification) is not a dependency: unsimplified graphs measured as fast here.
+# No graph simplification: it needs onnxslim, which is not among our requirements (a static export runs as is).
 EXPORT_SETTINGS: Mapping[str, Mapping[str, Any]] = {
     "onnx": {"dynamic": False, "simplify": False},
     "openvino": {"dynamic": False},

@@ -268,7 +268,9 @@ def evaluate(
     """The evaluation report: mean IoU per method and prompt kind over every instance of ``data_dir``."""
     from fastsam_ros.engine import EngineConfig, FastSAMEngine
 
-    engine = FastSAMEngine(EngineConfig(model=model, device=device, imgsz=imgsz))
+    # PyTorch on every image: the evaluation scores selection rules, and its photos come in many sizes (an export
+    # would serve only the first image's letterbox shape).
+    engine = FastSAMEngine(EngineConfig(model=model, device=device, imgsz=imgsz, backend="pytorch"))
     images = len(image_pairs(Path(data_dir))[:limit])
     rows: list[dict[str, dict[str, float]]] = []
     for frame in iter_frames(Path(data_dir), engine, limit, min_area, progress):

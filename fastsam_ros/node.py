@@ -420,6 +420,7 @@ class FastSAMNode(LifecycleNode):
                 "bad_images": health.bad_images, "bad_prompts": health.bad_prompts,
                 "last_inference_ms": f"{health.last_inference_ms:.1f}", "cached_frames": len(self._cache or ()),
                 "last_error": health.last_error, "image_decoder": self._decoder.backend,
+                "backend": engine.backend.backend if (engine := self._engine) is not None else "",
             }
         stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(ros_io.diagnostics_msg(stamp, f"{self.get_name()}: segmentation", level, message,

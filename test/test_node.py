@@ -168,6 +168,17 @@ def test_text_prompt_without_clip_weights_is_an_error_and_boxes_keep_working(pro
     assert selection_for(probe, "box-after-text").status in ("ok", "no_match")
 
 
+def test_diagnostics_name_the_backend_that_runs_the_frames(probe: Probe) -> None:
+    """backend: auto exported the model for these frames on the first one; diagnostics say which runtime runs them."""
+    from fastsam_ros import backends
+
+    publish_and_wait(probe, 9_000_000_001)
+    expected = backends.choose("auto", False, backends.probe("cpu")).backend  # openvino on Intel, onnx elsewhere
+    report = probe.wait_for("diagnostics", lambda m: any((kv.key, kv.value) == ("backend", expected)
+                                                         for status in m.status for kv in status.values))
+    assert report is not None, f"no diagnostics with backend {expected}"
+
+
 def test_diagnostics_report_counters_and_problems(probe: Probe) -> None:
     report = probe.wait_for("diagnostics", lambda m: any(s.name.startswith("fastsam") for s in m.status))
     assert report is not None

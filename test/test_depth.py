@@ -218,3 +218,12 @@ def test_position_is_the_median_point_of_the_kept_pixels() -> None:
     assert where.position[2] == pytest.approx(1.015) and where.pixels == 4
     assert where.position[0] == pytest.approx(np.median([-0.01, 0.0, 0.0101, 0.0204]), abs=1e-6)
     assert where.position[1] == 0.0 and where.size[2] == pytest.approx(0.03)
+
+
+def test_the_3d_core_imports_without_ros() -> None:
+    import subprocess
+    import sys
+
+    blocked = "import sys\nfor name in ('rclpy', 'sensor_msgs', 'visualization_msgs', 'fastsam_ros.msg'):\n" \
+              "    sys.modules[name] = None\nimport fastsam_ros.depth, fastsam_ros.pairing\n"
+    subprocess.run([sys.executable, "-c", blocked], check=True)

@@ -6,12 +6,14 @@ and what real cameras and masks do at edges (flying pixels, mask spill, holes, n
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bench.bench_depth import OBJECT_Z, PLANE_Z, _naive, edge_scene
+from bench.bench_depth import OBJECT_Z, PLANE_Z, _naive, edge_scene, run
 from fastsam_ros.depth import (
     DepthError,
     DepthFilter,
@@ -221,9 +223,17 @@ def test_position_is_the_median_point_of_the_kept_pixels() -> None:
 
 
 def test_the_3d_core_imports_without_ros() -> None:
-    import subprocess
-    import sys
-
     blocked = "import sys\nfor name in ('rclpy', 'sensor_msgs', 'visualization_msgs', 'fastsam_ros.msg'):\n" \
               "    sys.modules[name] = None\nimport fastsam_ros.depth, fastsam_ros.pairing\n"
     subprocess.run([sys.executable, "-c", blocked], check=True)
+
+
+def test_the_bench_compares_the_rules_and_only_locate_is_right_on_both_edges() -> None:
+    figures = run(pixels=20_000, repeats=3)
+    assert figures["locate_ms"]["n"] == 3 and 19_000 < figures["mask_pixels"] < 23_000
+    worst: dict[str, float] = {}
+    for rules in figures["rules"].values():
+        for rule, errors in rules.items():
+            worst[rule] = max(worst.get(rule, 0.0), errors["position_error_cm"], errors["size_error_xy_cm"])
+    assert worst.pop("eroded core + depth window (locate)") < 1
+    assert len(worst) == 3 and min(worst.values()) > 2, worst  # each simpler rule fails on one of the edges

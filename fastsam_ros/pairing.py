@@ -3,7 +3,7 @@
 Depth comes on its own topic, a little before or after the colour frame it belongs to (RealSense aligns depth
 to colour after both arrive; a ZED stamps both alike). :class:`StampPairer` keeps the last few items by stamp
 and gives a frame the item with its exact stamp, or the nearest within a tolerance; when that item may still
-be on its way (nothing at or after the frame's stamp yet) it waits for it, up to a limit.
+be on its way (nothing at or after the frame's stamp yet, and the stream is live) it waits for it, up to a limit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+LIVE_NS = 1_000_000_000  # a stream whose newest item is older than this (before the frame) is not waited for
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class StampPairer(Generic[T]):
     def pair(self, stamp_ns: int, wait_s: float = 0.0) -> Paired[T]:
         """The item for the frame stamped ``stamp_ns``: exact, else the nearest within the tolerance.
 
-        Waits up to ``wait_s`` while no item at or after ``stamp_ns`` has arrived (a nearer one may still come).
+        Waits up to ``wait_s`` while no item at or after ``stamp_ns`` has arrived (a nearer one may still come),
+        unless nothing has come for ``LIVE_NS`` before the frame: a stopped stream costs no waiting.
         """
         with self._changed:
             if stamp_ns in self._pairs:
@@ -71,8 +73,9 @@ class StampPairer(Generic[T]):
             return paired
 
     def _settled(self, stamp_ns: int) -> bool:
-        """Whether no later item can be nearer: the exact one is here, or one at or after the frame."""
-        return stamp_ns in self._items or (self._newest_ns is not None and self._newest_ns >= stamp_ns)
+        """Whether waiting is pointless: the exact item is here, one at or after the frame, or the stream is dead."""
+        return stamp_ns in self._items or self._newest_ns is None or self._newest_ns >= stamp_ns or \
+            self._newest_ns < stamp_ns - LIVE_NS
 
     def _nearest(self, stamp_ns: int) -> Paired[T]:
         if not self._items:

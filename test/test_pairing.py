@@ -78,11 +78,21 @@ def test_pairs_are_remembered_after_the_buffer_moved_on() -> None:
     assert depth.pair(100 * MS).item is None  # forgotten after two newer pairs, and gone from the buffer
 
 
+def test_a_stopped_stream_or_none_at_all_is_not_waited_for() -> None:
+    depth = pairer()
+    started = time.monotonic()
+    assert depth.pair(100 * MS, wait_s=5.0).reason == "no depth image received yet"
+    depth.add(100 * MS, "old")
+    assert depth.pair(1200 * MS, wait_s=5.0).reason.startswith("no depth image within 0.010 s")
+    assert time.monotonic() - started < 0.5
+
+
 def test_close_wakes_a_waiting_pair() -> None:
     depth = pairer()
+    depth.add(90 * MS, "earlier")
     threading.Timer(0.05, depth.close).start()
     started = time.monotonic()
-    assert depth.pair(100 * MS, wait_s=5.0).item is None
+    assert depth.pair(100 * MS, wait_s=5.0).item == "earlier"  # the best there is, at once
     assert time.monotonic() - started < 1.0
 
 

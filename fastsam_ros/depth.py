@@ -175,11 +175,16 @@ def depth_view(depth: DepthImage, intrinsics: Intrinsics, image_shape: tuple[int
     if intrinsics.width and intrinsics.height and (intrinsics.height, intrinsics.width) != tuple(image_shape):
         raise DepthError(f"camera_info is for {intrinsics.width}x{intrinsics.height}, the colour image is "
                          f"{image_shape[1]}x{image_shape[0]}: use the colour camera's camera_info")
-    low, high = depth_range
-    if not 0 <= low < high:
-        raise DepthError(f"depth_range must be [min, max] metres with 0 <= min < max, got [{low}, {high}]")
-    return DepthView(depth=depth, intrinsics=intrinsics, depth_range=(float(low), float(high)),
+    return DepthView(depth=depth, intrinsics=intrinsics, depth_range=depth_limits(depth_range),
                      filter=depth_filter or DepthFilter())
+
+
+def depth_limits(values: Sequence[float]) -> tuple[float, float]:
+    """``depth_range`` as ``(min, max)`` metres, checked: two values, 0 <= min < max."""
+    limits = tuple(float(v) for v in values)
+    if len(limits) != 2 or not 0 <= limits[0] < limits[1]:
+        raise DepthError(f"depth_range must be [min, max] metres with 0 <= min < max, got {list(limits)}")
+    return limits[0], limits[1]
 
 
 def locate(mask: np.ndarray, box: tuple[float, float, float, float], view: DepthView) -> ObjectPoints:

@@ -62,11 +62,14 @@ class NodeProcess:
     """The fastsam node in a subprocess started from the launch file's node description."""
 
     def __init__(self, log_path: Path, namespace: str = "", image: str = "/camera/image_raw",
-                 **parameters: Any) -> None:
+                 program: list[str] | None = None, **parameters: Any) -> None:
+        """``program`` replaces the node executable (tests run the node with a fake engine through it)."""
         launch = load_launch_module()
         spec = launch.node_spec(model=str(parameters.pop("model")), device="cpu", image=image,
                                 namespace=namespace, params_file=str(REPO / "config" / "fastsam.yaml"))
         self.command = command_from_spec(spec, parameters)
+        if program is not None:
+            self.command = program + self.command[self.command.index("--ros-args"):]
         self.log_path = log_path
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                "PYTHONUNBUFFERED": "1"}

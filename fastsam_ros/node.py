@@ -51,6 +51,7 @@ from fastsam_ros.types import Prompt, Selection, Status
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
+DEPTH_QUEUE = 5  # depth and camera_info messages queued for the executor (their callbacks only store them)
 PENDING_FRAME_TIMEOUT_S = 10.0  # how long a prompt waits for a frame that is still being segmented
 LOG_THROTTLE_S = 2.0
 
@@ -69,6 +70,7 @@ class _Health:
     frames_processed: int = 0
     bad_images: int = 0
     bad_prompts: int = 0
+    no_depth: int = 0
     last_inference_ms: float = 0.0
     last_error: str = ""
     configure_error: str = ""
@@ -94,6 +96,7 @@ class FastSAMNode(LifecycleNode):
         self._config: NodeConfig | None = None
         self._engine: FastSAMEngine | None = None
         self._clip: ClipScorer | None = None  # loads on the first text prompt (or at configure when asked)
+        self._depth: Any = None  # node_depth.DepthStage with use_depth (imported only then: visualization_msgs)
         self._cache: FrameCache | None = None
         self._incoming: LatestSlot[_Incoming] = LatestSlot()
         self._in_flight_ns: int | None = None
@@ -139,6 +142,11 @@ class FastSAMNode(LifecycleNode):
             with contextlib.suppress(ClipUnavailable):
                 self._clip.load()
         self._health.configure_error = ""
+        if config.use_depth:
+            from fastsam_ros.node_depth import DepthStage
+
+            self._depth = DepthStage(self, config.depth_tolerance, config.depth_range, config.depth_wait,
+                                     config.cache_frames, self._depth_problem)
         self._outputs = {
             "instances": self.create_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
             "selection": self.create_publisher(SelectionMsg, "selection", ros_io.RELIABLE_QOS),
@@ -170,6 +178,8 @@ class FastSAMNode(LifecycleNode):
             # A service callback cannot hand its answer over to another thread, so the whole call runs aside.
             self.create_service(Segment, "segment", self._on_segment, callback_group=self.blocking_group),
         ]
+        if self._depth is not None:
+            self._depth.subscribe(ros_io.image_qos(config.image_reliability, DEPTH_QUEUE))
         self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -196,6 +206,8 @@ class FastSAMNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._inputs = []
+        if self._depth is not None:
+            self._depth.unsubscribe()
         self._incoming.close()
         with self._frame_done:  # prompts waiting for a frame stop waiting: it will not come
             self._stopping = True
@@ -211,7 +223,9 @@ class FastSAMNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
         self._outputs = {}
-        self._engine, self._cache, self._config, self._clip = None, None, None, None
+        if self._depth is not None:
+            self._depth.destroy()
+        self._engine, self._cache, self._config, self._clip, self._depth = None, None, None, None, None
         with self._persistent_lock:
             self._persistent.clear()
 
@@ -253,6 +267,8 @@ class FastSAMNode(LifecycleNode):
         cache.put(frame)
         with self._frame_done:  # prompts waiting for this frame answer now, not after the outputs below
             self._frame_done.notify_all()
+        if self._depth is not None:  # pair it with its depth now, while that is still buffered
+            self._depth.pin(frame.stamp_ns, segmentation.image_shape)
         self._health.frames_processed += 1
         self._health.last_inference_ms = segmentation.timings.inference_ms
         with self._persistent_lock:
@@ -261,6 +277,7 @@ class FastSAMNode(LifecycleNode):
         for answer in answers:  # answers first: they are what a robot waits on
             self._outputs["selection"].publish(ros_io.selection_msg(answer, header))
         self._publish_mask(frame, answers)
+        self._publish_3d(frame, answers)
         publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
             publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks))
@@ -333,6 +350,7 @@ class FastSAMNode(LifecycleNode):
         self._outputs["selection"].publish(ros_io.selection_msg(selection, frame.header if frame else request_header))
         if frame is not None and selection.ok:
             self._publish_mask(frame, [selection])
+            self._publish_3d(frame, [selection])
             self._publish_debug(frame, [selection], [prompt])
 
     def _answer(self, prompt: Prompt, stamp: int) -> tuple[Selection, Frame | None]:
@@ -351,6 +369,8 @@ class FastSAMNode(LifecycleNode):
         try:
             params = config.selection if config else NodeConfig().selection
             selection = select(frame.segmentation, prompt, params, frame.image, self._clip)
+            if self._depth is not None:
+                selection = self._depth.locate(selection, frame.stamp_ns, frame.segmentation.image_shape)
         except Exception as error:  # a bug in one answer must not stop the node
             selection = Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
         if selection.status in (Status.INVALID, Status.ERROR):
@@ -395,6 +415,15 @@ class FastSAMNode(LifecycleNode):
                 union |= selection.union_mask(frame.segmentation.image_shape)
             publisher.publish(ros_io.image_msg(union.view(np.uint8) * 255, frame.header))
 
+    def _publish_3d(self, frame: Frame, selections: list[Selection]) -> None:
+        if self._depth is not None:
+            self._depth.publish(frame.header, frame.stamp_ns, frame.segmentation.image_shape, selections)
+
+    def _depth_problem(self, message: str) -> None:
+        """A frame without usable depth: its answers say why; counted, logged (throttled) and on /diagnostics."""
+        self._health.problem(message, "no_depth")
+        self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
+
     def _publish_debug(self, frame: Frame, selections: list[Selection], prompts: list[Prompt]) -> None:
         """The overlay costs milliseconds, so it is drawn only while someone watches."""
         publisher = self._outputs.get("debug_image")
@@ -421,6 +450,8 @@ class FastSAMNode(LifecycleNode):
                 "last_inference_ms": f"{health.last_inference_ms:.1f}", "cached_frames": len(self._cache or ()),
                 "last_error": health.last_error, "image_decoder": self._decoder.backend,
             }
+            if self._depth is not None:
+                values.update(self._depth.diagnostics(), answers_without_depth=health.no_depth)
         stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(ros_io.diagnostics_msg(stamp, f"{self.get_name()}: segmentation", level, message,
                                                          values))

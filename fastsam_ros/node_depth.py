@@ -22,7 +22,6 @@ from fastsam_ros.depth import (
     DepthError,
     DepthView,
     Intrinsics,
-    ObjectPoints,
     boxes_3d,
     cloud_points,
     decode_depth,
@@ -48,7 +47,6 @@ class DepthStage:
         self._camera: tuple[Intrinsics | str, str] | None = None  # intrinsics (or why not), frame_id
         self._lock = threading.Lock()
         self.depth_received = 0
-        self.without_depth = 0  # answers whose frame had no usable depth
         self._publishers = {
             "points": node.create_publisher(PointCloud2, "selection/points", ros_io.RELIABLE_QOS),
             "markers": node.create_publisher(MarkerArray, "selection/markers", ros_io.RELIABLE_QOS),
@@ -86,7 +84,11 @@ class DepthStage:
         except DepthError as error:
             intrinsics = f"camera_info rejected: {error}"
         with self._lock:
+            newly_rejected = isinstance(intrinsics, str) and (self._camera is None or
+                                                               not isinstance(self._camera[0], str))
             self._camera = (intrinsics, str(msg.header.frame_id))
+        if newly_rejected:
+            self._problem(str(intrinsics))
 
     def view(self, stamp_ns: int, image_shape: tuple[int, int], wait: bool = False) -> DepthView | str:
         """The depth view of a colour frame, or why it has none (``wait``: for a depth image still on its way)."""
@@ -108,34 +110,44 @@ class DepthStage:
         """Pair a freshly segmented frame now, so prompts on it later still find its depth."""
         self.view(stamp_ns, image_shape, wait=True)
 
-    def locate(self, selection: Selection, stamp_ns: int,
-               image_shape: tuple[int, int]) -> tuple[Selection, tuple[ObjectPoints, ...]]:
+    def locate(self, selection: Selection, stamp_ns: int, image_shape: tuple[int, int]) -> Selection:
         """``selection`` with a location on every object; a frame without usable depth is a diagnostics entry."""
         if not selection.objects:
-            return selection, ()
+            return selection
         view = self.view(stamp_ns, image_shape)
         if isinstance(view, str):
-            self.without_depth += 1
             self._problem(f"no 3D for prompt {selection.prompt_id!r}: {view}")
-        return locate_selection(selection, view)
+        return locate_selection(selection, view)[0]
 
-    def publish(self, image_header: Any, answers: Sequence[tuple[Selection, Sequence[ObjectPoints]]]) -> None:
-        """``selection/points`` and ``selection/markers`` of a frame's answers, each only while subscribed."""
+    def publish(self, image_header: Any, stamp_ns: int, image_shape: tuple[int, int],
+                selections: Sequence[Selection]) -> None:
+        """``selection/points`` and ``selection/markers`` of a frame's answers (none: nothing is published),
+        each only while subscribed.
+
+        The points are located again here (the answers keep only their summary): twice the 3D cost, and only
+        while someone visualises. Answers without an object or without depth give an empty cloud and a marker
+        clear-out, so the last ones do not linger.
+        """
         with self._lock:
             camera = self._camera
         points, markers = self._publishers.get("points"), self._publishers.get("markers")
-        if camera is None or points is None or markers is None:
+        if not selections or camera is None or points is None or markers is None:
             return
+        wanted = points.get_subscription_count() > 0, markers.get_subscription_count() > 0
+        if not any(wanted):
+            return
+        view = self.view(stamp_ns, image_shape)
+        located = [locate_selection(s, view) for s in selections if s.ok]
         header = ros_io_3d.header_3d(image_header, camera[1])
-        located = [where for _, objects in answers for where in objects]
-        if points.get_subscription_count() > 0:
-            points.publish(ros_io_3d.cloud_msg(cloud_points(located), header))
-        if markers.get_subscription_count() > 0:
-            boxes = [box for selection, objects in answers for box in boxes_3d(selection, objects)]
+        if wanted[0]:
+            points.publish(ros_io_3d.cloud_msg(cloud_points([w for _, objects in located for w in objects]), header))
+        if wanted[1]:
+            boxes = [box for selection, objects in located for box in boxes_3d(selection, objects)]
             markers.publish(ros_io_3d.markers_msg(boxes, header))
 
     def diagnostics(self) -> dict[str, Any]:
         with self._lock:
             camera = self._camera
-        return {"depth_received": self.depth_received, "answers_without_depth": self.without_depth,
+        state = "none received" if camera is None else camera[0] if isinstance(camera[0], str) else "ok"
+        return {"depth_received": self.depth_received, "camera_info": state,
                 "camera_frame": camera[1] if camera else ""}

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "camera frames camera<index>_<n:06d>; a prompt file may key their lists by that name or by the video's "
         "file name (camera<index> for a camera). Exit status, the first that applies: 2 nothing ran, 1 some "
         "frames failed (unreadable, or a video that ended early), 3 some prompts were not ok (no_match, invalid, "
-        "error), 0 all fine.",
+        "error), 0 all fine (130 on Ctrl-C before a file source ended).",
     )
     parser.add_argument("source", metavar="SOURCE",
                         help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")

@@ -102,7 +102,3 @@ class FrameCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._frames)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._frames.clear()

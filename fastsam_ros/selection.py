@@ -23,42 +23,13 @@ Rules (``make eval`` measures them against FastSAM's published rules and ultraly
 * **Text.** An injected scorer (CLIP) ranks candidates on their own pixels; with boxes it ranks only inside
   each box (see ``fastsam_ros.text``).
 
-Why these rules, measured with ``python -m fastsam_ros.evaluate`` on the 96-image COCO dev set (385
-instances; mean IoU at image resolution; the stand-in checkpoints run through ``ultralytics.FastSAM``):
-
-======================================  ======================  ======================
-variant                                 yolov8n-seg             yolo11n-seg
-                                        box / point / point_bg  box / point / point_bg
-======================================  ======================  ======================
-ultralytics ``prompt()``                .514 / .488 / .485      .542 / .523 / .520
-FastSAM's published rules               .514 / .488 / .485      .542 / .523 / .518
-oracle (best single mask)               .521 / .521 / .521      .548 / .548 / .548
-points: **smallest candidate**            -  / .497 / .497        -  / .524 / .525
-points: largest candidate                 -  / .488 / .493        -  / .522 / .524
-points: highest network score             -  / .492 / .495        -  / .523 / .524
-points: union of candidates               -  / .488 / .493        -  / .523 / .524
-points: most central (dist/sqrt(area))    -  / .496 / .497        -  / .524 / .524
-background: **veto, else cut out**        -  /   -  / .497        -  /   -  / .525
-background: strict veto                   -  /   -  / .489        -  /   -  / .520
-background: ignored                       -  /   -  / .497        -  /   -  / .524
-background: always cut out                -  /   -  / .495        -  /   -  / .523
-box: **maskIoU x boxIoU, clipped**      .550 /   -  /   -       .569 /   -  /   -
-box: maskIoU only, clipped              .547 /   -  /   -       .567 /   -  /   -
-box: boxIoU only, clipped               .544 /   -  /   -       .570 /   -  /   -
-box: maskIoU x network score, clipped   .539 /   -  /   -       .564 /   -  /   -
-box: maskIoU x boxIoU, not clipped      .516 /   -  /   -       .544 /   -  /   -
-======================================  ======================  ======================
-
-(Point variants use the chosen background rule, background variants the smallest candidate.) The smallest
-candidate is the best point rule on both checkpoints, within 0.005 of the best that any single mask under
-the point could reach (.502 / .528), and the rule that answers the cup-on-a-table question the way a user
-means it. A strict veto loses instances whose only mask is slightly too large to leave the background point
-out, hence the cut-out fallback: with it the background point helps or is neutral on average, where the
-strict veto costs .008 / .004.
-For boxes, clipping to the box is worth +0.03 (it lifts the rule above the single-mask oracle), and
-maskIoU x boxIoU is best on one checkpoint and within 0.001 of best on the other. The stand-ins are COCO
-models whose masks rarely nest, so these margins are small; FastSAM's nested part and whole masks are where
-the smallest-candidate rule and the veto matter most.
+Why these rules: ``make eval`` (``fastsam_ros.evaluate``) scores them against ultralytics' ``prompt()``,
+FastSAM's published rules and the best-single-mask oracle on the COCO dev set, and the README's "How prompts
+select objects" table holds its results. The smallest candidate answers the cup-on-a-table question the way a
+user means it. A strict background veto loses instances whose only mask is slightly too large to leave the
+background point out, hence the cut-out fallback. Clipping a box's pick to the box lifts the box rule above the
+single-mask oracle. The stand-ins are COCO models whose masks rarely nest; FastSAM's nested part and whole masks
+are where the smallest-candidate rule and the veto matter most.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class Camera:
     def diagnostic(self, key: str) -> str | None:
         for report in reversed(self.probe.messages("diagnostics")):
             for status in report.status:
-                if status.name.startswith("fastsam"):
+                if status.name.startswith(f"/{NS}/fastsam"):
                     return next((v.value for v in status.values if v.key == key), None)
         return None
 

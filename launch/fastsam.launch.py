@@ -13,6 +13,9 @@ ARGUMENTS = {
     "model": ("FastSAM-s.pt", "FastSAM checkpoint/export path, or a name ultralytics downloads"),
     "device": ("cpu", "inference device: cpu, cuda:0, ..."),
     "image": ("/camera/image_raw", "camera topic to segment (remapped onto the node's `image`)"),
+    "depth": ("/camera/depth/image_raw", "depth image registered to `image` (remapped onto `depth`; use_depth)"),
+    "camera_info": ("/camera/camera_info", "the colour camera's CameraInfo (remapped onto `camera_info`; use_depth)"),
+    "use_depth": ("", "true: 3D positions of selected objects from depth; empty keeps the params file's value"),
     "namespace": ("", "namespace for the node and its relative topics"),
     "params_file": ("", "YAML parameters file; empty uses the package's config/fastsam.yaml"),
 }
@@ -28,15 +31,23 @@ def default_params_file() -> str:
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastsam.yaml")
 
 
-def node_spec(model: str, device: str, image: str, namespace: str, params_file: str) -> dict[str, Any]:
+def node_spec(model: str, device: str, image: str, namespace: str, params_file: str,
+              depth: str = ARGUMENTS["depth"][0], camera_info: str = ARGUMENTS["camera_info"][0],
+              use_depth: str = "") -> dict[str, Any]:
     """Everything that defines the node: executable, name, parameters (file first, then overrides), remaps."""
+    overrides: dict[str, Any] = {"model": model, "device": device}
+    if use_depth:
+        if use_depth.lower() not in ("true", "false"):
+            raise ValueError(f"use_depth must be true, false or empty, got {use_depth!r}")
+        overrides["use_depth"] = use_depth.lower() == "true"
     return {
         "package": "fastsam_ros",
         "executable": "fastsam_node",
         "name": "fastsam",
         "namespace": namespace,
-        "parameters": [params_file or default_params_file(), {"model": model, "device": device}],
-        "remappings": [("image", image), ("image/compressed", image + "/compressed")],
+        "parameters": [params_file or default_params_file(), overrides],
+        "remappings": [("image", image), ("image/compressed", image + "/compressed"), ("depth", depth),
+                       ("camera_info", camera_info)],
         "output": "screen",
     }
 

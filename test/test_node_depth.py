@@ -69,8 +69,9 @@ class Camera:
 
     def __init__(self, probe: Probe) -> None:
         self.probe = probe
-        self.depth = probe.node.create_publisher(Image, f"/{NS}/depth", qos_profile_sensor_data)
-        self.info = probe.node.create_publisher(CameraInfo, f"/{NS}/camera_info", qos_profile_sensor_data)
+        # the launch file's default remaps, as for the colour image
+        self.depth = probe.node.create_publisher(Image, "/camera/depth/image_raw", qos_profile_sensor_data)
+        self.info = probe.node.create_publisher(CameraInfo, "/camera/camera_info", qos_profile_sensor_data)
 
     def diagnostic(self, key: str) -> str | None:
         for report in reversed(self.probe.messages("diagnostics")):

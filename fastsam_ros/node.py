@@ -73,7 +73,7 @@ class _Health:
     bad_images: int = 0
     bad_prompts: int = 0
     internal_errors: int = 0
-    no_depth: int = 0
+    depth_problems: int = 0
     last_inference_ms: float = 0.0
     last_error: str = ""
     configure_error: str = ""
@@ -166,7 +166,7 @@ class FastSAMNode(LifecycleNode):
             from fastsam_ros.node_depth import DepthStage
 
             self._depth = DepthStage(self, config.depth_tolerance, config.depth_range, config.depth_wait,
-                                     config.cache_frames, self._depth_problem)
+                                     config.cache_frames, self._depth_problem, self.report_error)
         self._outputs = {
             "instances": self.create_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
             "selection": self.create_publisher(SelectionMsg, "selection", ros_io.RELIABLE_QOS),
@@ -476,11 +476,11 @@ class FastSAMNode(LifecycleNode):
     def _select(self, frame: Frame, prompt: Prompt) -> Selection:
         try:
             selection = select(frame.segmentation, prompt, self._selection_params(), frame.image, self._clip)
-            if self._depth is not None:
-                selection = self._depth.locate(selection, frame.stamp_ns, frame.segmentation.image_shape)
         except Exception as error:  # a bug in one answer must not stop the node
             self.report_error(f"prompt {prompt.id!r}", error)
             return Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
+        if self._depth is not None:
+            selection = self._depth.locate(selection, frame.stamp_ns, frame.segmentation.image_shape)
         if selection.status in (Status.INVALID, Status.ERROR):
             self._health.problem(f"prompt {prompt.id!r}: {selection.reason}", "bad_prompts")
             self.get_logger().warning(f"prompt {prompt.id!r} {selection.status.value}: {selection.reason}",
@@ -528,8 +528,9 @@ class FastSAMNode(LifecycleNode):
             self._depth.publish(frame.header, frame.stamp_ns, frame.segmentation.image_shape, selections)
 
     def _depth_problem(self, message: str) -> None:
-        """A frame without usable depth: its answers say why; counted, logged (throttled) and on /diagnostics."""
-        self._health.problem(message, "no_depth")
+        """Bad depth input (an answer without usable depth, a rejected camera_info): the answers say why; counted,
+        logged (throttled) and on /diagnostics."""
+        self._health.problem(message, "depth_problems")
         self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish_debug(self, frame: Frame, selections: list[Selection], prompts: list[Prompt]) -> None:
@@ -560,7 +561,7 @@ class FastSAMNode(LifecycleNode):
                 "last_error": health.last_error, "image_decoder": self._decoder.backend,
             }
             if self._depth is not None:
-                values.update(self._depth.diagnostics(), answers_without_depth=health.no_depth)
+                values.update(self._depth.diagnostics(), depth_problems=health.depth_problems)
         stamp = self.get_clock().now().to_msg()
         name = f"{self.get_fully_qualified_name()}: segmentation"  # two nodes are told apart by namespace
         self._diagnostics.publish(ros_io.diagnostics_msg(stamp, name, level, message, values))

@@ -4,7 +4,8 @@ markers out. Kept apart from node.py so the 2D node is unchanged without it.
 The node calls :meth:`DepthStage.pin` once per segmented frame (pairs the frame with its depth image while that
 is still buffered), :meth:`DepthStage.locate` on every answer (topics, persistent prompts, the ``segment``
 service) and :meth:`DepthStage.publish` with the answers it published for a frame. Depth that cannot give
-positions never stops an answer: its objects carry ``has_position: false`` and the reason.
+positions never stops an answer: its objects carry ``has_position: false`` and the reason; neither does a
+failure of the 3D code itself (reported through ``error``, like the node's other internal errors).
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ class DepthStage:
     """Depth and camera model of the colour frames, and the 3D outputs, for one active node."""
 
     def __init__(self, node: Node, depth_tolerance: float, depth_range: Sequence[float], depth_wait: float,
-                 remembered: int, problem: Callable[[str], None]) -> None:
+                 remembered: int, problem: Callable[[str], None],
+                 error: Callable[[str, BaseException], None]) -> None:
+        """``problem``: bad depth input (a reason); ``error``: a failure that is not the input's fault."""
         self._node = node
         self._range = (float(depth_range[0]), float(depth_range[1]))
         self._wait_s = depth_wait
         self._problem = problem
+        self._error = error
         self._pairer: StampPairer[Any] = StampPairer(int(round(depth_tolerance * 1e9)), DEPTH_BUFFER, remembered)
         self._camera: tuple[Intrinsics | str, str] | None = None  # intrinsics (or why not), frame_id
         self._lock = threading.Lock()
@@ -114,10 +118,14 @@ class DepthStage:
         """``selection`` with a location on every object; a frame without usable depth is a diagnostics entry."""
         if not selection.objects:
             return selection
-        view = self.view(stamp_ns, image_shape)
-        if isinstance(view, str):
-            self._problem(f"no 3D for prompt {selection.prompt_id!r}: {view}")
-        return locate_selection(selection, view)[0]
+        try:
+            view = self.view(stamp_ns, image_shape)
+            if isinstance(view, str):
+                self._problem(f"no 3D for prompt {selection.prompt_id!r}: {view}")
+            return locate_selection(selection, view)[0]
+        except Exception as error:  # the 2D answer stands, its objects say what went wrong
+            self._error(f"3D of prompt {selection.prompt_id!r}", error)
+            return locate_selection(selection, f"3D failed: {error.__class__.__name__}: {error}")[0]
 
     def publish(self, image_header: Any, stamp_ns: int, image_shape: tuple[int, int],
                 selections: Sequence[Selection]) -> None:
@@ -136,9 +144,17 @@ class DepthStage:
         wanted = points.get_subscription_count() > 0, markers.get_subscription_count() > 0
         if not any(wanted):
             return
+        try:
+            self._publish(image_header, stamp_ns, image_shape, selections, camera[1], wanted)
+        except Exception as error:  # never stops the 2D outputs published after this
+            self._error("3D outputs", error)
+
+    def _publish(self, image_header: Any, stamp_ns: int, image_shape: tuple[int, int],
+                 selections: Sequence[Selection], frame_id: str, wanted: tuple[bool, bool]) -> None:
+        points, markers = self._publishers["points"], self._publishers["markers"]
         view = self.view(stamp_ns, image_shape)
         located = [locate_selection(s, view) for s in selections if s.ok]
-        header = ros_io_3d.header_3d(image_header, camera[1])
+        header = ros_io_3d.header_3d(image_header, frame_id)
         if wanted[0]:
             points.publish(ros_io_3d.cloud_msg(cloud_points([w for _, objects in located for w in objects]), header))
         if wanted[1]:

@@ -203,7 +203,7 @@ def test_a_frame_without_depth_is_still_answered_with_the_reason(camera: Camera)
     obj = click(camera.probe, "nodepth", stamp)
     assert not obj.has_position and obj.area == 40 * 40  # the 2D answer is whole
     assert obj.depth_reason.startswith("no depth image within 0.020 s of the frame (nearest 0.100 s before it)")
-    assert camera.wait_diagnostic("answers_without_depth", lambda v: int(v) >= 1)
+    assert camera.wait_diagnostic("depth_problems", lambda v: int(v) >= 1)
 
 
 @pytest.mark.parametrize(
@@ -242,3 +242,24 @@ def test_an_uncalibrated_camera_info_is_a_reason_until_a_good_one_comes(camera: 
     camera.send_info()
     assert camera.wait_diagnostic("camera_info", lambda v: v == "ok")
     assert_located(click(camera.probe, "calibrated", stamp))  # the same cached frame, now with a good K
+
+
+def test_a_failure_of_the_3d_code_keeps_the_2d_answer_and_is_reported() -> None:
+    from types import SimpleNamespace
+
+    from fastsam_ros.node_depth import DepthStage
+    from fastsam_ros.types import SelectedObject, Selection, Status
+
+    node = SimpleNamespace(create_publisher=lambda *args: None, resolve_topic_name=lambda name: f"/{name}")
+    problems, errors = [], []
+    stage = DepthStage(node, 0.02, (0.1, 10.0), 0.0, 4, problems.append, lambda what, e: errors.append((what, e)))
+    stage._on_camera_info(camera_info())
+    header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0))
+    stage._on_depth(SimpleNamespace(header=header))  # a depth "image" without pixels: decoding raises
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[30:70, 90:130] = True
+    selection = Selection("p", Status.OK, objects=(SelectedObject.from_mask(mask, 0.9, (0,)),))
+    located = stage.locate(selection, SECOND, SHAPE)
+    assert located.status is Status.OK and located.objects[0].mask is mask
+    assert located.objects[0].location.reason.startswith("3D failed: AttributeError")
+    assert [what for what, _ in errors] == ["3D of prompt 'p'"] and problems == []

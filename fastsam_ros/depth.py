@@ -26,7 +26,7 @@ from fastsam_ros.types import Location3D, Selection
 
 # encoding -> (numpy dtype, metres per raw unit); 0 (and NaN/inf for floats) means no data
 _DEPTH_ENCODINGS: dict[str, tuple[str, float]] = {
-    "16UC1": ("u2", 0.001),  # millimetres (RealSense, ZED with depth_mode 16-bit, Kinect)
+    "16UC1": ("u2", 0.001),  # millimetres (RealSense, Kinect, Orbbec; a ZED with openni_depth_mode)
     "mono16": ("u2", 0.001),  # some drivers name the same millimetre images mono16
     "32FC1": ("f4", 1.0),  # metres (ZED, Isaac ROS, simulators)
 }
@@ -119,7 +119,8 @@ class DepthFilter:
 
     The reference depth is the median over the mask eroded by ``erode_px`` (the whole mask when that leaves fewer
     than ``min_core_pixels``); a pixel is kept when it lies within ``window_mads`` robust standard deviations of it,
-    and never closer than ``min_window_m`` or ``min_window_rel`` of the depth (sensor noise grows with distance).
+    the window never narrower than +-``min_window_m`` nor +-``min_window_rel`` x depth (a flat face has almost no
+    spread, and sensor noise grows with distance).
     """
 
     erode_px: int = 2

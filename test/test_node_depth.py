@@ -103,7 +103,7 @@ class Camera:
 def camera(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("depth-node") / "node.log"
     node = NodeProcess(log, namespace=NS, program=FAKE_NODE, model="fake.pt", diagnostics_period=0.3,
-                       warmup=False, use_depth=True, depth_wait=3.0)
+                       warmup=False, use_depth=True, depth_wait=1.5)
     probe = Probe(namespace=NS)
     probe.record("points", PointCloud2, f"/{NS}/selection/points")
     probe.record("markers", MarkerArray, f"/{NS}/selection/markers")
@@ -161,7 +161,7 @@ def test_depth_after_its_frame_is_waited_for_and_persistent_answers_carry_it(cam
     probe, stamp = camera.probe, 10 * SECOND + SECOND // 5
     probe.prompt_pub.publish(probe.prompt("follow", 0, points=[(110, 50)], persistent=True))
     time.sleep(0.3)
-    probe.publish_image(colour_frame(), stamp)  # the node waits (depth_wait 3 s) for its depth image
+    probe.publish_image(colour_frame(), stamp)  # the node waits (depth_wait 1.5 s) for its depth image
     time.sleep(0.5)
     camera.depth.publish(depth_msg(stamp + 5_000_000))  # 5 ms later: within depth_tolerance
     answer = probe.wait_for("selection", lambda m: m.prompt_id == "follow" and stamp_of(m) == stamp)

@@ -95,7 +95,7 @@ def edge_scene(
     return EdgeScene(metres=metres, mask=mask, on_object=on_object, intrinsics=k)
 
 
-def _naive(scene: EdgeScene, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unfiltered(scene: EdgeScene, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median point and size of every valid pixel in ``pixels``: the rule without rejection."""
     rows, cols = np.nonzero(pixels & np.isfinite(scene.metres))
     z = scene.metres[rows, cols]
@@ -110,8 +110,8 @@ def compare_rules(scene: EdgeScene) -> dict[str, dict[str, float]]:
     eroded = cv2.erode(scene.mask.view(np.uint8), np.ones((3, 3), np.uint8), iterations=DepthFilter.erode_px,
                        borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
     rules = {
-        "median of the mask": _naive(scene, scene.mask),
-        f"mask eroded {DepthFilter.erode_px} px": _naive(scene, eroded),
+        "median of the mask": unfiltered(scene, scene.mask),
+        f"mask eroded {DepthFilter.erode_px} px": unfiltered(scene, eroded),
         "depth window only": _located(scene, DepthFilter(erode_px=0)),
         "eroded core + depth window (locate)": _located(scene, DepthFilter()),
     }

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench.bench_depth import OBJECT_Z, PLANE_Z, _naive, edge_scene, run
+from bench.bench_depth import OBJECT_Z, PLANE_Z, edge_scene, run, unfiltered
 from fastsam_ros.depth import (
     DepthError,
     DepthFilter,
@@ -130,7 +130,7 @@ def test_object_in_front_of_a_plane_is_located_within_a_centimetre(encoding: str
     assert np.abs(points[:, 2] - OBJECT_Z).max() < 0.002  # every cloud point on the object's surface
     assert _on_object(points, scene).all()
     assert where.pixels == np.count_nonzero(scene.on_object)  # and the whole surface, flying pixels rejected
-    naive_position, naive_size = _naive(scene, scene.mask)  # the same scene without rejection: clearly wrong
+    naive_position, naive_size = unfiltered(scene, scene.mask)  # the same scene without rejection: clearly wrong
     assert np.abs(naive_size[:2] - size[:2]).max() > 0.1 and naive_size[2] > 0.9
 
 

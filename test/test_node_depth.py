@@ -64,6 +64,25 @@ def camera_info(k: tuple[float, ...] = K) -> CameraInfo:
     return msg
 
 
+def diagnostic(probe: Probe, namespace: str, key: str) -> str | None:
+    """The newest value of ``key`` in the node's /diagnostics entry."""
+    for report in reversed(probe.messages("diagnostics")):
+        for status in report.status:
+            if status.name.startswith(f"/{namespace}/fastsam"):
+                return next((v.value for v in status.values if v.key == key), None)
+    return None
+
+
+def wait_diagnostic(probe: Probe, namespace: str, key: str, predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = diagnostic(probe, namespace, key)
+        if value is not None and predicate(value):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 class Camera:
     """The depth camera's two extra topics, published from the probe's node."""
 
@@ -74,20 +93,10 @@ class Camera:
         self.info = probe.node.create_publisher(CameraInfo, "/camera/camera_info", qos_profile_sensor_data)
 
     def diagnostic(self, key: str) -> str | None:
-        for report in reversed(self.probe.messages("diagnostics")):
-            for status in report.status:
-                if status.name.startswith(f"/{NS}/fastsam"):
-                    return next((v.value for v in status.values if v.key == key), None)
-        return None
+        return diagnostic(self.probe, NS, key)
 
     def wait_diagnostic(self, key: str, predicate, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.diagnostic(key)
-            if value is not None and predicate(value):
-                return True
-            time.sleep(0.1)
-        return False
+        return wait_diagnostic(self.probe, NS, key, predicate, timeout)
 
     def send_info(self, k: tuple[float, ...] = K) -> None:
         self.info.publish(camera_info(k))
@@ -263,3 +272,26 @@ def test_a_failure_of_the_3d_code_keeps_the_2d_answer_and_is_reported() -> None:
     assert located.status is Status.OK and located.objects[0].mask is mask
     assert located.objects[0].location.reason.startswith("3D failed: AttributeError")
     assert [what for what, _ in errors] == ["3D of prompt 'p'"] and problems == []
+
+
+def test_no_depth_at_all_answers_in_2d_and_says_what_is_missing(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path / "node.log", namespace="nodepth", program=FAKE_NODE, model="fake.pt",
+                       warmup=False, use_depth=True, diagnostics_period=0.3)
+    probe = Probe(namespace="nodepth")
+    try:
+        assert probe.wait_for_connections(node), f"node never came up:\n{node.log()}"
+        rig = Camera(probe)
+        assert wait_until_subscribed(rig), node.log()
+        stamp = 40 * SECOND
+        probe.publish_image(colour_frame(), stamp)
+        assert probe.wait_for("instances", lambda m: stamp_of(m) == stamp) is not None, node.log()
+        obj = click(probe, "blind", stamp)
+        assert not obj.has_position and obj.area == 40 * 40
+        assert obj.depth_reason == "no camera_info received on /camera/camera_info"
+        rig.info.publish(camera_info())
+        assert wait_diagnostic(probe, "nodepth", "camera_info", lambda v: v == "ok"), node.log()
+        obj = click(probe, "still-blind", stamp)
+        assert obj.depth_reason == "no depth image received yet on /camera/depth/image_raw"
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.log()

@@ -31,9 +31,16 @@ FRAME = np.random.default_rng(5).integers(0, 256, (1080, 810, 3), dtype=np.uint8
 CLEAN = "process has finished cleanly"
 STATUSES = {"ok", "no_match", "invalid", "frame_not_available", "error"}
 
+ROS2_TOOLS = REPO.parent / "shared" / "ros2-tools"  # what `make setup` installs them from
+
 pytestmark = pytest.mark.skipif(
-    not ROS2.exists(), reason=f"{ROS2} is absent: `make setup` installs ros2 launch and the ros2 CLI into the "
-    "venv from ../shared/ros2-tools when that folder exists (on a robot they come with ROS)")
+    not ROS2.exists() and not ROS2_TOOLS.exists(),
+    reason=f"no ros2 CLI in the venv and no {ROS2_TOOLS}: `make setup` installs ros2 launch and the ros2 CLI "
+    "from that folder when it exists (on a robot they come with ROS)")
+
+
+def test_make_setup_installed_the_ros2_tools() -> None:
+    assert ROS2.exists(), f"{ROS2_TOOLS} exists but {ROS2} does not: run `make setup`"
 
 
 def _default_signal_actions() -> None:

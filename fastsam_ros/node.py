@@ -575,15 +575,40 @@ def free_accelerator_memory() -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``fastsam_node`` (``ros2 run fastsam_ros fastsam_node``)."""
+    """Entry point of ``fastsam_node`` (``ros2 run fastsam_ros fastsam_node``).
+
+    SIGINT and SIGTERM are handled here, not by rclpy: the first asks the spin loop to stop and both are
+    ignored from then on, so shutdown always finishes and the process exits 0. Under ``ros2 launch`` a
+    terminal's Ctrl-C reaches the node twice (the process group, then launch forwards it); with rclpy's
+    handlers, uninstalled by ``try_shutdown``, the second one raised KeyboardInterrupt during shutdown,
+    or hit the default action during interpreter exit, and launch reported "process has died [exit
+    code -2]". A Python handler runs only between bytecodes,
+    so the loop wakes every ``poll_s`` to see the request (rclpy's wait cannot be interrupted from it).
+    """
+    import signal
+
+    from rclpy.signals import SignalHandlerOptions
+
+    poll_s = 0.1
+    signals = (signal.SIGINT, signal.SIGTERM)
+    stop_requested = threading.Event()
+
+    def request_stop(*_: Any) -> None:
+        for signum in signals:  # ignored from now on, also through interpreter exit
+            signal.signal(signum, signal.SIG_IGN)
+        stop_requested.set()
+
+    for signum in signals:
+        signal.signal(signum, request_stop)
     pin_malloc_thresholds()
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = FastSAMNode()
     executor = NodeExecutor(node.blocking_group, on_error=lambda error: node.report_error("callback failed", error))
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop_requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=poll_s)
+    except ExternalShutdownException:
         pass
     finally:
         node.stop()

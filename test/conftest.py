@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,15 @@ os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".cache" / "matplotlib"))
 # per session, removed at exit, so every session exercises the first start and leaves no exports behind.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fastsam-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
+
+# harness/ (node launcher, client, demo) lives in the checkout and is not installed. Appended, so an installed
+# fastsam_ros (colcon test) still wins over the sources.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+from harness.node_process import private_ros_network  # noqa: E402
+
+# The integration tests' nodes and clients share one domain chosen here (make test picks ROS_DOMAIN_ID), localhost.
+private_ros_network()
 
 
 def _require(path: Path, variable: str) -> Path:

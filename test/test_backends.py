@@ -6,6 +6,7 @@ temporary cache; the stand-in tests check the export gives PyTorch's masks on th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -22,7 +23,12 @@ from fastsam_ros.engine import EngineConfig, FastSAMEngine
 ALL_CPU = {"ultralytics": "8.4.190", "torch": "2.14.1", "onnx": "1.23.2", "onnxruntime": "1.32.0",
            "openvino": "2026.4.1"}
 GPU = "NVIDIA H200"
-AUTO_HERE = choose("auto", False, backends.probe("cpu")).backend  # openvino on Intel CPUs, onnx elsewhere
+
+
+@functools.lru_cache(maxsize=1)
+def _auto_here() -> str:
+    """What ``backend: auto`` picks on this machine: openvino on Intel CPUs, onnx elsewhere (probing imports torch)."""
+    return choose("auto", False, backends.probe("cpu")).backend
 
 
 def _probe(*missing: str, cuda: bool = False, tensorrt: bool = False, vendor: str = "AuthenticAMD") -> Probe:
@@ -245,15 +251,15 @@ def test_engine_exports_on_the_first_frame_then_loads_the_cache(tiny_model: Path
     assert engine.backend.backend == "pytorch" and not list((tmp_path / "cache").glob("*"))  # not before a frame
     assert len(engine.segment(_frame())) > 0
     info = engine.backend
-    assert (info.backend, info.shape, info.made) == (AUTO_HERE, (128, 160), True)
-    assert info.export_s > 0 and Path(info.path).name == backends.ARTIFACTS[AUTO_HERE]
-    assert engine.predictor.model.format == backends.FORMATS[AUTO_HERE]  # the frame ran on the export
+    assert (info.backend, info.shape, info.made) == (_auto_here(), (128, 160), True)
+    assert info.export_s > 0 and Path(info.path).name == backends.ARTIFACTS[_auto_here()]
+    assert engine.predictor.model.format == backends.FORMATS[_auto_here()]  # the frame ran on the export
     assert any("exported in" in line and "first start" in line for line in lines), lines
 
     lines.clear()
     again = _engine(model, tmp_path / "cache", lines)
     again.segment(_frame())
-    assert (again.backend.backend, again.backend.made, again.backend.path) == (AUTO_HERE, False, info.path)
+    assert (again.backend.backend, again.backend.made, again.backend.path) == (_auto_here(), False, info.path)
     assert any("found in the cache" in line for line in lines), lines
 
     again.segment(_frame(160, 120))  # another letterbox shape: PyTorch, said once
@@ -269,16 +275,16 @@ def test_warmup_of_a_later_start_loads_the_cached_export_before_any_frame(tiny_m
     lines: list[str] = []
     later = _engine(model, tmp_path / "cache", lines)
     later.warmup()
-    assert (later.backend.backend, later.backend.shape, later.backend.made) == (AUTO_HERE, (128, 160), False)
+    assert (later.backend.backend, later.backend.shape, later.backend.made) == (_auto_here(), (128, 160), False)
     assert any("found in the cache" in line for line in lines), lines
     later.segment(_frame())
-    assert later.predictor.model.format == backends.FORMATS[AUTO_HERE]
+    assert later.predictor.model.format == backends.FORMATS[_auto_here()]
 
     moved = _engine(model, tmp_path / "cache")  # the camera changed: its first frame gets its own export
     moved.warmup()
     moved.segment(_frame(160, 120))
-    assert (moved.backend.backend, moved.backend.shape, moved.backend.made) == (AUTO_HERE, (160, 128), True)
-    assert moved.predictor.model.format == backends.FORMATS[AUTO_HERE]
+    assert (moved.backend.backend, moved.backend.shape, moved.backend.made) == (_auto_here(), (160, 128), True)
+    assert moved.predictor.model.format == backends.FORMATS[_auto_here()]
 
 
 def test_engine_exports_again_when_the_checkpoint_changes(tiny_model: Path, tmp_path: Path) -> None:
@@ -322,7 +328,7 @@ def test_failed_export_falls_back_to_pytorch_with_a_log_line(tiny_model: Path, t
     engine = _engine(tiny_model, tmp_path / "cache", lines)
     assert len(engine.segment(_frame())) > 0
     assert engine.backend.backend == "pytorch" and "exporter exploded" in engine.backend.reason
-    assert any(f"{AUTO_HERE} export unavailable, running PyTorch" in line for line in lines), lines
+    assert any(f"{_auto_here()} export unavailable, running PyTorch" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
@@ -354,7 +360,7 @@ def test_an_export_given_as_the_model_runs_as_is(tiny_model: Path, tmp_path: Pat
     lines: list[str] = []
     engine = _engine(Path(made.backend.path), tmp_path / "other", lines)
     assert len(engine.segment(_frame())) > 0
-    assert engine.backend.backend == AUTO_HERE and not engine.backend.made and not (tmp_path / "other").exists()
+    assert engine.backend.backend == _auto_here() and not engine.backend.made and not (tmp_path / "other").exists()
 
 
 # ------------------------------------------------------------------------ real weights: the masks of PyTorch
@@ -371,7 +377,7 @@ def test_default_backend_gives_pytorch_masks_on_the_samples_slowish(standin_mode
     fast = FastSAMEngine(config).segment(image)
     engine_backend = FastSAMEngine(config)
     engine_backend.segment(image)
-    assert engine_backend.backend.backend == AUTO_HERE and not engine_backend.backend.made
+    assert engine_backend.backend.backend == _auto_here() and not engine_backend.backend.made
     reference = FastSAMEngine(EngineConfig(model=str(standin_model), backend="pytorch")).segment(image)
     assert len(reference) >= 2 and len(fast) == len(reference)
     assert fast.masks.shape == reference.masks.shape
@@ -399,5 +405,5 @@ def test_cli_runs_the_export_by_default_and_not_with_backend_pytorch(tiny_model:
     code = main([str(image), "--model", str(tiny_model), "--imgsz", "160", "--export-cache", str(cache),
                  "--out", str(tmp_path / "out"), *flags])
     assert code == 0
-    assert [p.parent.name.split("-")[2] for p in cache.glob("*/key.json")] == ([AUTO_HERE] if exported else [])
+    assert [p.parent.name.split("-")[2] for p in cache.glob("*/key.json")] == ([_auto_here()] if exported else [])
     assert json.loads((tmp_path / "out" / "scene.json").read_text())

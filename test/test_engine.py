@@ -138,12 +138,13 @@ def test_warmup_runs_a_prediction_at_the_configured_size(tiny_model: Path, monke
     engine = FastSAMEngine(EngineConfig(model=str(tiny_model), imgsz=320))
     assert engine.predictor is None  # ultralytics builds its predictor on the first prediction
     seen: list[tuple[int, ...]] = []
-    segment = engine.segment
-    monkeypatch.setattr(engine, "segment", lambda image: seen.append(image.shape) or segment(image))
+    predict = engine._predict  # warmup runs PyTorch directly: a blank frame's shape must not pick the export's
+    monkeypatch.setattr(engine, "_predict", lambda model, half, image: seen.append(image.shape) or predict(model, half,
+                                                                                                          image))
     engine.warmup()
     assert seen == [(160, 320, 3)]  # one blank frame, half as high as wide at imgsz
     assert engine.predictor is not None and engine.predictor.model is not None  # the first real frame skips setup
-    assert len(segment(_synthetic_image(240, 320))) > 0
+    assert len(engine.segment(_synthetic_image(240, 320))) > 0
 
 
 def test_cpu_threads_outlast_ultralytics_device_setup(tiny_model: Path) -> None:

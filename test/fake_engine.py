@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from fastsam_ros.backends import BackendInfo
 from fastsam_ros.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Segmentation, Timings
 
@@ -47,7 +48,9 @@ def painted_instances(image: np.ndarray) -> list[np.ndarray]:
 class FakeEngine:
     """Drop-in for ``FastSAMEngine`` in node tests (``fake_engine_node.py`` patches it in)."""
 
-    def __init__(self, config: Any = None) -> None:
+    backend = BackendInfo("fake", half=False)  # what /diagnostics reports as the backend
+
+    def __init__(self, config: Any = None, log: Any = None) -> None:
         self.config = config
         self.frames = 0
 

@@ -4,7 +4,9 @@
 
 All stages run on the same machine in one process tree, so that ratios hold on a noisy machine:
 
-1. ``selection_ms``: the pure selection step, 100 instances on 640x480 (``bench/bench_selection.py``);
+1. ``selection_ms``: the pure selection step, 100 instances on 640x480 (``bench/bench_selection.py``), and
+   ``tracking_ms``: instance tracking and a followed prompt's answer on the same frame, panning
+   (``bench/bench_tracking.py``);
 2. ``raw_predict_ms`` / ``engine_ms`` / ``node_e2e_ms`` / ``cached_prompt_ms`` / ``reinfer_prompt_ms``,
    interleaved round by round on 640x480 camera frames, the node in its own process (``bench/pipeline.py``);
    the same on one native-size photo (``native``);
@@ -27,6 +29,7 @@ from typing import Any
 
 from bench import exports, machine, pipeline, stats
 from bench.bench_selection import run as run_selection
+from bench.bench_tracking import run as run_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -66,6 +69,11 @@ def _selection() -> dict[str, Any]:
     return {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": repeats} for kind, v in figures.items()}
 
 
+def _tracking() -> dict[str, Any]:
+    figures = run_tracking(n_instances=100, image_shape=(480, 640), frames=200)
+    return {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": v["n"]} for kind, v in figures.items()}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from fastsam_ros.client import FastSAMClient
     from fastsam_ros.config import NodeConfig
@@ -81,6 +89,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     _stage("selection")
     results["selection_ms"] = _selection()
+    _stage("tracking")
+    results["tracking_ms"] = _tracking()
 
     _stage("starting the node; loading the models here")
     node = NodeProcess(args.work_dir / "node.log", namespace="bench", model=model)
@@ -153,6 +163,8 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
             if key in results]
     rows += [(f"selection_ms {kind} (100 instances, 640x480)", v["p50"], v["p95"], v["n"])
              for kind, v in results["selection_ms"].items()]
+    rows += [(f"tracking_ms {kind} (100 instances, 640x480, panning)", v["p50"], v["p95"], v["n"])
+             for kind, v in results.get("tracking_ms", {}).items()]
     native = results.get("native", {})
     nsize = native.get("details", {}).get("image_size", "")
     rows += [(f"native {key} ({NATIVE_IMAGE} {nsize})", native[key]["p50"], native[key]["p95"], native[key]["n"])

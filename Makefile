@@ -81,7 +81,7 @@ test: setup
 	$(PY) -m pytest test -q
 
 demo: setup
-	$(PY) -m fastsam_ros.demo --model $(MODEL) --images $(IMAGES) --prompts config/demo_prompts.json \
+	$(PY) -m harness.demo --model $(MODEL) --images $(IMAGES) --prompts config/demo_prompts.json \
 		--out $(or $(OUT),out/demo)
 
 eval: setup

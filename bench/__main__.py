@@ -75,17 +75,17 @@ def _tracking() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from fastsam_ros.client import FastSAMClient
     from fastsam_ros.config import NodeConfig
     from fastsam_ros.engine import FastSAMEngine
-    from fastsam_ros.node_process import NodeProcess, ros_environment
+    from harness.client import FastSAMClient
+    from harness.node_process import NodeProcess, private_ros_network
 
     started = time.monotonic()
     model = str(Path(args.model))
     config = NodeConfig(model=model)  # the node's defaults (config/fastsam.yaml mirrors them)
     results: dict[str, Any] = {"meta": machine.describe(model)}
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    ros_environment()
+    _stage(f"ROS_DOMAIN_ID={private_ros_network()}, localhost only")
 
     _stage("selection")
     results["selection_ms"] = _selection()

@@ -15,7 +15,7 @@ import numpy as np
 class MaskGeometry:
     """How a letterboxed network-resolution mask lines up with the source image.
 
-    Follows ultralytics' letterbox: the image is scaled by ``gain`` and centred with ``pad`` pixels.
+    Follows ultralytics' letterbox: the image is scaled by ``gain`` and centred (see ``content``).
     """
 
     image_shape: tuple[int, int]  # (H, W) of the source image
@@ -24,15 +24,6 @@ class MaskGeometry:
     @property
     def gain(self) -> float:
         return min(self.mask_shape[0] / self.image_shape[0], self.mask_shape[1] / self.image_shape[1])
-
-    @property
-    def pad(self) -> tuple[float, float]:
-        """``(pad_x, pad_y)`` added on each side by the letterbox."""
-        gain = self.gain
-        return (
-            (self.mask_shape[1] - self.image_shape[1] * gain) / 2,
-            (self.mask_shape[0] - self.image_shape[0] * gain) / 2,
-        )
 
     @property
     def content(self) -> tuple[int, int, int, int]:

@@ -167,13 +167,11 @@ def test_iou() -> None:
 # ------------------------------------------------------------------------------------------------ geometry
 
 
-def test_geometry_gain_pad_and_content() -> None:
+def test_geometry_gain_and_content() -> None:
     geometry = MaskGeometry((720, 1280), (384, 640))
     assert geometry.gain == pytest.approx(0.5)
-    assert geometry.pad == pytest.approx((0.0, 12.0))
     assert geometry.content == (0, 12, 640, 360)  # (left, top, width, height) in mask cells
     portrait = MaskGeometry((1080, 810), (160, 128))
-    assert portrait.pad == pytest.approx((4.0, 0.0))
     assert portrait.content == (4, 0, 120, 160)
     # ultralytics' LetterBox: each side is rounded, padding split with round(d - 0.1) on top/left.
     assert MaskGeometry((701, 1280), (352, 640)).content == (0, 1, 640, 350)

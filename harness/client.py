@@ -122,12 +122,12 @@ class FastSAMClient:
         return msg
 
     def prompt(self, prompt_id: str, stamp_ns: int = 0, points: list = (), labels: list = (), boxes: list = (),
-               persistent: bool = False, clear: bool = False, text: str = "") -> Any:
+               persistent: bool = False, clear: bool = False, text: str = "", reapply: bool = False) -> Any:
         from geometry_msgs.msg import Point
 
         from fastsam_ros.msg import Box, Prompt
 
-        msg = Prompt(id=prompt_id, persistent=persistent, clear=clear, text=text)
+        msg = Prompt(id=prompt_id, persistent=persistent, clear=clear, text=text, reapply=reapply)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         msg.points = [Point(x=float(x), y=float(y)) for x, y in points]
         msg.labels = [int(label) for label in labels]

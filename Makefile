@@ -6,6 +6,7 @@
 #   make test    pytest, one random ROS_DOMAIN_ID per run
 #   make demo    the node on the sample images played as a camera, prompts from config/demo_prompts.json
 #   make eval    prompt-selection quality on the COCO subset
+#   make eval-track  followed prompts on moving-camera sequences from the COCO subset, through the node
 #   make bench   side-by-side benchmark: table printed, JSON to OUT (default out/bench.json)
 #   make lint    ruff
 
@@ -43,7 +44,7 @@ BUILD_INPUTS := CMakeLists.txt package.xml \
 	$(wildcard msg/*.msg) $(wildcard srv/*.srv) $(wildcard fastsam_ros/*.py) \
 	$(wildcard scripts/*.in) $(wildcard launch/*) $(wildcard config/*)
 
-.PHONY: setup deps build test demo eval bench lint clean distclean
+.PHONY: setup deps build test demo eval eval-track bench lint clean distclean
 
 setup: $(VENV)/.stamp-build
 
@@ -86,6 +87,9 @@ demo: setup
 
 eval: setup
 	$(PY) -m fastsam_ros.evaluate --data $(DATA) --model $(MODEL) --out $(or $(OUT),out/eval.json)
+
+eval-track: setup
+	$(PY) -m harness.eval_track --data $(DATA) --model $(MODEL) --out $(or $(OUT),out/eval-track.json)
 
 bench: setup
 	$(PY) -m bench --model $(MODEL) --out $(or $(OUT),out/bench.json)

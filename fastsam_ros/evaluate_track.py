@@ -1,4 +1,5 @@
-"""Moving-camera benchmark for followed prompts: ``python -m fastsam_ros.evaluate_track --data DIR --model PATH``.
+"""The moving-camera benchmark of followed prompts; ``make eval-track`` runs it through the node
+(``harness/eval_track.py``).
 
 Sequences are rendered from the COCO dev set (``fastsam_ros.camera_motion``): 24 frames at 640x480, a smooth
 camera path per image that moves the target 25-45 % of the frame width, zooms 1.0-1.25 and rotates up to 4
@@ -7,12 +8,14 @@ degrees; the ground-truth masks move with the same transform. One target per ima
 one exists, so that another object passes under the clicked pixel (the *crossing* subset). One click on frame
 0, at the target pixel farthest from its boundary, as a persistent prompt.
 
-Methods, all answering from the same all-instance results:
+Methods, all answering from the same all-instance results (the node's `instances`):
 
-* ``follow``: the prompt follows what it selected (:class:`fastsam_ros.tracking.InstanceTracker`);
-* ``pixel_fixed``: the click is re-applied to every frame (the behaviour for a fixed camera);
-* ``bytetrack`` / ``botsort``: the same following with ultralytics' trackers giving the ids (only when their
-  ``lap`` dependency is importable; BoT-SORT with its sparse optical flow camera-motion compensation);
+* ``follow``: the node's persistent prompt, following what it selected (:class:`fastsam_ros.tracking.InstanceTracker`);
+* ``pixel_fixed``: the node's persistent prompt with ``reapply``: the click re-applied to every frame;
+* reference methods run here on the same instances (:func:`reference_followers`): ``follow_masks_only`` (our
+  tracker measuring camera motion on the masks instead of the picture), ``bytetrack`` and ``botsort``
+  (ultralytics' trackers giving the ids, only when their ``lap`` dependency is importable; BoT-SORT with its
+  sparse optical flow camera-motion compensation);
 * ``oracle``: per frame, the best IoU any single predicted mask reaches (the ceiling for following one mask).
 
 Reported per method: J (mean IoU over all frames; a frame without an answer scores 0), late J (the second half
@@ -21,10 +24,6 @@ of each sequence: drift), the share of frames with IoU >= 0.5, and the same on t
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +60,11 @@ class TrackSequence:
     target: GroundTruth  # at source resolution
     click: PointXY  # frame 0 pixels
     crossing: bool  # another object passes under the clicked pixel
+
+    @property
+    def prompt(self) -> Prompt:
+        """The click, as the core prompt the reference methods answer (the node gets the same as a message)."""
+        return Prompt(id="click", points=(self.click,), labels=(FOREGROUND,))
 
     def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(frame BGR, ground-truth mask)`` for every frame."""
@@ -187,7 +191,7 @@ class UltralyticsIds:
         return None
 
 
-def _ultralytics_available() -> str:
+def _ultralytics_unavailable() -> str:
     """Empty when ultralytics' trackers can run here, else why not."""
     try:
         import lap  # noqa: F401  ultralytics' trackers need it, and would try to pip install it otherwise
@@ -196,7 +200,7 @@ def _ultralytics_available() -> str:
     return ""
 
 
-class _Follower:
+class Follower:
     """One method's state over a sequence: ids per frame, and the followed prompt."""
 
     def __init__(self, ids: Callable[[Segmentation, np.ndarray], np.ndarray], tracker: Any) -> None:
@@ -210,34 +214,21 @@ class _Follower:
         return selection
 
 
-def _followers(compare: bool) -> dict[str, _Follower]:
+def reference_followers() -> tuple[dict[str, Follower], str]:
+    """The methods run beside the node on its instances, and a note on any that cannot run here."""
     tracker = InstanceTracker()
-    followers = {"follow": _Follower(lambda seg, _image: tracker.update(seg), tracker)}
-    if compare:
+    followers = {"follow_masks_only": Follower(lambda segmentation, _image: tracker.update(segmentation), tracker)}
+    note = _ultralytics_unavailable()
+    if not note:
         for kind in ("bytetrack", "botsort"):
             ultralytics_ids = UltralyticsIds(kind)
-            followers[kind] = _Follower(ultralytics_ids.update, ultralytics_ids)
-    return followers
+            followers[kind] = Follower(ultralytics_ids.update, ultralytics_ids)
+    return followers, note
 
 
-def oracle_iou(segmentation: Segmentation, truth: np.ndarray) -> float:
+def oracle_iou(masks: Sequence[np.ndarray], truth: np.ndarray) -> float:
     """The best IoU any single predicted mask reaches with ``truth``."""
-    return max((iou(segmentation.full_mask(i), truth) for i in range(len(segmentation))), default=0.0)
-
-
-def run_in_process(engine: Any, sequence: TrackSequence, compare: bool) -> dict[str, list[float]]:
-    """Per method, the IoU of its answer with the ground truth on every frame (engine and trackers in-process)."""
-    prompt = Prompt(id="click", points=(sequence.click,), labels=(FOREGROUND,))
-    followers = _followers(compare)
-    scores: dict[str, list[float]] = {name: [] for name in (*followers, "pixel_fixed", "oracle")}
-    for frame, truth in sequence.frames():
-        segmentation = engine.segment(frame)
-        for name, follower in followers.items():
-            selection = follower.answer(segmentation, frame, prompt)
-            scores[name].append(iou(selection.union_mask(truth.shape), truth))
-        scores["pixel_fixed"].append(iou(select(segmentation, prompt).union_mask(truth.shape), truth))
-        scores["oracle"].append(oracle_iou(segmentation, truth))
-    return scores
+    return max((iou(mask, truth) for mask in masks), default=0.0)
 
 
 def summarise(per_sequence: Mapping[str, Mapping[str, list[float]]], names: Sequence[str]) -> dict[str, Any]:
@@ -268,72 +259,18 @@ def check_targets(report: Mapping[str, Any]) -> dict[str, bool]:
     }
 
 
-def evaluate_track(
-    data_dir: str | Path, model: str, *, count: int = DEFAULT_SEQUENCES, device: str = "cpu", progress: bool = True,
-) -> dict[str, Any]:
-    """The benchmark report (``overall``, ``crossing``, ``targets``, per-sequence J)."""
-    from fastsam_ros.engine import EngineConfig, FastSAMEngine
-
-    started = time.monotonic()
-    sequences = plan_sequences(Path(data_dir), count)
-    engine = FastSAMEngine(EngineConfig(model=model, device=device))
-    skipped = _ultralytics_available()
-    per_sequence: dict[str, dict[str, list[float]]] = {}
-    for number, sequence in enumerate(sequences, start=1):
-        per_sequence[sequence.name] = run_in_process(engine, sequence, compare=not skipped)
-        if progress:
-            print(f"[{number}/{len(sequences)}] {sequence.name}{' (crossing)' if sequence.crossing else ''}: "
-                  + ", ".join(f"{m} {np.mean(v):.3f}" for m, v in per_sequence[sequence.name].items()),
-                  file=sys.stderr, flush=True)
-    names = [s.name for s in sequences]
-    report: dict[str, Any] = {
-        "model": str(model),
-        "frames_per_sequence": FRAMES,
-        "overall": summarise(per_sequence, names),
-        "crossing": summarise(per_sequence, [s.name for s in sequences if s.crossing]),
-        "notes": [skipped] if skipped else [],
-        "sequences": {name: {m: round(float(np.mean(v)), 4) for m, v in scores.items()}
-                      for name, scores in per_sequence.items()},
-    }
-    report["targets"] = check_targets(report)
-    report["seconds"] = round(time.monotonic() - started, 1)
-    return report
-
-
 def format_table(report: Mapping[str, Any]) -> str:
     """Side-by-side table and the targets with pass/fail."""
     overall, crossing = report["overall"], report["crossing"]
     lines = [
         f"model {report['model']}: {overall['sequences']} sequences of {report['frames_per_sequence']} frames "
         f"({crossing['sequences']} crossing), {report['seconds']} s",
-        f"{'method':<12}{'J':>8}{'late J':>8}{'IoU>=.5':>9}{'cross J':>9}{'c late':>8}{'c >=.5':>8}",
+        f"{'method':<18}{'J':>8}{'late J':>8}{'IoU>=.5':>9}{'cross J':>9}{'c late':>8}{'c >=.5':>8}",
     ]
     for name, values in overall["methods"].items():
         c = crossing["methods"].get(name, {"J": 0.0, "late_J": 0.0, "share_iou_0.5": 0.0})
-        lines.append(f"{name:<12}{values['J']:>8.3f}{values['late_J']:>8.3f}{values['share_iou_0.5']:>9.3f}"
+        lines.append(f"{name:<18}{values['J']:>8.3f}{values['late_J']:>8.3f}{values['share_iou_0.5']:>9.3f}"
                      f"{c['J']:>9.3f}{c['late_J']:>8.3f}{c['share_iou_0.5']:>8.3f}")
     lines.extend(report["notes"])
     lines.extend(f"{'PASS' if ok else 'FAIL'}  {target}" for target, ok in report["targets"].items())
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastsam_ros.evaluate_track", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="YOLO-seg dataset folder with images/ and labels/")
-    parser.add_argument("--model", required=True, help="FastSAM checkpoint or export")
-    parser.add_argument("--out", help="write the report here as JSON")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sequences", type=int, default=DEFAULT_SEQUENCES, help="how many sequences (one per image)")
-    parser.add_argument("--quiet", action="store_true", help="no per-sequence progress lines")
-    args = parser.parse_args(argv)
-    report = evaluate_track(args.data, args.model, count=args.sequences, device=args.device, progress=not args.quiet)
-    print(format_table(report))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,7 @@
 """Start the fastsam lifecycle node: ``ros2 launch fastsam_ros fastsam.launch.py model:=FastSAM-s.pt``.
 
+``video:=clip.mp4`` (or a camera index) also starts ``video_source`` publishing it on the ``image`` topic.
+
 ``node_spec`` is plain data (no launch imports) so tests run the exact same node description
 as a subprocess where ``launch``/``launch_ros`` are not installed.
 """
@@ -15,7 +17,11 @@ ARGUMENTS = {
     "image": ("/camera/image_raw", "camera topic to segment (remapped onto the node's `image`)"),
     "namespace": ("", "namespace for the node and its relative topics"),
     "params_file": ("", "YAML parameters file; empty uses the package's config/fastsam.yaml"),
+    "video": ("", "a video file or camera index to publish on `image` with video_source; empty: none"),
+    "video_rate": ("0.0", "video_source frames per second; 0 uses the file's own rate"),
+    "video_loop": ("false", "video_source restarts the file at its end"),
 }
+NODE_ARGUMENTS = ("model", "device", "image", "namespace", "params_file")
 
 
 def default_params_file() -> str:
@@ -41,11 +47,30 @@ def node_spec(model: str, device: str, image: str, namespace: str, params_file: 
     }
 
 
+def video_spec(video: str, rate: str, loop: str, image: str, namespace: str) -> dict[str, Any]:
+    """``video_source`` publishing ``video`` where the fastsam node listens."""
+    return {
+        "package": "fastsam_ros",
+        "executable": "video_source",
+        "name": "video_source",
+        "namespace": namespace,
+        "parameters": [{"source": video, "rate": float(rate), "loop": loop.lower() in ("true", "1", "yes")}],
+        "remappings": [("image", image), ("camera_info", image.rsplit("/", 1)[0] + "/camera_info")],
+        "output": "screen",
+    }
+
+
 def _launch_node(context: Any) -> list[Any]:
     from launch_ros.actions import LifecycleNode
 
     values = {name: context.perform_substitution(_config(name)) for name in ARGUMENTS}
-    return [LifecycleNode(**node_spec(**values))]
+    actions = [LifecycleNode(**node_spec(**{name: values[name] for name in NODE_ARGUMENTS}))]
+    if values["video"]:
+        from launch_ros.actions import Node
+
+        actions.append(Node(**video_spec(values["video"], values["video_rate"], values["video_loop"],
+                                         values["image"], values["namespace"])))
+    return actions
 
 
 def _config(name: str) -> Any:

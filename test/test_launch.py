@@ -42,7 +42,7 @@ def fake_launch(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
                                                 OpaqueFunction=recording("OpaqueFunction")),
         "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
         "launch_ros": types.SimpleNamespace(),
-        "launch_ros.actions": types.SimpleNamespace(LifecycleNode=recording("LifecycleNode")),
+        "launch_ros.actions": types.SimpleNamespace(LifecycleNode=recording("LifecycleNode"), Node=recording("Node")),
     }
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
@@ -51,15 +51,22 @@ def fake_launch(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
 
 def run_launch(arguments: dict[str, str]) -> _Recorder:
     """Build the description, resolve its arguments as ``ros2 launch`` would, and return the node action."""
+    node, *others = launch_actions(arguments)
+    assert not others, "no video_source without a video argument"
+    return node
+
+
+def launch_actions(arguments: dict[str, str]) -> list[_Recorder]:
+    """Every action the launch file starts for these arguments."""
     launch = load_launch_module()
     entities = launch.generate_launch_description()
     declared = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
-    assert set(declared) == {"model", "device", "image", "namespace", "params_file"}
+    assert set(declared) == {"model", "device", "image", "namespace", "params_file", "video", "video_rate",
+                             "video_loop"}
     values = {**declared, **arguments}
     context = types.SimpleNamespace(perform_substitution=lambda sub: values[sub.name])
     (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
-    (node,) = opaque.kwargs["function"](context)
-    return node
+    return opaque.kwargs["function"](context)
 
 
 def test_defaults_start_the_lifecycle_node_with_the_package_config(fake_launch) -> None:
@@ -90,3 +97,15 @@ def test_spec_becomes_an_equivalent_ros_args_command_line() -> None:
     assert "__ns:=/ns" in args and "/p.yaml" in args
     assert "model:=m.pt" in args and "imgsz:=320" in args and "warmup:=false" in args
     assert "image:=/cam/image" in args
+
+
+def test_a_video_argument_also_starts_video_source_on_the_node_s_camera_topic(fake_launch) -> None:
+    node, video = launch_actions({"video": "/data/clip.mp4", "video_rate": "5", "video_loop": "true",
+                                  "image": "/front/image", "namespace": "perception"})
+    assert type(node).__name__ == "LifecycleNode" and type(video).__name__ == "Node"
+    kwargs = video.kwargs
+    assert (kwargs["package"], kwargs["executable"], kwargs["namespace"]) == ("fastsam_ros", "video_source",
+                                                                               "perception")
+    assert kwargs["parameters"] == [{"source": "/data/clip.mp4", "rate": 5.0, "loop": True}]
+    assert ("image", "/front/image") in kwargs["remappings"]
+    assert ("camera_info", "/front/camera_info") in kwargs["remappings"]

@@ -25,7 +25,7 @@ of each sequence: drift), the share of frames with IoU >= 0.5, and the same on t
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,8 @@ import numpy as np
 from fastsam_ros.camera_motion import CameraPath
 from fastsam_ros.evaluate import MIN_AREA, GroundTruth, farthest_inside, image_pairs, read_instances
 from fastsam_ros.masks import iou
-from fastsam_ros.selection import select
-from fastsam_ros.tracking import InstanceTracker, follow_step
-from fastsam_ros.types import FOREGROUND, PointXY, Prompt, Segmentation, Selection
+from fastsam_ros.tracking import InstanceTracker, PromptFollower, TrackerParams
+from fastsam_ros.types import FOREGROUND, PointXY, Prompt, Segmentation
 
 FRAMES = 24
 DEFAULT_SEQUENCES = 40
@@ -160,13 +159,11 @@ class UltralyticsIds:
         from ultralytics.utils import YAML, IterableSimpleNamespace
         from ultralytics.utils.checks import check_yaml
 
-        from fastsam_ros.tracking import TrackerParams
-
         config = IterableSimpleNamespace(**YAML.load(check_yaml(f"{kind}.yaml")))
         self._tracker = {"bytetrack": BYTETracker, "botsort": BOTSORT}[kind](config)
         self.params = TrackerParams(max_lost_frames=int(config.track_buffer))
 
-    def update(self, segmentation: Segmentation, image: np.ndarray) -> np.ndarray:
+    def update(self, segmentation: Segmentation, image: np.ndarray | None) -> np.ndarray:
         from ultralytics.engine.results import Boxes
 
         count = len(segmentation)
@@ -200,29 +197,13 @@ def _ultralytics_unavailable() -> str:
     return ""
 
 
-class Follower:
-    """One method's state over a sequence: ids per frame, and the followed prompt."""
-
-    def __init__(self, ids: Callable[[Segmentation, np.ndarray], np.ndarray], tracker: Any) -> None:
-        self._ids, self.tracker, self.followed = ids, tracker, None
-
-    def answer(self, segmentation: Segmentation, image: np.ndarray, prompt: Prompt) -> Selection:
-        ids = self._ids(segmentation, image)
-        selection, self.followed = follow_step(
-            self.followed, lambda: select(segmentation, prompt), segmentation, ids, self.tracker
-        )
-        return selection
-
-
-def reference_followers() -> tuple[dict[str, Follower], str]:
+def reference_followers() -> tuple[dict[str, PromptFollower], str]:
     """The methods run beside the node on its instances, and a note on any that cannot run here."""
-    tracker = InstanceTracker()
-    followers = {"follow_masks_only": Follower(lambda segmentation, _image: tracker.update(segmentation), tracker)}
+    followers = {"follow_masks_only": PromptFollower(InstanceTracker(TrackerParams(motion_from_picture=False)))}
     note = _ultralytics_unavailable()
     if not note:
         for kind in ("bytetrack", "botsort"):
-            ultralytics_ids = UltralyticsIds(kind)
-            followers[kind] = Follower(ultralytics_ids.update, ultralytics_ids)
+            followers[kind] = PromptFollower(UltralyticsIds(kind))
     return followers, note
 
 

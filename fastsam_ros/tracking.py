@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from fastsam_ros.objects import build_object
-from fastsam_ros.types import Segmentation, SelectedObject, Selection, Status
+from fastsam_ros.types import Prompt, Segmentation, SelectedObject, Selection, Status
 
 DEFAULT_MAX_LOST_FRAMES = 30
 DEFAULT_MIN_IOU = 0.3
@@ -48,6 +49,7 @@ class TrackerParams:
 
     max_lost_frames: int = DEFAULT_MAX_LOST_FRAMES
     min_iou: float = DEFAULT_MIN_IOU
+    motion_from_picture: bool = True  # measure camera motion on the frame when given (false: on the masks)
 
     def __post_init__(self) -> None:
         if self.max_lost_frames < 0:
@@ -109,7 +111,7 @@ class InstanceTracker:
             self._step = max(1, math.ceil(max(shape[1]) / GRID_CELLS))
         step = self._step
         grid = np.ascontiguousarray(segmentation.masks[:, step // 2 :: step, step // 2 :: step])
-        if image is not None:
+        if image is not None and self.params.motion_from_picture:
             picture = _shrunk(image).astype(np.float32)
             to_cells = segmentation.geometry.gain * image.shape[1] / (MOTION_WIDTH * step)
         else:
@@ -269,3 +271,24 @@ def follow_step(
     selection = first_answer()
     followed = FollowedPrompt.start(selection, ids)
     return (followed.tagged(selection) if followed else selection), followed
+
+
+class PromptFollower:
+    """Persistent prompts over one stream in one thread (the CLI's videos, the benchmark): each follows what it
+    first selected. ``tracker`` gives the ids (:class:`InstanceTracker`, or another with ``update``,
+    ``instance_of``, ``missing_frames`` and ``params``)."""
+
+    def __init__(self, tracker: Any = None) -> None:
+        self.tracker = tracker if tracker is not None else InstanceTracker()
+        self._followed: dict[str, FollowedPrompt | None] = {}
+
+    def answer(self, segmentation: Segmentation, image: np.ndarray | None, prompts: Sequence[Prompt],
+               first_answer: Callable[[Prompt], Selection]) -> list[Selection]:
+        """This frame's answers; ``first_answer`` applies the usual rules until a prompt selects something."""
+        ids = self.tracker.update(segmentation, image)
+        answers = []
+        for prompt in prompts:
+            answer, self._followed[prompt.id] = follow_step(
+                self._followed.get(prompt.id), lambda p=prompt: first_answer(p), segmentation, ids, self.tracker)
+            answers.append(answer)
+        return answers

@@ -31,6 +31,7 @@ from fastsam_ros.evaluate_track import (
 )
 from fastsam_ros.masks import MaskGeometry, iou
 from fastsam_ros.ros_io import mask_from_msg
+from fastsam_ros.selection import select
 from fastsam_ros.types import Segmentation
 from harness.client import FastSAMClient
 from harness.node_process import NodeProcess, private_ros_network, stamp_of
@@ -82,8 +83,8 @@ def play(client: FastSAMClient, sequence: TrackSequence, first_stamp: int, timeo
             scores[prompt_id].append(iou(_answer_mask(answer, truth.shape), truth))
         segmentation = segmentation_from_instances(instances)
         for name, follower in followers.items():
-            scores[name].append(iou(follower.answer(segmentation, frame, sequence.prompt).union_mask(truth.shape),
-                                    truth))
+            (answer,) = follower.answer(segmentation, frame, [sequence.prompt], lambda p, s=segmentation: select(s, p))
+            scores[name].append(iou(answer.union_mask(truth.shape), truth))
         scores["oracle"].append(oracle_iou(list(segmentation.masks), truth))
     for prompt_id in (FOLLOW, FIXED):
         client.prompt_pub.publish(client.prompt(prompt_id, clear=True))

@@ -198,3 +198,20 @@ def test_a_track_continues_in_a_near_duplicate_mask_when_its_own_is_missing() ->
     assert answers[1].objects[0].box == (112.0, 92.0, 168.0, 158.0)
     assert answers[2].objects[0].box == (120.0, 100.0, 160.0, 150.0)
     assert tracker.instance_of(2) == 1
+
+
+def test_a_followed_prompt_applies_its_rules_only_until_it_selects_something() -> None:
+    # What keeps a persistent text prompt from running CLIP on every frame once it follows its object.
+    calls = []
+
+    def rules(segmentation: Segmentation) -> Selection:
+        calls.append(segmentation)
+        return select(segmentation, MUG_CLICK)
+
+    tracker, followed = InstanceTracker(), None
+    frames = [(make_segmentation([], IMAGE), []), frame((0, 0)), frame((20, 0)), frame((40, 0))]
+    for segmentation, _ in frames:
+        ids = tracker.update(segmentation)
+        answer, followed = follow_step(followed, lambda s=segmentation: rules(s), segmentation, ids, tracker)
+    assert len(calls) == 2, "the empty frame and the first frame with the mug"
+    assert answer.objects[0].box == (160.0, 100.0, 200.0, 150.0)

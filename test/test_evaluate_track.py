@@ -9,7 +9,15 @@ import pytest
 
 from fastsam_ros.camera_motion import CameraPath
 from fastsam_ros.evaluate_track import (
-    DIRECTIONS, FRAMES, PAN_RANGE, ZOOM_RANGE, check_targets, format_table, oracle_iou, plan_sequences, summarise,
+    DIRECTIONS,
+    FRAMES,
+    PAN_RANGE,
+    ZOOM_RANGE,
+    check_targets,
+    format_table,
+    oracle_iou,
+    plan_sequences,
+    summarise,
 )
 
 

@@ -47,9 +47,9 @@ def scene(pan: int, colours=(MUG, BOOK, PLATE)) -> np.ndarray:
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("tracking-node") / "node.log"
-    node = NodeProcess(log, namespace="track", program=FAKE_NODE, model="fake.pt", warmup=False,
+    node = NodeProcess(log, namespace="tracktest", program=FAKE_NODE, model="fake.pt", warmup=False,
                        track_lost_frames=LOST_FRAMES)
-    client = Probe(namespace="track")
+    client = Probe(namespace="tracktest")
     try:
         assert client.wait_for_connections(node), f"node never came up:\n{node.log()}"
         yield client
@@ -170,3 +170,30 @@ def test_a_persistent_click_on_a_frame_without_instances_starts_following_on_the
     assert np.array_equal(picked(later), mask_at(MUG, 45)), "followed, not re-applied to the pixel (the book)"
     assert later.objects[0].track_id == first.objects[0].track_id != 0
     clear(probe, "early")
+
+
+def _set(probe: Probe, **values) -> None:
+    from rcl_interfaces.msg import Parameter
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter as RclpyParameter
+
+    request = SetParameters.Request(parameters=[
+        Parameter(name=name, value=RclpyParameter(name, value=value).get_parameter_value())
+        for name, value in values.items()])
+    response = probe.call(SetParameters, "/tracktest/fastsam/set_parameters", request)
+    assert response is not None and all(result.successful for result in response.results), response
+
+
+def test_with_tracking_off_ids_are_zero_and_persistent_prompts_reapply_their_pixels(probe: Probe) -> None:
+    _set(probe, tracking=False)
+    try:
+        stamp, instances = show(probe, scene(0))
+        assert {i.id for i in instances.instances} == {0}
+        assert start(probe, "plain", stamp).objects[0].track_id == 0
+        stamp, _ = show(probe, scene(45))
+        assert np.array_equal(picked(answer_on(probe, "plain", stamp)), mask_at(BOOK, 45))
+        clear(probe, "plain")
+    finally:
+        _set(probe, tracking=True)
+    stamp, instances = show(probe, scene(0))
+    assert all(i.id != 0 for i in instances.instances), "ids again once tracking is back on"

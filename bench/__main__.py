@@ -4,8 +4,9 @@
 
 All stages run on the same machine in one process tree, so that ratios hold on a noisy machine:
 
-1. ``selection_ms``: the pure selection step, 100 instances on 640x480 (``bench/bench_selection.py``), and
-   ``tracking_ms``: instance tracking and a followed prompt's answer on the same frame, panning
+1. ``selection_ms``: the pure selection step, 100 instances on 640x480 (``bench/bench_selection.py``);
+   ``depth_3d_ms``: 3D position, extent and points of one 100,000-pixel object (``bench/bench_depth.py``);
+   ``tracking_ms``: instance tracking and a followed prompt's answer, 100 instances on 640x480, panning
    (``bench/bench_tracking.py``);
 2. ``raw_predict_ms`` / ``engine_ms`` / ``node_e2e_ms`` / ``cached_prompt_ms`` / ``reinfer_prompt_ms``,
    interleaved round by round on 640x480 camera frames, the node in its own process (``bench/pipeline.py``);
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import exports, machine, pipeline, stats
+from bench.bench_depth import run as run_depth
 from bench.bench_selection import run as run_selection
 from bench.bench_tracking import run as run_tracking
 
@@ -69,6 +71,11 @@ def _selection() -> dict[str, Any]:
     return {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": repeats} for kind, v in figures.items()}
 
 
+def _depth_3d() -> dict[str, Any]:
+    figures = run_depth(pixels=100_000, repeats=200)
+    return {**figures["locate_ms"], "mask_pixels": figures["mask_pixels"], "encoding": figures["encoding"]}
+
+
 def _tracking() -> dict[str, Any]:
     figures = run_tracking(n_instances=100, image_shape=(480, 640), frames=200)
     return {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": v["n"]} for kind, v in figures.items()}
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     _stage("selection")
     results["selection_ms"] = _selection()
+    results["depth_3d_ms"] = _depth_3d()
     _stage("tracking")
     results["tracking_ms"] = _tracking()
 
@@ -163,6 +171,10 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
             if key in results]
     rows += [(f"selection_ms {kind} (100 instances, 640x480)", v["p50"], v["p95"], v["n"])
              for kind, v in results["selection_ms"].items()]
+    depth = results.get("depth_3d_ms")
+    if depth:
+        rows.append((f"depth_3d_ms (one object, {depth['mask_pixels']} px, {depth['encoding']})", depth["p50"],
+                     depth["p95"], depth["n"]))
     rows += [(f"tracking_ms {kind} (100 instances, 640x480, panning)", v["p50"], v["p95"], v["n"])
              for kind, v in results.get("tracking_ms", {}).items()]
     native = results.get("native", {})

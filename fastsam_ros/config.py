@@ -6,9 +6,11 @@ Each field's metadata carries its description and allowed values, so ``declare_p
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from fastsam_ros.depth import DepthError, depth_limits
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig
 from fastsam_ros.selection import SelectionParams
 from fastsam_ros.text import ClipConfig
@@ -45,6 +47,12 @@ class NodeConfig:
                                     ("best_effort", "reliable"))
     image_depth: int = _param(1, "camera QoS depth; 1 keeps only the newest frame")
     cache_frames: int = _param(10, "all-instance results kept by stamp, so prompts are answered without re-inference")
+    use_depth: bool = _param(False, "3D position and extent of selected objects from `depth` (registered to the "
+                             "colour image) and `camera_info`; adds selection/points and selection/markers")
+    depth_tolerance: float = _param(0.02, "seconds between a colour frame's stamp and the nearest depth image's "
+                                    "for the two to pair (0: exact stamps only)")
+    depth_wait: float = _param(0.1, "seconds an answer waits for a depth image still on its way")
+    depth_range: tuple[float, float] = _param((0.1, 10.0), "metres [min, max] of depth used; others are no data")
     min_box_iou: float = _param(SelectionParams.min_box_iou,
                                 "box prompts whose best mask IoU is below this: no_match", live=True)
     min_text_score: float = _param(SelectionParams.min_text_score,
@@ -92,6 +100,13 @@ class NodeConfig:
                 raise ConfigError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
         if not -1.0 <= self.min_text_score <= 1.0:  # a cosine similarity
             raise ConfigError(f"min_text_score must be within -1..1, got {self.min_text_score!r}")
+        if self.depth_tolerance < 0 or self.depth_wait < 0:
+            raise ConfigError(f"depth_tolerance and depth_wait must be 0 or more, got {self.depth_tolerance!r}, "
+                              f"{self.depth_wait!r}")
+        try:  # two floats, checked
+            object.__setattr__(self, "depth_range", depth_limits(self.depth_range))
+        except DepthError as error:
+            raise ConfigError(str(error)) from error
         if not self.model:
             raise ConfigError("model must name a checkpoint, an export or a FastSAM model name")
 
@@ -135,6 +150,8 @@ class NodeConfig:
 def _typed(name: str, expected: type, value: Any) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is tuple and isinstance(value, (list, tuple, array.array)):  # rclpy: double arrays as array.array
+        return tuple(value)
     if type(value) is not expected:
         raise ConfigError(f"{name} must be a {expected.__name__}, got {value!r} ({type(value).__name__})")
     return value

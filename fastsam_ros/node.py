@@ -51,6 +51,7 @@ from fastsam_ros.text import ClipScorer, ClipUnavailable
 from fastsam_ros.tracking import FollowedPrompt, InstanceTracker, follow_step
 from fastsam_ros.types import Prompt, Selection, Status
 
+DEPTH_QUEUE = 5  # depth and camera_info messages queued for the executor (their callbacks only store them)
 PENDING_FRAME_TIMEOUT_S = 10.0  # how long a prompt waits for a frame that is still being segmented
 WORKER_JOIN_S = 30.0  # how long deactivate waits for the frame in flight
 LOG_THROTTLE_S = 2.0
@@ -82,6 +83,7 @@ class _Health:
     bad_images: int = 0
     bad_prompts: int = 0
     internal_errors: int = 0
+    depth_problems: int = 0
     last_inference_ms: float = 0.0
     last_error: str = ""
     configure_error: str = ""
@@ -107,6 +109,7 @@ class FastSAMNode(LifecycleNode):
         self._config: NodeConfig | None = None
         self._engine: FastSAMEngine | None = None
         self._clip: ClipScorer | None = None  # loads on the first text prompt (or at configure when asked)
+        self._depth: Any = None  # node_depth.DepthStage with use_depth (imported only then: visualization_msgs)
         self._cache: FrameCache | None = None
         self._incoming: LatestSlot[_Incoming] = LatestSlot()
         self._frame_done = threading.Condition()
@@ -171,6 +174,11 @@ class FastSAMNode(LifecycleNode):
             with contextlib.suppress(ClipUnavailable):
                 self._clip.load()
         self._health.configure_error = ""
+        if config.use_depth:
+            from fastsam_ros.node_depth import DepthStage
+
+            self._depth = DepthStage(self, config.depth_tolerance, config.depth_range, config.depth_wait,
+                                     config.cache_frames, self._depth_problem, self.report_error)
         self._outputs = {
             "instances": self.create_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
             "selection": self.create_publisher(SelectionMsg, "selection", ros_io.RELIABLE_QOS),
@@ -209,6 +217,8 @@ class FastSAMNode(LifecycleNode):
             # A service callback cannot hand its answer over to another thread, so the whole call runs aside.
             self.create_service(Segment, "segment", self._on_segment, callback_group=self.blocking_group),
         ]
+        if self._depth is not None:
+            self._depth.subscribe(ros_io.image_qos(config.image_reliability, DEPTH_QUEUE))
         self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -235,6 +245,8 @@ class FastSAMNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._inputs = []
+        if self._depth is not None:
+            self._depth.unsubscribe()
         self._incoming.close()
         with self._frame_done:  # prompts waiting for a frame stop waiting: it will not come
             self._stopping = True
@@ -253,7 +265,9 @@ class FastSAMNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
         self._outputs = {}
-        self._engine, self._cache, self._config, self._clip = None, None, None, None
+        if self._depth is not None:
+            self._depth.destroy()
+        self._engine, self._cache, self._config, self._clip, self._depth = None, None, None, None, None
         with self._persistent_lock:
             self._persistent.clear()
         self._tracker.reset()
@@ -346,6 +360,8 @@ class FastSAMNode(LifecycleNode):
         cache.put(frame)
         with self._frame_done:  # prompts waiting for this frame answer now, not after the outputs below
             self._frame_done.notify_all()
+        if self._depth is not None:  # pair it with its depth now, while that is still buffered
+            self._depth.pin(frame.stamp_ns, segmentation.image_shape)
         self._health.frames_processed += 1
         self._health.last_inference_ms = segmentation.timings.inference_ms
         with self._persistent_lock:
@@ -356,6 +372,7 @@ class FastSAMNode(LifecycleNode):
             self._outputs["selection"].publish(ros_io.selection_msg(answer, header))
         if answers:
             self._publish_mask(frame, answers)
+            self._publish_3d(frame, answers)
         publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
             publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks, track_ids))
@@ -476,6 +493,7 @@ class FastSAMNode(LifecycleNode):
         self._publish_selection(selection, frame.header if frame else request_header)
         if frame is not None:
             self._publish_mask(frame, [selection])  # empty when nothing was selected: never a stale mask
+            self._publish_3d(frame, [selection])
             if selection.ok:
                 self._publish_debug(frame, [selection], [prompt])
 
@@ -507,6 +525,8 @@ class FastSAMNode(LifecycleNode):
         except Exception as error:  # a bug in one answer must not stop the node
             self.report_error(f"prompt {prompt.id!r}", error)
             return Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
+        if self._depth is not None:
+            selection = self._depth.locate(selection, frame.stamp_ns, frame.segmentation.image_shape)
         if selection.status in (Status.INVALID, Status.ERROR):
             self._health.problem(f"prompt {prompt.id!r}: {selection.reason}", "bad_prompts")
             self.get_logger().warning(f"prompt {prompt.id!r} {selection.status.value}: {selection.reason}",
@@ -549,6 +569,16 @@ class FastSAMNode(LifecycleNode):
                 union |= obj.mask
         publisher.publish(ros_io.image_msg(union.view(np.uint8) * 255, frame.header))
 
+    def _publish_3d(self, frame: Frame, selections: list[Selection]) -> None:
+        if self._depth is not None:
+            self._depth.publish(frame.header, frame.stamp_ns, frame.segmentation.image_shape, selections)
+
+    def _depth_problem(self, message: str) -> None:
+        """Bad depth input (an answer without usable depth, a rejected camera_info): the answers say why; counted,
+        logged (throttled) and on /diagnostics."""
+        self._health.problem(message, "depth_problems")
+        self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
+
     def _publish_debug(self, frame: Frame, selections: list[Selection], prompts: list[Prompt]) -> None:
         """The overlay costs milliseconds, so it is drawn only while someone watches."""
         publisher = self._outputs.get("debug_image")
@@ -576,6 +606,8 @@ class FastSAMNode(LifecycleNode):
                 "last_inference_ms": f"{health.last_inference_ms:.1f}", "cached_frames": len(self._cache or ()),
                 "last_error": health.last_error, "image_decoder": self._decoder.backend,
             }
+            if self._depth is not None:
+                values.update(self._depth.diagnostics(), depth_problems=health.depth_problems)
         stamp = self.get_clock().now().to_msg()
         name = f"{self.get_fully_qualified_name()}: segmentation"  # two nodes are told apart by namespace
         self._diagnostics.publish(ros_io.diagnostics_msg(stamp, name, level, message, values))

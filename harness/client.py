@@ -73,6 +73,12 @@ class FastSAMClient:
 
         return record
 
+    def record(self, name: str, msg_type: Any, topic: str, qos: Any = None) -> None:
+        """Also record ``topic`` under ``name`` (e.g. the 3D outputs), for :meth:`wait_for`."""
+        from fastsam_ros.ros_io import RELIABLE_QOS
+
+        self.node.create_subscription(msg_type, topic, self._recorder(name), qos or RELIABLE_QOS)
+
     def messages(self, name: str) -> list[Any]:
         with self._arrived:
             return [msg for _, msg in self.received[name]]

@@ -61,8 +61,8 @@ def launch_actions(arguments: dict[str, str]) -> list[_Recorder]:
     launch = load_launch_module()
     entities = launch.generate_launch_description()
     declared = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
-    assert set(declared) == {"model", "device", "image", "namespace", "params_file", "video", "video_rate",
-                             "video_loop"}
+    assert set(declared) == {"model", "device", "image", "depth", "camera_info", "use_depth", "namespace",
+                             "params_file", "video", "video_rate", "video_loop"}
     values = {**declared, **arguments}
     context = types.SimpleNamespace(perform_substitution=lambda sub: values[sub.name])
     (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
@@ -78,6 +78,8 @@ def test_defaults_start_the_lifecycle_node_with_the_package_config(fake_launch) 
     assert Path(params_file).name == "fastsam.yaml" and Path(params_file).exists()
     assert overrides == {"model": "FastSAM-s.pt", "device": "cpu"}
     assert ("image", "/camera/image_raw") in kwargs["remappings"]
+    assert ("depth", "/camera/depth/image_raw") in kwargs["remappings"]
+    assert ("camera_info", "/camera/camera_info") in kwargs["remappings"]
 
 
 def test_arguments_reach_the_node(fake_launch) -> None:
@@ -87,6 +89,17 @@ def test_arguments_reach_the_node(fake_launch) -> None:
     assert kwargs["namespace"] == "perception"
     assert kwargs["parameters"] == ["/tmp/mine.yaml", {"model": "/opt/FastSAM-x.engine", "device": "cuda:0"}]
     assert ("image/compressed", "/front/image/compressed") in kwargs["remappings"]
+
+
+def test_depth_arguments_remap_the_depth_inputs_and_switch_use_depth(fake_launch) -> None:
+    node = run_launch({"depth": "/cam/aligned_depth_to_color/image_raw", "camera_info": "/cam/color/camera_info",
+                       "use_depth": "True"})
+    kwargs = node.kwargs
+    assert kwargs["parameters"][1] == {"model": "FastSAM-s.pt", "device": "cpu", "use_depth": True}
+    assert ("depth", "/cam/aligned_depth_to_color/image_raw") in kwargs["remappings"]
+    assert ("camera_info", "/cam/color/camera_info") in kwargs["remappings"]
+    with pytest.raises(ValueError, match="use_depth must be true, false or empty, got 'yes'"):
+        run_launch({"use_depth": "yes"})
 
 
 def test_spec_becomes_an_equivalent_ros_args_command_line() -> None:
@@ -101,7 +114,8 @@ def test_spec_becomes_an_equivalent_ros_args_command_line() -> None:
 
 def test_a_video_argument_also_starts_video_source_on_the_node_s_camera_topic(fake_launch) -> None:
     node, video = launch_actions({"video": "/data/clip.mp4", "video_rate": "5", "video_loop": "true",
-                                  "image": "/front/image", "namespace": "perception"})
+                                  "image": "/front/image", "camera_info": "/front/camera_info",
+                                  "namespace": "perception"})
     assert type(node).__name__ == "LifecycleNode" and type(video).__name__ == "Node"
     kwargs = video.kwargs
     assert (kwargs["package"], kwargs["executable"], kwargs["namespace"]) == ("fastsam_ros", "video_source",

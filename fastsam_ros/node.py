@@ -382,10 +382,10 @@ class FastSAMNode(LifecycleNode):
         """A persistent prompt on a new frame: the objects it follows, or its pixels again (reapply, no tracking)."""
         if entry.reapply or frame.track_ids is None:
             return self._select(frame, entry.prompt)
-        selection, followed = follow_step(entry.followed, lambda: self._select(frame, entry.prompt),
+        selection, followed = follow_step(entry.followed, lambda: self._rules(frame, entry.prompt),
                                           frame.segmentation, frame.track_ids, self._tracker)
         self._follow(key, entry, followed)
-        return selection
+        return self._finish(frame, entry.prompt, selection)
 
     def _follow(self, key: str, entry: _Persistent, followed: FollowedPrompt | None) -> None:
         """Keep what ``entry`` follows, unless it was cleared or replaced meanwhile, or already follows something."""
@@ -520,11 +520,18 @@ class FastSAMNode(LifecycleNode):
         return Selection.failed(prompt.id, Status.INVALID, reason)
 
     def _select(self, frame: Frame, prompt: Prompt) -> Selection:
+        return self._finish(frame, prompt, self._rules(frame, prompt))
+
+    def _rules(self, frame: Frame, prompt: Prompt) -> Selection:
+        """The prompt rules on ``frame`` (a failure of the code is an ``error`` answer, reported)."""
         try:
-            selection = select(frame.segmentation, prompt, self._selection_params(), frame.image, self._clip)
+            return select(frame.segmentation, prompt, self._selection_params(), frame.image, self._clip)
         except Exception as error:  # a bug in one answer must not stop the node
             self.report_error(f"prompt {prompt.id!r}", error)
             return Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
+
+    def _finish(self, frame: Frame, prompt: Prompt, selection: Selection) -> Selection:
+        """An answer made ready to send: located in 3D with depth, bad prompts counted and logged."""
         if self._depth is not None:
             selection = self._depth.locate(selection, frame.stamp_ns, frame.segmentation.image_shape)
         if selection.status in (Status.INVALID, Status.ERROR):

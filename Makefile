@@ -7,6 +7,8 @@
 #   make test    pytest, one random ROS_DOMAIN_ID per run; then the ROS-free tests under Python 3.10 if found
 #   make demo    the node on the sample images played as a camera, prompts from config/demo_prompts.json
 #   make eval    prompt-selection quality on the COCO subset
+#   make eval-track  followed prompts on moving-camera sequences from the COCO subset, through the node
+#   make demo-video  a clip made from a sample image played through the node by video_source, one click
 #   make bench   side-by-side benchmark: table printed, JSON to OUT (default out/bench.json)
 #   make bench-device  the GPU check (bench/device.sh), ready for a machine with CUDA PyTorch only
 #   make lint    ruff
@@ -52,7 +54,8 @@ BUILD_INPUTS := CMakeLists.txt package.xml \
 	$(wildcard msg/*.msg) $(wildcard srv/*.srv) $(wildcard fastsam_ros/*.py) \
 	$(wildcard scripts/*.in) $(wildcard launch/*) $(wildcard config/*)
 
-.PHONY: setup check-tools deps build ros2-tools test test-py310 demo eval bench bench-device lint clean distclean
+.PHONY: setup check-tools deps build ros2-tools test test-py310 demo demo-video eval eval-track bench bench-device \
+	lint clean distclean
 
 setup: $(VENV)/.stamp-build $(if $(wildcard $(ROS2_TOOLS)/install.sh),$(VENV)/.stamp-ros2-tools)
 
@@ -126,8 +129,14 @@ demo: setup
 	$(PY) -m harness.demo --model $(MODEL) --images $(IMAGES) --prompts config/demo_prompts.json \
 		--out $(or $(OUT),out/demo)
 
+demo-video: setup
+	$(PY) -m harness.demo_video --model $(MODEL) --images $(IMAGES) --out $(or $(OUT),out/demo-video)
+
 eval: setup
 	$(PY) -m fastsam_ros.evaluate --data $(DATA) --model $(MODEL) --out $(or $(OUT),out/eval.json)
+
+eval-track: setup
+	$(PY) -m harness.eval_track --data $(DATA) --model $(MODEL) --out $(or $(OUT),out/eval-track.json)
 
 bench: setup
 	$(PY) -m bench --model $(MODEL) --out $(or $(OUT),out/bench.json)

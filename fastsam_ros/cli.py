@@ -32,7 +32,9 @@ from fastsam_ros.overlay import draw_overlay
 from fastsam_ros.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
 from fastsam_ros.selection import SelectionParams, select
 from fastsam_ros.text import ClipConfig, ClipScorer, TextScorer
+from fastsam_ros.tracking import PromptFollower
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Prompt, Segmentation, Selection
+from fastsam_ros.video import VideoWriter
 
 PROG = "fastsam-segment"
 EXIT_OK, EXIT_FRAMES_FAILED, EXIT_NOT_RUN, EXIT_PROMPTS_NOT_OK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -64,6 +66,7 @@ class FrameResult:
 
     summary: str
     prompts_not_ok: tuple[str, ...]
+    overlay: np.ndarray | None = None  # the frame's annotated image (for --video-out)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Source:
     frames: Iterator[Frame]
     total: int | None = None
     names: tuple[str, ...] = ()  # image names known up front, to warn about prompt-file keys matching none
+    fps: float = 0.0  # a video's or camera's own frame rate (0: unknown)
     release: Callable[[], None] = field(default=lambda: None)
 
 
@@ -128,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--max-frames", type=_positive_int, metavar="N",
                         help="stop a video or camera after N frames (a camera otherwise runs until Ctrl-C)")
+    parser.add_argument("--reapply", action="store_true",
+                        help="video or camera: re-apply the prompts' pixels, box or text to every frame, instead of "
+                        "following the objects they first selected (the default)")
+    parser.add_argument("--video-out", type=_video_file, metavar="FILE",
+                        help="video or camera: also write the annotated frames as a video file (.mp4 or .avi)")
     return parser
 
 
@@ -162,7 +171,16 @@ def main(argv: Sequence[str] | None = None, *, engine: FastSAMEngine | None = No
                           device=args.device)
         scorer = ClipScorer(clip, log=lambda reason: print(f"{PROG}: warning: text prompts disabled: {reason}",
                                                            file=sys.stderr))  # loads on the first text prompt
-        return _run(engine, source, plan, args.out, params, scorer)
+        streaming = source.kind in ("video", "camera")
+        if args.video_out and not streaming:
+            return _fail(f"--video-out needs a video file or a camera, not the {source.kind} {args.source}")
+        follower = PromptFollower() if streaming and not args.reapply else None
+        video_out = VideoWriter(args.video_out, source.fps) if streaming and args.video_out else None
+        try:
+            return _run(engine, source, plan, args.out, params, scorer, follower, video_out)
+        finally:
+            if video_out is not None:
+                video_out.close()
     finally:
         source.release()
 
@@ -180,7 +198,8 @@ def _load_engine(args: argparse.Namespace) -> FastSAMEngine:
 
 
 def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path,
-         params: SelectionParams = SelectionParams(), text_scorer: TextScorer | None = None) -> int:
+         params: SelectionParams = SelectionParams(), text_scorer: TextScorer | None = None,
+         follower: PromptFollower | None = None, video_out: VideoWriter | None = None) -> int:
     done = failed = not_ok = 0
     bar = tqdm(total=source.total, unit="frame" if source.kind in ("video", "camera") else "img", file=sys.stderr,
                disable=source.kind == "image", dynamic_ncols=True)
@@ -192,7 +211,9 @@ def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path,
             else:
                 try:
                     result = process_frame(engine, frame, plan.for_image(frame.name, frame.alias), out_dir, params,
-                                           text_scorer)
+                                           text_scorer, follower)
+                    if video_out is not None:
+                        video_out.write(result.overlay)
                 except Exception as error:  # one bad frame must not stop a folder or a video
                     failed += 1
                     bar.write(f"{PROG}: error: {frame.name}: {error.__class__.__name__}: {error}", file=sys.stderr)
@@ -224,12 +245,20 @@ def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path,
 
 def process_frame(engine: FastSAMEngine, frame: Frame, prompts: Sequence[Prompt], out_dir: Path,
                   params: SelectionParams = SelectionParams(),
-                  text_scorer: TextScorer | None = None) -> FrameResult:
-    """Segment one frame, answer its prompts and write its files."""
+                  text_scorer: TextScorer | None = None, follower: PromptFollower | None = None) -> FrameResult:
+    """Segment one frame, answer its prompts and write its files; with a ``follower`` (the frames of one video or
+    camera) each prompt follows the objects it first selected."""
     assert frame.image is not None
     segmentation = engine.segment(frame.image)
     start = time.perf_counter()
-    selections = [select(segmentation, prompt, params, frame.image, text_scorer) for prompt in prompts]
+
+    def rules(prompt: Prompt) -> Selection:
+        return select(segmentation, prompt, params, frame.image, text_scorer)
+
+    if follower is not None:
+        selections = follower.answer(segmentation, frame.image, prompts, rules)
+    else:
+        selections = [rules(prompt) for prompt in prompts]
     selection_ms = (time.perf_counter() - start) * 1000.0
     start = time.perf_counter()
     overlay = draw_overlay(frame.image, segmentation, selections, prompts)
@@ -247,7 +276,7 @@ def process_frame(engine: FastSAMEngine, frame: Frame, prompts: Sequence[Prompt]
             path.unlink(missing_ok=True)  # a mask from an earlier run would contradict the JSON
     answers = ", ".join(f"{s.prompt_id}: {s.status.value}" for s in selections)
     summary = f"{frame.name}: {len(segmentation)} instances" + (f"; {answers}" if answers else "")
-    return FrameResult(summary, tuple(s.prompt_id for s in selections if not s.ok))
+    return FrameResult(summary, tuple(s.prompt_id for s in selections if not s.ok), overlay)
 
 
 def frame_record(name: str, segmentation: Segmentation, selections: Sequence[Selection]) -> dict[str, Any]:
@@ -353,7 +382,8 @@ def _video_source(path: Path, max_frames: int | None) -> Source:
         total = min(total, max_frames) if total is not None else max_frames
     frames = _capture_frames(capture, lambda i: f"{path.stem}_{i:06d}", path.name, max_frames,
                              expected=count if count > 0 else None, what=f"video {path}")
-    return Source("video", frames, total=total, names=(path.name,), release=capture.release)
+    return Source("video", frames, total=total, names=(path.name,), release=capture.release,
+                  fps=float(capture.get(cv2.CAP_PROP_FPS) or 0.0))
 
 
 def _camera_source(index: int, max_frames: int | None) -> Source:
@@ -362,7 +392,8 @@ def _camera_source(index: int, max_frames: int | None) -> Source:
         capture.release()
         raise SourceError(f"camera {index} cannot be opened")
     frames = _capture_frames(capture, lambda i: f"camera{index}_{i:06d}", f"camera{index}", max_frames)
-    return Source("camera", frames, total=max_frames, names=(f"camera{index}",), release=capture.release)
+    return Source("camera", frames, total=max_frames, names=(f"camera{index}",), release=capture.release,
+                  fps=float(capture.get(cv2.CAP_PROP_FPS) or 0.0))
 
 
 def _capture_frames(capture: Any, stem_of: Callable[[int], str], alias: str, max_frames: int | None,
@@ -442,6 +473,12 @@ def _unit_interval(text: str) -> float:
 
 def _cosine(text: str) -> float:
     return _number_between(text, -1.0, 1.0)
+
+
+def _video_file(text: str) -> Path:
+    if Path(text).suffix.lower() not in (".mp4", ".avi"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the annotated video must be a .mp4 or .avi file")
+    return Path(text)
 
 
 def _positive_int(text: str) -> int:

@@ -15,6 +15,7 @@ from fastsam_ros.depth import DepthError, depth_limits
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig
 from fastsam_ros.selection import SelectionParams
 from fastsam_ros.text import ClipConfig
+from fastsam_ros.tracking import DEFAULT_MAX_LOST_FRAMES, DEFAULT_MIN_IOU, TrackerParams
 
 
 def _param(default: Any, doc: str, choices: tuple[str, ...] = (), live: bool = False) -> Any:
@@ -79,6 +80,12 @@ class NodeConfig:
     max_prompt_points: int = _param(64, "prompts with more points are answered invalid", live=True)
     max_prompt_boxes: int = _param(16, "prompts with more boxes are answered invalid", live=True)
     max_text_length: int = _param(256, "text prompts longer than this many characters are answered invalid", live=True)
+    tracking: bool = _param(True, "stable instance ids in `instances`, and persistent prompts follow the objects they "
+                            "first selected (false: they re-apply their pixels to every frame)", live=True)
+    track_lost_frames: int = _param(DEFAULT_MAX_LOST_FRAMES, "frames a followed object may be missing and still be "
+                                    "re-acquired; after that its prompt answers no_match", live=True)
+    track_min_iou: float = _param(DEFAULT_MIN_IOU, "mask overlap with an object's motion-compensated last mask that "
+                                  "continues its track", live=True)
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -90,6 +97,10 @@ class NodeConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.track_lost_frames < 0:
+            raise ConfigError(f"track_lost_frames must be 0 or more, got {self.track_lost_frames!r}")
+        if not 0.0 < self.track_min_iou <= 1.0:
+            raise ConfigError(f"track_min_iou must be within 0 (excluded)..1, got {self.track_min_iou!r}")
         if self.cpu_threads < 0:
             raise ConfigError(f"cpu_threads must be 0 (ultralytics' default) or more, got {self.cpu_threads!r}")
         for name in ("conf", "iou", "min_box_iou"):
@@ -134,6 +145,10 @@ class NodeConfig:
         return SelectionParams(min_box_iou=self.min_box_iou, min_text_score=self.min_text_score,
                                text_return_all=self.text_return_all, max_points=self.max_prompt_points,
                                max_boxes=self.max_prompt_boxes, max_text_length=self.max_text_length)
+
+    @property
+    def tracker(self) -> TrackerParams:
+        return TrackerParams(max_lost_frames=self.track_lost_frames, min_iou=self.track_min_iou)
 
     @property
     def clip(self) -> ClipConfig:

@@ -27,6 +27,7 @@ class Frame:
     header: Any
     image: np.ndarray  # HxWx3 uint8 BGR
     segmentation: Segmentation
+    track_ids: np.ndarray | None = None  # (N,) stable instance ids while tracking is on
 
 
 class LatestSlot(Generic[T]):

@@ -48,6 +48,7 @@ from fastsam_ros.overlay import draw_overlay
 from fastsam_ros.selection import InvalidPrompt, check_prompt, select
 from fastsam_ros.srv import Segment
 from fastsam_ros.text import ClipScorer, ClipUnavailable
+from fastsam_ros.tracking import FollowedPrompt, InstanceTracker, follow_step
 from fastsam_ros.types import Prompt, Selection, Status
 
 DEPTH_QUEUE = 5  # depth and camera_info messages queued for the executor (their callbacks only store them)
@@ -62,6 +63,15 @@ REJECTED_FRAMES_KEPT = 32  # stamps of rejected frames remembered, so prompts fo
 class _Incoming:
     stamp_ns: int
     msg: Any  # sensor_msgs/Image or CompressedImage, decoded by the worker
+
+
+@dataclass
+class _Persistent:
+    """A persistent prompt and, once it selected something and follows it (tracking on, not reapply), what."""
+
+    prompt: Prompt
+    reapply: bool = False
+    followed: FollowedPrompt | None = None
 
 
 @dataclass
@@ -104,7 +114,8 @@ class FastSAMNode(LifecycleNode):
         self._incoming: LatestSlot[_Incoming] = LatestSlot()
         self._frame_done = threading.Condition()
         self._rejected: OrderedDict[int, str] = OrderedDict()  # stamp -> why the frame was rejected
-        self._persistent: dict[str, Prompt] = {}
+        self._persistent: dict[str, _Persistent] = {}
+        self._tracker = InstanceTracker()  # used by the worker thread only
         self._persistent_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._traced: set[type] = set()  # exception types whose traceback was logged once
@@ -156,6 +167,7 @@ class FastSAMNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
         self._config, self._engine, self._cache = config, engine, FrameCache(config.cache_frames)
+        self._tracker = InstanceTracker(config.tracker)
         self._clip = ClipScorer(config.clip, log=self._clip_failed)
         if config.clip_load_at_configure:
             # A failure is logged once by _clip_failed; text prompts then answer `error`, the rest keeps working.
@@ -191,6 +203,7 @@ class FastSAMNode(LifecycleNode):
         image_type, image_topic = (Image, "image") if config.image_transport == "raw" else (
             CompressedImage, "image/compressed")
         self._incoming = LatestSlot()
+        self._tracker.reset()  # the frames that come now may be another stream
         self._stopping = False
         self._prompt_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fastsam-prompt")
         self._worker = threading.Thread(target=self._run_worker, name="fastsam-inference", daemon=True)
@@ -257,6 +270,7 @@ class FastSAMNode(LifecycleNode):
         self._engine, self._cache, self._config, self._clip, self._depth = None, None, None, None, None
         with self._persistent_lock:
             self._persistent.clear()
+        self._tracker.reset()
         free_accelerator_memory()
 
     # ---------------------------------------------------------------- parameters at run time
@@ -284,6 +298,8 @@ class FastSAMNode(LifecycleNode):
         self._config = candidate
         if self._engine is not None:
             self._engine.config = candidate.engine  # read by the next prediction
+        if changed & {"tracking", "track_lost_frames", "track_min_iou"}:
+            self._tracker.params = candidate.tracker  # read by the worker at its next frame
         if "diagnostics_period" in changed:
             self._diagnostics_timer.cancel()
             self.destroy_timer(self._diagnostics_timer)
@@ -337,7 +353,10 @@ class FastSAMNode(LifecycleNode):
             self._reject_image(item.stamp_ns, header, str(error))
             return
         segmentation = engine.segment(image)
-        frame = Frame(item.stamp_ns, header, image, segmentation)
+        if not config.tracking:
+            self._tracker.reset()  # turned back on, it starts afresh rather than from a stale frame
+        track_ids = self._tracker.update(segmentation, image) if config.tracking else None
+        frame = Frame(item.stamp_ns, header, image, segmentation, track_ids)
         cache.put(frame)
         with self._frame_done:  # prompts waiting for this frame answer now, not after the outputs below
             self._frame_done.notify_all()
@@ -346,8 +365,9 @@ class FastSAMNode(LifecycleNode):
         self._health.frames_processed += 1
         self._health.last_inference_ms = segmentation.timings.inference_ms
         with self._persistent_lock:
-            prompts = list(self._persistent.values())
-        answers = [self._select(frame, prompt) for prompt in prompts]
+            entries = list(self._persistent.items())
+        answers = [self._answer_persistent(frame, key, entry) for key, entry in entries]
+        prompts = [entry.prompt for _, entry in entries]
         for answer in answers:  # answers first: they are what a robot waits on
             self._outputs["selection"].publish(ros_io.selection_msg(answer, header))
         if answers:
@@ -355,8 +375,23 @@ class FastSAMNode(LifecycleNode):
             self._publish_3d(frame, answers)
         publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
-            publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks))
+            publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks, track_ids))
         self._publish_debug(frame, answers, prompts)
+
+    def _answer_persistent(self, frame: Frame, key: str, entry: _Persistent) -> Selection:
+        """A persistent prompt on a new frame: the objects it follows, or its pixels again (reapply, no tracking)."""
+        if entry.reapply or frame.track_ids is None:
+            return self._select(frame, entry.prompt)
+        selection, followed = follow_step(entry.followed, lambda: self._rules(frame, entry.prompt),
+                                          frame.segmentation, frame.track_ids, self._tracker)
+        self._follow(key, entry, followed)
+        return self._finish(frame, entry.prompt, selection)
+
+    def _follow(self, key: str, entry: _Persistent, followed: FollowedPrompt | None) -> None:
+        """Keep what ``entry`` follows, unless it was cleared or replaced meanwhile, or already follows something."""
+        with self._persistent_lock:
+            if self._persistent.get(key) is entry and entry.followed is None:
+                entry.followed = followed
 
     def _reject_image(self, stamp: int, header: Any, reason: str) -> None:
         """A malformed frame: log (throttled), count, and tell the persistent prompts, which wait for it, why."""
@@ -386,9 +421,13 @@ class FastSAMNode(LifecycleNode):
             except InvalidPrompt as error:
                 self._publish_selection(self._invalid(prompt, str(error)), msg.header)
                 return
+            entry = _Persistent(prompt, reapply=bool(msg.reapply))
             with self._persistent_lock:
-                self._persistent[prompt.id] = prompt
-            self.get_logger().info(f"persistent prompt {prompt.id!r} answered on every frame until cleared")
+                self._persistent[prompt.id] = entry
+            how = "re-applied to" if entry.reapply else "following what it selects on"
+            self.get_logger().info(f"persistent prompt {prompt.id!r} {how} every frame until cleared")
+            self._dispatch(prompt, ros_io.stamp_ns(msg.header), msg.header, entry)
+            return
         self._dispatch(prompt, ros_io.stamp_ns(msg.header), msg.header)
 
     def _on_click(self, msg: Any) -> None:
@@ -400,16 +439,17 @@ class FastSAMNode(LifecycleNode):
     def _selection_params(self) -> Any:
         return (self._config or NodeConfig()).selection
 
-    def _dispatch(self, prompt: Prompt, stamp: int, request_header: Any) -> None:
+    def _dispatch(self, prompt: Prompt, stamp: int, request_header: Any, entry: _Persistent | None = None) -> None:
         """Answer now when the frame is cached and the prompt is light (milliseconds); else on the prompt pool,
-        so a text prompt (CLIP), many boxes or a frame still in flight never hold up the cached clicks."""
+        so a text prompt (CLIP), many boxes or a frame still in flight never hold up the cached clicks.
+        ``entry``: the persistent prompt this first answer starts (it follows what the answer selects)."""
         pool = self._prompt_pool
         heavy = bool(prompt.text) or len(prompt.boxes) > INLINE_BOXES
         if pool is not None and (heavy or self._must_wait(stamp)):
-            pool.submit(self._answer_and_publish, prompt, stamp, request_header).add_done_callback(
+            pool.submit(self._answer_and_publish, prompt, stamp, request_header, entry).add_done_callback(
                 self._log_failure)
         else:
-            self._answer_and_publish(prompt, stamp, request_header)
+            self._answer_and_publish(prompt, stamp, request_header, entry)
 
     def _log_failure(self, future: Future) -> None:
         if not future.cancelled() and future.exception() is not None:
@@ -442,8 +482,14 @@ class FastSAMNode(LifecycleNode):
         if publisher is not None:
             publisher.publish(ros_io.selection_msg(selection, header))
 
-    def _answer_and_publish(self, prompt: Prompt, stamp: int, request_header: Any) -> None:
+    def _answer_and_publish(self, prompt: Prompt, stamp: int, request_header: Any,
+                            entry: _Persistent | None = None) -> None:
         selection, frame = self._answer(prompt, stamp)
+        if entry is not None and not entry.reapply and frame is not None and frame.track_ids is not None:
+            followed = FollowedPrompt.start(selection, frame.track_ids)
+            if followed is not None:
+                selection = followed.tagged(selection)
+                self._follow(prompt.id, entry, followed)
         self._publish_selection(selection, frame.header if frame else request_header)
         if frame is not None:
             self._publish_mask(frame, [selection])  # empty when nothing was selected: never a stale mask
@@ -474,11 +520,18 @@ class FastSAMNode(LifecycleNode):
         return Selection.failed(prompt.id, Status.INVALID, reason)
 
     def _select(self, frame: Frame, prompt: Prompt) -> Selection:
+        return self._finish(frame, prompt, self._rules(frame, prompt))
+
+    def _rules(self, frame: Frame, prompt: Prompt) -> Selection:
+        """The prompt rules on ``frame`` (a failure of the code is an ``error`` answer, reported)."""
         try:
-            selection = select(frame.segmentation, prompt, self._selection_params(), frame.image, self._clip)
+            return select(frame.segmentation, prompt, self._selection_params(), frame.image, self._clip)
         except Exception as error:  # a bug in one answer must not stop the node
             self.report_error(f"prompt {prompt.id!r}", error)
             return Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
+
+    def _finish(self, frame: Frame, prompt: Prompt, selection: Selection) -> Selection:
+        """An answer made ready to send: located in 3D with depth, bad prompts counted and logged."""
         if self._depth is not None:
             selection = self._depth.locate(selection, frame.stamp_ns, frame.segmentation.image_shape)
         if selection.status in (Status.INVALID, Status.ERROR):

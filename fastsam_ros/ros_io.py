@@ -80,8 +80,10 @@ def mask_from_msg(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
     return decode_mask(encoded, image_shape)
 
 
-def instances_msg(segmentation: Segmentation, header: Any, with_masks: bool) -> InstancesMsg:
-    """Every instance of a frame; masks are encoded one by one so overlaps survive."""
+def instances_msg(
+    segmentation: Segmentation, header: Any, with_masks: bool, ids: np.ndarray | None = None
+) -> InstancesMsg:
+    """Every instance of a frame; masks are encoded one by one so overlaps survive. ``ids``: track ids (else 0)."""
     height, width = segmentation.image_shape
     out = InstancesMsg(header=header, height=height, width=width,
                        inference_ms=float(segmentation.timings.inference_ms))
@@ -90,6 +92,7 @@ def instances_msg(segmentation: Segmentation, header: Any, with_masks: bool) -> 
             box=_box_msg(segmentation.boxes[i]), score=float(segmentation.scores[i]),
             area=int(segmentation.areas[i]),
             mask=mask_msg(segmentation.encoded_mask(i)) if with_masks else MaskMsg(),
+            id=int(ids[i]) if ids is not None else 0,
         )
         for i in range(len(segmentation))
     ]

@@ -23,7 +23,9 @@ class FastSAMClient:
     """Publishes camera frames and prompts to one fastsam node and records everything it sends back."""
 
     def __init__(self, namespace: str = "", image_topic: str = "/camera/image_raw", compressed: bool = False,
-                 domain_id: int | None = None) -> None:
+                 domain_id: int | None = None,
+                 outputs: tuple[str, ...] = ("instances", "selection", "mask", "debug_image")) -> None:
+        """``outputs``: the node's topics to record (the node builds `mask` and `debug_image` only while heard)."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -48,6 +50,8 @@ class FastSAMClient:
         self.point_pub = self.node.create_publisher(PointStamped, f"{self.prefix}/prompt/point", RELIABLE_QOS)
         for name, msg_type in (("instances", Instances), ("selection", Selection), ("mask", Image),
                                ("debug_image", Image)):
+            if name not in outputs:
+                continue
             self.node.create_subscription(msg_type, f"{self.prefix}/{name}", self._recorder(name), RELIABLE_QOS)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), 10)
         self._executor = SingleThreadedExecutor(context=self._context)  # callbacks only record: no pool needed
@@ -128,12 +132,12 @@ class FastSAMClient:
         return msg
 
     def prompt(self, prompt_id: str, stamp_ns: int = 0, points: list = (), labels: list = (), boxes: list = (),
-               persistent: bool = False, clear: bool = False, text: str = "") -> Any:
+               persistent: bool = False, clear: bool = False, text: str = "", reapply: bool = False) -> Any:
         from geometry_msgs.msg import Point
 
         from fastsam_ros.msg import Box, Prompt
 
-        msg = Prompt(id=prompt_id, persistent=persistent, clear=clear, text=text)
+        msg = Prompt(id=prompt_id, persistent=persistent, clear=clear, text=text, reapply=reapply)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         msg.points = [Point(x=float(x), y=float(y)) for x, y in points]
         msg.labels = [int(label) for label in labels]

@@ -2,6 +2,7 @@
 
 Parameters come from ``params_file`` (default: the package's ``config/fastsam.yaml``). A parameter argument
 left empty (the default) keeps the file's value; a given one overrides it, converted to the parameter's type.
+``video:=clip.mp4`` (or a camera index) also starts ``video_source`` publishing it on the ``image`` topic.
 ``node_spec`` is plain data (no launch imports) so tests run the exact same node description as a
 subprocess where ``launch``/``launch_ros`` are not installed.
 """
@@ -23,7 +24,11 @@ LAUNCH_ARGUMENTS = {
     "camera_info": ("/camera/camera_info", "the colour camera's CameraInfo (remapped onto `camera_info`; use_depth)"),
     "namespace": ("", "namespace for the node and its relative topics"),
     "params_file": ("", "YAML parameters file; empty uses the package's config/fastsam.yaml"),
+    "video": ("", "a video file or camera index to publish on `image` with video_source; empty: none"),
+    "video_rate": ("0.0", "video_source frames per second; 0 uses the file's own rate"),
+    "video_loop": ("false", "video_source restarts the file at its end"),
 }
+NODE_ARGUMENTS = tuple(name for name in LAUNCH_ARGUMENTS if not name.startswith("video"))
 
 _TRUE_FALSE = {"true": True, "false": False}
 
@@ -68,6 +73,19 @@ def node_spec(image: str = LAUNCH_ARGUMENTS["image"][0], namespace: str = "", pa
     }
 
 
+def video_spec(video: str, rate: str, loop: str, image: str, camera_info: str, namespace: str) -> dict[str, Any]:
+    """``video_source`` publishing ``video`` where the fastsam node listens."""
+    return {
+        "package": "fastsam_ros",
+        "executable": "video_source",
+        "name": "video_source",
+        "namespace": namespace,
+        "parameters": [{"source": video, "rate": float(rate), "loop": _typed("video_loop", loop, bool)}],
+        "remappings": [("image", image), ("camera_info", camera_info)],
+        "output": "screen",
+    }
+
+
 def _launch_node(context: Any) -> list[Any]:
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import LifecycleNode
@@ -76,7 +94,13 @@ def _launch_node(context: Any) -> list[Any]:
         return context.perform_substitution(LaunchConfiguration(name))
 
     overrides = parameter_overrides({name: value(name) for name in PARAMETER_ARGUMENTS})
-    return [LifecycleNode(**node_spec(**{name: value(name) for name in LAUNCH_ARGUMENTS}, **overrides))]
+    actions = [LifecycleNode(**node_spec(**{name: value(name) for name in NODE_ARGUMENTS}, **overrides))]
+    if value("video"):
+        from launch_ros.actions import Node
+
+        actions.append(Node(**video_spec(value("video"), value("video_rate"), value("video_loop"), value("image"),
+                                         value("camera_info"), value("namespace"))))
+    return actions
 
 
 def generate_launch_description() -> Any:

@@ -25,7 +25,7 @@ def test_ratio_is_none_without_a_usable_denominator() -> None:
 
 
 def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 200.0, growth: float = 10.0,
-             point: float = 0.5, box: float = 0.8, depth_3d: float = 1.5) -> dict:
+             point: float = 0.5, box: float = 0.8, depth_3d: float = 1.5, tracking: float = 1.2) -> dict:
     return {
         "raw_predict_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": node_e2e, "p95": node_e2e + 10, "n": 30},
@@ -33,6 +33,7 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
         "stream": {"latency_ms": {"p50": 150.0, "p95": latency_p95, "n": 100}, "rss_growth_mb": growth},
         "selection_ms": {"point": {"p50": point, "p95": 1.0, "n": 200}, "box": {"p50": box, "p95": 1.5, "n": 200}},
         "depth_3d_ms": {"p50": depth_3d, "p95": depth_3d + 1, "n": 200},
+        "tracking_ms": {"update": {"p50": tracking, "p95": 1.9, "n": 200}, "follow": {"p50": 0.3, "p95": 0.4, "n": 9}},
     }
 
 
@@ -52,6 +53,7 @@ def test_targets_pass_when_every_figure_is_inside_its_limit() -> None:
     ({"growth": 50.0}, "stream_memory"),
     ({"box": 2.5}, "selection"),
     ({"depth_3d": 3.0}, "depth_3d"),
+    ({"tracking": 2.0}, "tracking"),
 ])
 def test_each_target_fails_on_its_own_figure(change: dict, name: str) -> None:
     targets = evaluate_targets(_results(**change))

@@ -221,6 +221,9 @@ class FakeCamera:
     def release(self) -> None:
         self.released = True
 
+    def get(self, prop: int) -> float:  # OpenCV's name; no property is known (the frame rate: 0)
+        return 0.0
+
 
 def test_camera_frames_stop_at_max_frames_or_cleanly_on_ctrl_c(
     engine: FastSAMEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

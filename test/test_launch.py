@@ -43,7 +43,7 @@ def fake_launch(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
                                                 OpaqueFunction=recording("OpaqueFunction")),
         "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
         "launch_ros": types.SimpleNamespace(),
-        "launch_ros.actions": types.SimpleNamespace(LifecycleNode=recording("LifecycleNode")),
+        "launch_ros.actions": types.SimpleNamespace(LifecycleNode=recording("LifecycleNode"), Node=recording("Node")),
     }
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
@@ -55,15 +55,22 @@ REQUIRED_ARGUMENTS = {"model", "device", "half", "imgsz", "image", "image_transp
 
 def run_launch(arguments: dict[str, str]) -> _Recorder:
     """Build the description, resolve its arguments as ``ros2 launch`` would, and return the node action."""
+    node, *others = launch_actions(arguments)
+    assert not others, "no video_source without a video argument"
+    return node
+
+
+def launch_actions(arguments: dict[str, str]) -> list[_Recorder]:
+    """Every action the launch file starts for these arguments."""
     launch = load_launch_module()
     entities = launch.generate_launch_description()
     declared = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
-    assert set(declared) >= REQUIRED_ARGUMENTS
+    assert set(declared) >= REQUIRED_ARGUMENTS | {"depth", "camera_info", "use_depth", "video", "video_rate",
+                                                  "video_loop"}
     values = {**declared, **arguments}
     context = types.SimpleNamespace(perform_substitution=lambda sub: values[sub.name])
     (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
-    (node,) = opaque.kwargs["function"](context)
-    return node
+    return opaque.kwargs["function"](context)
 
 
 def test_parameter_arguments_default_to_empty_so_the_params_file_decides(fake_launch) -> None:
@@ -128,3 +135,16 @@ def test_spec_becomes_an_equivalent_ros_args_command_line() -> None:
 def test_spec_without_overrides_passes_the_file_alone() -> None:
     command = command_from_spec(load_launch_module().node_spec(params_file="/p.yaml"), {})
     assert "-p" not in command and command[command.index("--params-file") + 1] == "/p.yaml"
+
+
+def test_a_video_argument_also_starts_video_source_on_the_node_s_camera_topic(fake_launch) -> None:
+    node, video = launch_actions({"video": "/data/clip.mp4", "video_rate": "5", "video_loop": "true",
+                                  "image": "/front/image", "camera_info": "/front/camera_info",
+                                  "namespace": "perception"})
+    assert type(node).__name__ == "LifecycleNode" and type(video).__name__ == "Node"
+    kwargs = video.kwargs
+    assert (kwargs["package"], kwargs["executable"], kwargs["namespace"]) == ("fastsam_ros", "video_source",
+                                                                               "perception")
+    assert kwargs["parameters"] == [{"source": "/data/clip.mp4", "rate": 5.0, "loop": True}]
+    assert ("image", "/front/image") in kwargs["remappings"]
+    assert ("camera_info", "/front/camera_info") in kwargs["remappings"]

@@ -1,0 +1,85 @@
+"""The moving-camera benchmark's pure parts: camera paths, sequence planning, metrics and targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastsam_ros.camera_motion import CameraPath
+from fastsam_ros.evaluate_track import (
+    DIRECTIONS,
+    FRAMES,
+    PAN_RANGE,
+    ZOOM_RANGE,
+    check_targets,
+    format_table,
+    oracle_iou,
+    plan_sequences,
+    summarise,
+)
+
+
+def test_camera_path_starts_at_the_source_and_moves_the_scene_by_its_pan() -> None:
+    path = CameraPath((640, 480), (200.0, -50.0), zoom=1.0, rotation_deg=0.0, frames=24)
+    assert np.allclose(path.matrix(0), [[1, 0, 0], [0, 1, 0]])
+    start, end = path.map_points(0, np.array([[100.0, 100.0]])), path.map_points(23, np.array([[100.0, 100.0]]))
+    assert np.allclose(end - start, [[200.0, -50.0]])
+    assert np.allclose(path.unmap_points(23, end), [[100.0, 100.0]])
+    assert path.progress(0) == 0 and path.progress(23) == 1 and path.progress(1) < 1 / 23, "eased in"
+
+
+def test_rendered_masks_move_exactly_like_the_frame() -> None:
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    image[50:90, 100:160] = 255
+    path = CameraPath((300, 200), (40.0, 10.0), zoom=1.2, rotation_deg=3.0, frames=5, frame_size=(300, 200))
+    mask = image[:, :, 0] > 0
+    for index in range(5):
+        frame_mask = path.render(index, image)[:, :, 0] > 127
+        moved = path.render_mask(index, mask)
+        assert np.count_nonzero(frame_mask ^ moved) <= 0.05 * np.count_nonzero(moved), index
+
+
+def test_sequences_are_deterministic_in_range_and_half_cross(eval_data: Path) -> None:
+    first, again = plan_sequences(eval_data, 6), plan_sequences(eval_data, 6)
+    assert [s.name for s in first] == [s.name for s in again]
+    assert [s.click for s in first] == [s.click for s in again]
+    for sequence in first:
+        path = sequence.path
+        assert path.frames == FRAMES and path.frame_size == (640, 480)
+        assert PAN_RANGE[0] * 640 <= np.hypot(*path.pan) <= PAN_RANGE[1] * 640
+        assert ZOOM_RANGE[0] <= path.zoom <= ZOOM_RANGE[1] and abs(path.rotation_deg) <= 4
+        assert int(sequence.name.rsplit("/", 1)[1]) < DIRECTIONS
+        frame, truth = next(sequence.frames())
+        x, y = sequence.click
+        assert frame.shape == (480, 640, 3) and truth[int(y), int(x)], "the click lies on the target"
+    assert any(s.crossing for s in first) and not all(s.crossing for s in first)
+
+
+def test_summary_targets_and_table() -> None:
+    frames = 4
+    per_sequence = {
+        "a": {"follow": [1.0] * frames, "pixel_fixed": [1.0, 0.0, 0.0, 0.0], "oracle": [1.0] * frames},
+        "b": {"follow": [0.6, 0.6, 0.4, 0.4], "pixel_fixed": [0.6, 0.0, 0.0, 0.0], "oracle": [0.6] * frames},
+    }
+    overall = summarise(per_sequence, ["a", "b"])
+    assert overall["sequences"] == 2
+    assert overall["methods"]["follow"] == {"J": 0.75, "late_J": 0.7, "share_iou_0.5": 0.75}
+    crossing = summarise(per_sequence, ["b"])
+    report = {"model": "m", "frames_per_sequence": frames, "overall": overall, "crossing": crossing, "notes": [],
+              "seconds": 1.0}
+    targets = check_targets(report)
+    assert list(targets.values()) == [True, False, False, True]  # 0.75 >= .9 x .8; .5 < .85 x .6; drift .05
+    report["targets"] = targets
+    table = format_table(report)
+    assert "FAIL  crossing J >= 0.85 x oracle J" in table and "PASS  J >= 0.90 x oracle J" in table
+
+
+def test_oracle_is_the_best_single_mask() -> None:
+    truth = np.zeros((4, 4), dtype=bool)
+    truth[:2] = True
+    half, all_ = truth.copy(), np.ones((4, 4), dtype=bool)
+    half[1] = False
+    assert oracle_iou([half, all_], truth) == pytest.approx(0.5)
+    assert oracle_iou([], truth) == 0.0

@@ -1,0 +1,217 @@
+"""Instance tracking and followed prompts on hand-made moving masks: exact ids, statuses and masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_selection import make_segmentation, rect
+
+from fastsam_ros.selection import select
+from fastsam_ros.tracking import FollowedPrompt, InstanceTracker, TrackerParams, follow_step
+from fastsam_ros.types import Prompt, Segmentation, Selection, Status
+
+IMAGE = (240, 400)  # (H, W): the association grid is 80 cells wide, 5 px per cell
+
+# A scene of four objects, in world coordinates; the camera pans over it.
+SCENE = {
+    "mug": (120, 100, 160, 150), "book": (220, 30, 300, 80), "plate": (20, 20, 100, 70), "box": (20, 160, 100, 220),
+}
+
+
+def frame(shift: tuple[int, int], names=("mug", "book", "plate", "box"), order=None) -> tuple[Segmentation, list[str]]:
+    """The scene seen with the camera moved so that everything shifts by ``shift`` pixels; instances in ``order``
+    (objects that left the view are not listed)."""
+    dx, dy = shift
+    seen, masks = [], []
+    for name in order or names:
+        x1, y1, x2, y2 = SCENE[name]
+        mask = rect(IMAGE, max(x1 + dx, 0), max(y1 + dy, 0), min(x2 + dx, IMAGE[1]), min(y2 + dy, IMAGE[0]))
+        if mask.any():
+            seen.append(name)
+            masks.append(mask)
+    return make_segmentation(masks, IMAGE), seen
+
+
+def ids_by_name(tracker: InstanceTracker, segmentation: Segmentation, names: list[str]) -> dict[str, int]:
+    return dict(zip(names, tracker.update(segmentation).tolist(), strict=True))
+
+
+def test_ids_stay_with_objects_through_a_pan_larger_than_the_objects() -> None:
+    # 45 px per frame moves the 40 px wide mug past its own width: without motion compensation no mask overlaps
+    # its previous position, and the listing order changes every frame.
+    tracker = InstanceTracker()
+    first = ids_by_name(tracker, *frame((0, 0)))
+    assert sorted(first.values()) == [1, 2, 3, 4]
+    orders = [("box", "mug", "plate", "book"), ("plate", "book", "box", "mug")]
+    for step, order in enumerate(orders, start=1):
+        assert ids_by_name(tracker, *frame((45 * step, 0), order=order)) == first
+    assert tracker.motion == pytest.approx((45.0, 0.0), abs=4.0)
+
+
+def test_a_lost_object_keeps_its_id_when_it_returns_after_the_camera_moved() -> None:
+    tracker = InstanceTracker(TrackerParams(max_lost_frames=5))
+    first = ids_by_name(tracker, *frame((0, 0)))
+    for step in (1, 2, 3):  # the mug is occluded while the camera keeps panning 20 px per frame
+        seen = ids_by_name(tracker, *frame((20 * step, 0), names=("book", "plate", "box")))
+        assert seen == {name: first[name] for name in ("book", "plate", "box")}
+        assert tracker.missing_frames(first["mug"]) == step
+    back = ids_by_name(tracker, *frame((80, 0)))
+    assert back == first
+    assert tracker.missing_frames(first["mug"]) == 0
+
+
+def test_an_object_lost_for_longer_than_max_lost_frames_is_forgotten_and_comes_back_as_new() -> None:
+    tracker = InstanceTracker(TrackerParams(max_lost_frames=2))
+    first = ids_by_name(tracker, *frame((0, 0)))
+    for _ in range(3):
+        ids_by_name(tracker, *frame((0, 0), names=("book", "plate", "box")))
+    assert tracker.missing_frames(first["mug"]) is None
+    back = ids_by_name(tracker, *frame((0, 0)))
+    assert back["mug"] == 5
+    assert {name: back[name] for name in ("book", "plate", "box")} == {
+        name: first[name] for name in ("book", "plate", "box")
+    }
+
+
+def test_a_new_image_size_restarts_the_ids() -> None:
+    tracker = InstanceTracker()
+    tracker.update(frame((0, 0))[0])
+    small = make_segmentation([rect((120, 160), 10, 10, 40, 40)], (120, 160))
+    assert tracker.update(small).tolist() == [1]
+
+
+def test_a_frame_without_instances_loses_every_track_without_error() -> None:
+    tracker = InstanceTracker()
+    first = ids_by_name(tracker, *frame((0, 0)))
+    assert tracker.update(make_segmentation([], IMAGE)).tolist() == []
+    assert tracker.missing_frames(first["mug"]) == 1
+    assert ids_by_name(tracker, *frame((0, 0))) == first
+
+
+@pytest.mark.parametrize("bad", [{"max_lost_frames": -1}, {"min_iou": 0.0}, {"min_iou": 1.5}])
+def test_bad_tracker_parameters_are_refused(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        TrackerParams(**bad)
+
+
+# ---------------------------------------------------------------- followed prompts
+
+
+def run_prompt(
+    tracker: InstanceTracker, prompt: Prompt, frames: list[tuple[Segmentation, list[str]]]
+) -> list[Selection]:
+    followed, answers = None, []
+    for segmentation, _names in frames:
+        ids = tracker.update(segmentation)
+        answer, followed = follow_step(followed, lambda s=segmentation: select(s, prompt), segmentation, ids, tracker)
+        answers.append(answer)
+    return answers
+
+
+MUG_CLICK = Prompt(id="mug", points=((140.0, 125.0),))
+
+
+def test_a_followed_click_answers_the_object_it_selected_not_the_pixel() -> None:
+    # The camera pans: by frame 2 the book lies under the clicked pixel, and the mug has moved away.
+    shifts = [(0, 0), (0, 0), (-90, 55), (-120, 60)]
+    frames = [frame(shift) for shift in shifts]
+    answers = run_prompt(InstanceTracker(), MUG_CLICK, frames)
+    assert [a.status for a in answers] == [Status.OK] * 4
+    for answer, (_segmentation, names), shift in zip(answers, frames, shifts, strict=True):
+        (obj,) = answer.objects
+        assert names[obj.instances[0]] == "mug"
+        assert obj.track_id == 1
+        x1, y1, x2, y2 = SCENE["mug"]
+        assert obj.box == (x1 + shift[0], y1 + shift[1], x2 + shift[0], y2 + shift[1])
+    # The same click re-applied to frame 2 (the pixel-fixed behaviour) picks the book.
+    pixel_fixed = select(frames[2][0], MUG_CLICK)
+    assert frames[2][1][pixel_fixed.objects[0].instances[0]] == "book"
+
+
+def test_a_followed_object_is_lost_then_reacquired_then_no_match_after_max_lost_frames() -> None:
+    without_mug = ("book", "plate", "box")
+    frames = [frame((0, 0)), frame((10, 0), names=without_mug), frame((20, 0), names=without_mug), frame((30, 0)),
+              frame((40, 0), names=without_mug), frame((50, 0), names=without_mug), frame((60, 0), names=without_mug)]
+    answers = run_prompt(InstanceTracker(TrackerParams(max_lost_frames=2)), MUG_CLICK, frames)
+    assert [a.status for a in answers] == [Status.OK, Status.LOST, Status.LOST, Status.OK, Status.LOST, Status.LOST,
+                                           Status.NO_MATCH]
+    assert answers[1].reason == "track 1 not seen for 1 frame (re-acquired if it returns within 2 frames)"
+    assert answers[2].reason == "track 1 not seen for 2 frames (re-acquired if it returns within 2 frames)"
+    assert answers[3].objects[0].track_id == 1
+    assert answers[3].objects[0].box == (150.0, 100.0, 190.0, 150.0)
+    assert answers[6].reason == "track 1 was not seen for more than 2 frames: clear or re-prompt"
+    assert answers[6].objects == ()
+
+
+def test_a_followed_prompt_on_a_frame_without_instances_starts_following_when_something_is_selected() -> None:
+    frames = [(make_segmentation([], IMAGE), []), frame((0, 0)), frame((30, 0))]
+    answers = run_prompt(InstanceTracker(), MUG_CLICK, frames)
+    assert answers[0].status is Status.NO_MATCH
+    assert answers[0].reason == "no instances were found in this frame"
+    assert [a.status for a in answers[1:]] == [Status.OK, Status.OK]
+    assert frames[2][1][answers[2].objects[0].instances[0]] == "mug"
+    assert answers[2].objects[0].box == (150.0, 100.0, 190.0, 150.0)
+
+
+def test_a_followed_box_prompt_keeps_each_box_s_object() -> None:
+    prompt = Prompt(id="two", boxes=((118.0, 98.0, 162.0, 152.0), (218.0, 28.0, 302.0, 82.0)))
+    answers = run_prompt(InstanceTracker(), prompt, [frame((0, 0)), frame((-30, 20), order=("box", "book", "mug"))])
+    first, later = answers
+    assert [o.track_id for o in first.objects] == [o.track_id for o in later.objects]
+    assert [o.box for o in later.objects] == [(90.0, 120.0, 130.0, 170.0), (190.0, 50.0, 270.0, 100.0)]
+
+
+def test_followed_prompt_reports_lost_objects_beside_the_ones_still_seen() -> None:
+    prompt = Prompt(id="two", boxes=((118.0, 98.0, 162.0, 152.0), (218.0, 28.0, 302.0, 82.0)))
+    answers = run_prompt(InstanceTracker(), prompt, [frame((0, 0)), frame((0, 0), names=("book", "plate"))])
+    assert answers[1].status is Status.OK
+    assert len(answers[1].objects) == 1 and answers[1].objects[0].box == (220.0, 30.0, 300.0, 80.0)
+    assert answers[1].reason == f"track {answers[0].objects[0].track_id} not seen for 1 frame"
+
+
+def test_start_needs_an_ok_selection() -> None:
+    assert FollowedPrompt.start(Selection.failed("x", Status.NO_MATCH, "nothing"), np.zeros(0, dtype=np.int64)) is None
+
+
+def test_the_camera_motion_is_measured_on_the_picture_when_the_frame_is_given() -> None:
+    # One object only, moving 60 px (more than its width): too little for the masks to show the motion reliably,
+    # plenty of texture in the picture.
+    world = np.random.default_rng(7).integers(0, 255, (IMAGE[0], IMAGE[1] + 200, 3), dtype=np.uint8)
+    world = np.ascontiguousarray(np.repeat(np.repeat(world[::4, ::4], 4, axis=0), 4, axis=1))
+    tracker = InstanceTracker()
+    for step, pan in enumerate((0, 60, 120)):
+        picture = np.ascontiguousarray(world[:, 200 - pan : 200 - pan + IMAGE[1]])
+        segmentation, _ = frame((pan, 0), names=("mug",))
+        assert tracker.update(segmentation, picture).tolist() == [1], step
+    assert tracker.motion == pytest.approx((60.0, 0.0), abs=3.0)
+
+
+def test_a_track_continues_in_a_near_duplicate_mask_when_its_own_is_missing() -> None:
+    # Models with per-class NMS output two near-identical masks for one object, then sometimes only one of them.
+    mug, duplicate = SCENE["mug"], (112, 92, 168, 158)
+    both = make_segmentation([rect(IMAGE, *mug), rect(IMAGE, *duplicate)], IMAGE)
+    only_duplicate = make_segmentation([rect(IMAGE, *duplicate)], IMAGE)
+    tracker = InstanceTracker()
+    answers = run_prompt(tracker, MUG_CLICK, [(both, []), (only_duplicate, []), (both, [])])
+    assert [a.status for a in answers] == [Status.OK] * 3
+    assert [a.objects[0].track_id for a in answers] == [1, 1, 1]
+    assert answers[1].objects[0].box == (112.0, 92.0, 168.0, 158.0)
+    assert answers[2].objects[0].box == (120.0, 100.0, 160.0, 150.0)
+    assert tracker.instance_of(2) == 1
+
+
+def test_a_followed_prompt_applies_its_rules_only_until_it_selects_something() -> None:
+    # What keeps a persistent text prompt from running CLIP on every frame once it follows its object.
+    calls = []
+
+    def rules(segmentation: Segmentation) -> Selection:
+        calls.append(segmentation)
+        return select(segmentation, MUG_CLICK)
+
+    tracker, followed = InstanceTracker(), None
+    frames = [(make_segmentation([], IMAGE), []), frame((0, 0)), frame((20, 0)), frame((40, 0))]
+    for segmentation, _ in frames:
+        ids = tracker.update(segmentation)
+        answer, followed = follow_step(followed, lambda s=segmentation: rules(s), segmentation, ids, tracker)
+    assert len(calls) == 2, "the empty frame and the first frame with the mug"
+    assert answer.objects[0].box == (160.0, 100.0, 200.0, 150.0)

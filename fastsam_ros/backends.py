@@ -119,7 +119,7 @@ def probe(device: str) -> Probe:
     index = re.fullmatch(r"(?:cuda:?)?(\d+)(?:,\d+)*|cuda", name)  # 0, cuda, cuda:0, 0,1 (ultralytics' forms)
     cuda = index is not None and torch.cuda.is_available()
     packages = {*KEY_PACKAGES, "onnx", "onnxruntime", "openvino", *(("tensorrt",) if cuda else ())}
-    versions = {name: version for name in sorted(packages) if (version := _version(name)) is not None}
+    versions = {package: version for package in sorted(packages) if (version := _version(package)) is not None}
     gpu_name = torch.cuda.get_device_name(int(index.group(1) or 0)) if cuda and index is not None else ""
     return Probe(cuda=cuda, gpu_name=gpu_name, versions=versions, cpu_vendor=cpu_vendor(), cpu=name == "cpu")
 

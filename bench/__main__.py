@@ -21,6 +21,7 @@ load, versions, model, sizes, device) and a markdown table is written beside it 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -132,6 +133,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import torch
 
         results["meta"]["software"]["torch_threads"] = torch.get_num_threads()  # as ultralytics left it
+        # engine_ms and the node run the default backend (fastsam_ros/backends.py); raw_predict_ms is PyTorch
+        results["meta"]["backend"] = dataclasses.asdict(engine.backend)
     finally:
         client.close()
         exit_code = node.stop()
@@ -203,7 +206,8 @@ def report(results: dict[str, Any]) -> str:
     lines = [f"fastsam_ros bench {meta['date']}: {meta['command']}",
              f"machine: {machine_line}; model {Path(meta['model']['path']).name} on {meta['device']}, imgsz "
              f"{meta['imgsz']}, torch {meta['software']['torch']} ({meta['software'].get('torch_threads')} threads), "
-             f"ultralytics {meta['software']['ultralytics']}", "",
+             f"ultralytics {meta['software']['ultralytics']}; engine and node on backend "
+             f"{meta.get('backend', {}).get('backend', '?')} (raw_predict: PyTorch)", "",
              stats.table(figure_rows(results), ("what", "p50 ms", "p95 ms", "n"))]
     stream = results.get("stream")
     if stream:

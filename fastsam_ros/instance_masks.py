@@ -1,0 +1,301 @@
+"""Instance masks at the network's input resolution, computed on demand from prototype logits.
+
+ultralytics' ``process_mask`` makes every mask at full network resolution: ``coefficients @ prototypes``
+(``(N, h/4, w/4)`` logits), a bilinear upsample of all N to ``(h, w)``, ``> 0``, and a crop to each box. At
+FastSAM's 100 instances per frame that is half of a frame's CPU time, for pixels nobody looks at.
+:class:`InstanceMasks` keeps the logits and boxes and computes a pixel only when asked, with the same
+arithmetic, so every pixel is the one ultralytics would have made:
+
+* an instance's pixels over its box are made by the same PyTorch kernel on just the prototype cells the box
+  reads (``upsample``, injected by the engine): with the 4x upsample every YOLOv8-seg network has, an output
+  pixel's source position shifts by whole cells with the crop, so its taps, weights and rounding are the
+  full-frame ones (the crop keeps the kernel on its generic path: see :meth:`InstanceMasks._evaluate`);
+* single pixels (point prompts) are evaluated in numpy with the kernel's index, weight and rounding steps
+  (:class:`Arithmetic`: which operations the installed kernel fuses is measured once by :func:`calibrate`);
+* whether an instance has any pixel (ultralytics drops those without) is decided from the logits where a
+  block of four positive logits proves it (bilinear weights are non-negative), else by making its pixels.
+
+Dense masks (hand-made in tests, or made by ultralytics when the lazy path does not apply) are served
+through the same interface.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastsam_ros.masks import linear_taps
+
+Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
+Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (h, w) float32 -> (H, W) bilinear, the real kernel
+
+_POSITIVE_FLOOR = np.float32(1e-30)  # logits this small could underflow a weighted sum: evaluate them exactly
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """How the bilinear kernel rounds ``a * w0 + b * w1`` (first along x, then along y, as PyTorch's CPU kernel).
+
+    ``fused_x``/``fused_y``: the sum is one fused multiply-add ``fma(a, w0, round(b * w1))`` instead of two
+    rounded products and a rounded sum. Compilers make this choice per build and CPU, so it is measured.
+    """
+
+    fused_x: bool
+    fused_y: bool
+
+
+def _combine(a: np.ndarray, w0: np.ndarray, b: np.ndarray, w1: np.ndarray, fused: bool) -> np.ndarray:
+    """``a * w0 + b * w1`` in float32, rounded as the kernel does (a fused add emulated exactly in float64)."""
+    second = b * w1
+    if fused:  # a * w0 is exact in float64 (24 + 24 bits); one float64 add, one rounding to float32
+        return (a.astype(np.float64) * w0 + second).astype(np.float32)
+    first = a * w0
+    first += second
+    return first
+
+
+@functools.lru_cache(maxsize=16)
+def _taps(in_size: int, out_size: int) -> tuple[np.ndarray, ...]:
+    """:func:`fastsam_ros.masks.linear_taps` of every output pixel, made once per size (read-only)."""
+    taps = tuple(linear_taps(0, out_size, in_size, out_size))
+    for array in taps:
+        array.setflags(write=False)
+    return taps
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One axis of the upsample: per output pixel its two source taps and their weights."""
+
+    index0: np.ndarray
+    index1: np.ndarray
+    weight0: np.ndarray
+    weight1: np.ndarray
+
+    @classmethod
+    @functools.lru_cache(maxsize=16)
+    def of(cls, in_size: int, out_size: int) -> _Axis:
+        return cls(*_taps(in_size, out_size))
+
+
+class InstanceMasks:
+    """``N`` bool masks of shape ``(h, w)`` (network input resolution, letterboxed), served by window.
+
+    Build with :meth:`from_logits` (lazy, exact) or :meth:`from_dense` (given masks). Thread-safe for readers:
+    an instance's pixels may be made twice by racing threads, never differently.
+    """
+
+    def __init__(self, shape: tuple[int, int], count: int, *, dense: np.ndarray | None = None,
+                 logits: np.ndarray | None = None, crops: np.ndarray | None = None,
+                 arithmetic: Arithmetic | None = None, upsample: Upsample | None = None) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self._count = int(count)
+        self._dense = dense
+        self._logits = logits
+        self._crops = crops  # (N, 4) int: the box crop (x0, y0, x1, y1) every mask is cut to
+        self._arithmetic = arithmetic
+        self._upsample = upsample
+        self._windows: dict[int, np.ndarray] = {}  # instance -> its pixels over its crop
+        if logits is not None:
+            self._rows = _Axis.of(logits.shape[1], self.shape[0])
+            self._cols = _Axis.of(logits.shape[2], self.shape[1])
+            exact_crops = self.shape == (4 * logits.shape[1], 4 * logits.shape[2])
+            if not exact_crops:
+                self._upsample = None  # a crop's taps would not be the frame's: evaluate in numpy
+            if self._upsample is None and arithmetic is None:
+                raise ValueError("lazy masks need the kernel (upsample, 4x) or its measured arithmetic")
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_dense(cls, masks: np.ndarray) -> InstanceMasks:
+        masks = np.asarray(masks)
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be (N, h, w), got shape {masks.shape}")
+        if masks.dtype != bool:
+            masks = masks.astype(bool)
+        return cls((masks.shape[1], masks.shape[2]), len(masks), dense=masks)
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray, boxes: np.ndarray, shape: tuple[int, int],
+                    arithmetic: Arithmetic | None, upsample: Upsample | None) -> InstanceMasks:
+        """Masks ``upsample(logits) > 0`` cut to ``boxes`` (network pixels xyxy), as ``process_mask(upsample=True)``.
+
+        ``logits`` is ``(N, ph, pw)`` float32 (``coefficients @ prototypes``); ``shape`` is ``(h, w)``.
+        """
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if len(logits) != len(boxes) or logits.ndim != 3:
+            raise ValueError(f"logits {logits.shape} and boxes {boxes.shape} do not describe the same instances")
+        height, width = shape
+        # crop_mask keeps column r where r >= x1 and r < x2 (r an integer): [ceil(x1), ceil(x2)) in whole pixels
+        limits = np.array([width, height, width, height], dtype=np.float64)
+        crops = np.clip(np.ceil(boxes.astype(np.float64)), 0, limits).astype(np.int64)
+        return cls(shape, len(logits), logits=logits, crops=crops, arithmetic=arithmetic, upsample=upsample)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def is_lazy(self) -> bool:
+        return self._logits is not None
+
+    def subset(self, keep: np.ndarray) -> InstanceMasks:
+        """The instances where ``keep`` (bool, or indices) selects, in order."""
+        keep = np.asarray(keep)
+        indices = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
+        if self._dense is not None:
+            return InstanceMasks.from_dense(self._dense[indices])
+        return InstanceMasks(self.shape, len(indices), logits=self._logits[indices], crops=self._crops[indices],
+                             arithmetic=self._arithmetic, upsample=self._upsample)
+
+    # ---------------------------------------------------------------------------------------------- queries
+    def crop(self, index: int) -> Window:
+        """The window outside which instance ``index`` has no pixel (its box crop; the frame for dense masks)."""
+        if self._crops is None:
+            return 0, 0, self.shape[1], self.shape[0]
+        x0, y0, x1, y1 = (int(v) for v in self._crops[index])
+        return x0, y0, x1, y1
+
+    def window(self, index: int, window: Window) -> np.ndarray:
+        """Instance ``index`` over ``window`` (``(y1 - y0, x1 - x0)`` bool; windows may reach outside the frame)."""
+        x0, y0, x1, y1 = window
+        out = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+        pixels, (cx0, cy0, cx1, cy1) = self._own(index)
+        ix0, iy0, ix1, iy1 = max(x0, cx0), max(y0, cy0), min(x1, cx1), min(y1, cy1)
+        if ix1 > ix0 and iy1 > iy0:
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = pixels[iy0 - cy0 : iy1 - cy0, ix0 - cx0 : ix1 - cx0]
+        return out
+
+    def bounds(self, index: int) -> Window | None:
+        """Tight ``(x0, y0, x1, y1)`` of instance ``index``'s pixels (end exclusive), or None when it has none."""
+        pixels, (cx0, cy0, _, _) = self._own(index)
+        rows = np.flatnonzero(pixels.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(pixels[rows[0] : rows[-1] + 1].any(axis=0))
+        return cx0 + int(cols[0]), cy0 + int(rows[0]), cx0 + int(cols[-1]) + 1, cy0 + int(rows[-1]) + 1
+
+    def count(self, index: int, window: Window) -> int:
+        """Pixels of instance ``index`` inside ``window``."""
+        pixels, (cx0, cy0, cx1, cy1) = self._own(index)
+        x0, y0, x1, y1 = window
+        x0, y0, x1, y1 = max(x0, cx0), max(y0, cy0), min(x1, cx1), min(y1, cy1)
+        if x1 <= x0 or y1 <= y0:
+            return 0
+        return int(np.count_nonzero(pixels[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]))
+
+    def at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """``(N, K)`` bool: is pixel ``(xs[k], ys[k])`` (network pixels, inside the frame) set in instance i."""
+        xs, ys = np.asarray(xs, dtype=np.int64), np.asarray(ys, dtype=np.int64)
+        if self._dense is not None:
+            return self._dense[:, ys, xs]
+        crops = self._crops
+        inside = ((xs >= crops[:, 0:1]) & (xs < crops[:, 2:3]) & (ys >= crops[:, 1:2]) & (ys < crops[:, 3:4]))
+        if self._arithmetic is not None:
+            return inside & (self._values(slice(None), ys, xs) > 0)
+        out = np.zeros_like(inside)
+        for index, k in zip(*np.nonzero(inside), strict=True):
+            pixels, (cx0, cy0, _, _) = self._own(int(index))
+            out[index, k] = pixels[ys[k] - cy0, xs[k] - cx0]
+        return out
+
+    def nonempty(self) -> np.ndarray:
+        """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""
+        if self._dense is not None:
+            return self._dense.reshape(len(self._dense), -1).any(axis=1)
+        out = np.zeros(self._count, dtype=bool)
+        for index in range(self._count):
+            x0, y0, x1, y1 = self.crop(index)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            # Source cells the crop reads; a 2x2 block of positive logits whose outputs lie in the crop proves a pixel.
+            gy0, gy1 = int(self._rows.index0[y0]), int(self._rows.index0[y1 - 1])
+            gx0, gx1 = int(self._cols.index0[x0]), int(self._cols.index0[x1 - 1])
+            patch = self._logits[index, gy0 : gy1 + 2, gx0 : gx1 + 2]
+            if not (patch > 0).any():
+                continue  # every output is a non-negative mix of non-positive logits
+            positive = patch > _POSITIVE_FLOOR
+            blocks = positive[:-1, :-1] & positive[1:, :-1] & positive[:-1, 1:] & positive[1:, 1:]
+            if blocks[: gy1 - gy0 + 1, : gx1 - gx0 + 1].any():
+                out[index] = True
+            else:  # undecided from the logits alone: make the pixels
+                out[index] = bool(self._own(index)[0].any())
+        return out
+
+    def dense(self) -> np.ndarray:
+        """All masks as one ``(N, h, w)`` bool array (for tests and whole-frame consumers)."""
+        if self._dense is not None:
+            return self._dense
+        full = (0, 0, self.shape[1], self.shape[0])
+        return np.stack([self.window(i, full) for i in range(self._count)]) if self._count else (
+            np.zeros((0, *self.shape), dtype=bool))
+
+    # ------------------------------------------------------------------------------------------- internals
+    def _own(self, index: int) -> tuple[np.ndarray, Window]:
+        """Instance ``index``'s pixels over its crop (made once, then kept: every consumer reads these)."""
+        if self._dense is not None:
+            return self._dense[index], (0, 0, self.shape[1], self.shape[0])
+        crop = self.crop(index)
+        pixels = self._windows.get(index)
+        if pixels is None:
+            pixels = self._evaluate(index, crop)
+            self._windows[index] = pixels
+        return pixels, crop
+
+    def _values(self, index: int | slice, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Upsampled logits at output pixels ``(ys, xs)``, rounded exactly as the kernel rounds them."""
+        rows, cols, arithmetic = self._rows, self._cols, self._arithmetic
+        logits = self._logits[index]
+        r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
+        wx0, wx1 = cols.weight0[xs], cols.weight1[xs]
+        top = _combine(logits[..., r0, c0], wx0, logits[..., r0, c1], wx1, arithmetic.fused_x)
+        bottom = _combine(logits[..., r1, c0], wx0, logits[..., r1, c1], wx1, arithmetic.fused_x)
+        return _combine(top, rows.weight0[ys], bottom, rows.weight1[ys], arithmetic.fused_y)
+
+    def _evaluate(self, index: int, window: Window) -> np.ndarray:
+        """Instance ``index``'s pixels over ``window`` (inside its crop): the kernel on the cells it reads.
+
+        The source crop starts one cell before the window's first tap (PyTorch clamps the first outputs of a
+        crop to its edge) and ends one cell after its last (it clamps the second tap to the crop's end), unless
+        the crop is at the frame's edge, where the frame clamps the same way; it is widened so that output
+        height + width exceeds 128, where PyTorch switches to another kernel for small outputs.
+        """
+        x0, y0, x1, y1 = window
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+        if self._upsample is None:
+            ys, xs = np.mgrid[y0:y1, x0:x1]
+            return self._values(index, ys.ravel(), xs.ravel()).reshape(y1 - y0, x1 - x0) > 0
+        ph, pw = self._logits.shape[1:]
+        r0 = max(int(self._rows.index0[y0]) - 1, 0)
+        r1 = min(int(self._rows.index1[y1 - 1]) + 2, ph)
+        c0 = max(int(self._cols.index0[x0]) - 1, 0)
+        c1 = min(int(self._cols.index1[x1 - 1]) + 2, pw)
+        while (r1 - r0) + (c1 - c0) <= 32 and (r1 - r0 < ph or c1 - c0 < pw):  # 4 x 32 = 128 outputs
+            r0, r1, c0, c1 = max(r0 - 1, 0), min(r1 + 1, ph), max(c0 - 1, 0), min(c1 + 1, pw)
+        values = self._upsample(self._logits[index, r0:r1, c0:c1], (4 * (r1 - r0), 4 * (c1 - c0)))
+        return values[y0 - 4 * r0 : y1 - 4 * r0, x0 - 4 * c0 : x1 - 4 * c0] > 0
+
+
+def calibrate(interpolate: object, sample: int = 40) -> Arithmetic | None:
+    """Which :class:`Arithmetic` reproduces ``interpolate`` (an ``(N, ph, pw) -> (N, 4ph, 4pw)`` float32 callable
+    running the real kernel, e.g. ``torch.nn.functional.interpolate`` on the inference device) bit for bit, or
+    None when none does (the caller then makes masks the eager way).
+    """
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((4, sample, sample)) * 4).astype(np.float32)
+    expected = np.asarray(interpolate(logits), dtype=np.float32)  # type: ignore[operator]
+    size = 4 * sample
+    ys, xs = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    crops = np.tile(np.array([0, 0, size, size]), (4, 1))
+    for fused_x in (True, False):
+        for fused_y in (True, False):
+            arithmetic = Arithmetic(fused_x, fused_y)
+            probe = InstanceMasks((size, size), 4, logits=logits, crops=crops, arithmetic=arithmetic, upsample=None)
+            values = probe._values(slice(None), ys.ravel(), xs.ravel()).reshape(4, size, size)
+            if np.array_equal(values.view(np.int32), expected.view(np.int32)):
+                return arithmetic
+    return None

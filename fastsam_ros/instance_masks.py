@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.masks import linear_taps
+from fastsam_ros.masks import linear_taps, mask_box
 
 Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
 Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (h, w) float32 -> (H, W) bilinear, the real kernel
@@ -99,6 +99,7 @@ class InstanceMasks:
         self._arithmetic = arithmetic
         self._upsample = upsample
         self._windows: dict[int, np.ndarray] = {}  # instance -> its pixels over its crop
+        self._bounds: dict[int, Window | None] = {}  # instance -> tight bounds of its pixels
         if logits is not None:
             self._rows = _Axis.of(logits.shape[1], self.shape[0])
             self._cols = _Axis.of(logits.shape[2], self.shape[1])
@@ -171,12 +172,21 @@ class InstanceMasks:
 
     def bounds(self, index: int) -> Window | None:
         """Tight ``(x0, y0, x1, y1)`` of instance ``index``'s pixels (end exclusive), or None when it has none."""
-        pixels, (cx0, cy0, _, _) = self._own(index)
-        rows = np.flatnonzero(pixels.any(axis=1))
-        if rows.size == 0:
+        if index not in self._bounds:
+            pixels, (cx0, cy0, _, _) = self._own(index)
+            tight = mask_box(pixels)
+            self._bounds[index] = None if tight is None else (
+                cx0 + tight[0], cy0 + tight[1], cx0 + tight[2], cy0 + tight[3])
+        return self._bounds[index]
+
+    def tight(self, index: int) -> tuple[np.ndarray, Window] | None:
+        """``(pixels, bounds)``: instance ``index`` over its own tight :meth:`bounds` (a view: do not modify)."""
+        bounds = self.bounds(index)
+        if bounds is None:
             return None
-        cols = np.flatnonzero(pixels[rows[0] : rows[-1] + 1].any(axis=0))
-        return cx0 + int(cols[0]), cy0 + int(rows[0]), cx0 + int(cols[-1]) + 1, cy0 + int(rows[-1]) + 1
+        pixels, (cx0, cy0, _, _) = self._own(index)
+        x0, y0, x1, y1 = bounds
+        return pixels[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0], bounds
 
     def count(self, index: int, window: Window) -> int:
         """Pixels of instance ``index`` inside ``window``."""
@@ -206,9 +216,9 @@ class InstanceMasks:
         """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""
         if self._dense is not None:
             return self._dense.reshape(len(self._dense), -1).any(axis=1)
-        out = np.zeros(self._count, dtype=bool)
-        for index in range(self._count):
-            x0, y0, x1, y1 = self.crop(index)
+        out = self._centre_block_positive()
+        for index in np.flatnonzero(~out):
+            x0, y0, x1, y1 = self.crop(int(index))
             if x1 <= x0 or y1 <= y0:
                 continue
             # Source cells the crop reads; a 2x2 block of positive logits whose outputs lie in the crop proves a pixel.
@@ -224,6 +234,19 @@ class InstanceMasks:
             else:  # undecided from the logits alone: make the pixels
                 out[index] = bool(self._own(index)[0].any())
         return out
+
+    def _centre_block_positive(self) -> np.ndarray:
+        """``(N,)`` bool, for all instances at once: are the four logits under the crop's centre pixel positive
+        (then that pixel is set: the common case, decided without a loop)."""
+        crops, rows, cols = self._crops, self._rows, self._cols
+        valid = (crops[:, 2] > crops[:, 0]) & (crops[:, 3] > crops[:, 1])
+        ys = np.clip((crops[:, 1] + crops[:, 3] - 1) // 2, 0, self.shape[0] - 1)
+        xs = np.clip((crops[:, 0] + crops[:, 2] - 1) // 2, 0, self.shape[1] - 1)
+        n = np.arange(self._count)
+        logits, floor = self._logits, _POSITIVE_FLOOR
+        r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
+        return valid & (logits[n, r0, c0] > floor) & (logits[n, r0, c1] > floor) & (
+            logits[n, r1, c0] > floor) & (logits[n, r1, c1] > floor)
 
     def dense(self) -> np.ndarray:
         """All masks as one ``(N, h, w)`` bool array (for tests and whole-frame consumers)."""

@@ -83,8 +83,14 @@ class Segmentation:
     def instance_region(self, index: int) -> tuple[np.ndarray, int, int]:
         """``(region, x0, y0)``: instance ``index`` at image resolution over just the region its cells can reach.
 
-        Every pixel of :meth:`full_mask` lies in that region; an empty instance gives a 0x0 region.
+        Every pixel of :meth:`full_mask` lies in that region; an empty instance gives a 0x0 region. The region
+        may share memory with the segmentation's cached pixels: read it, do not modify it.
         """
+        if self.geometry.mask_shape == self.image_shape:  # no resize: the cells are the pixels
+            tight = self.masks.tight(index)
+            if tight is None:
+                return np.zeros((0, 0), dtype=bool), 0, 0
+            return tight[0], tight[1][0], tight[1][1]
         cells = self.masks.bounds(index)
         if cells is None:
             return np.zeros((0, 0), dtype=bool), 0, 0
@@ -104,7 +110,7 @@ class Segmentation:
     def encoded_mask(self, index: int) -> EncodedMask:
         """Instance ``index`` at image resolution, lossless, upsampling only the region its cells can reach."""
         region, x0, y0 = self.instance_region(index)
-        return encode_region(region, x0, y0)
+        return encode_region(region, x0, y0, tight=self.geometry.mask_shape == self.image_shape)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,15 @@ import pytest
 from fastsam_ros.masks import (
     EncodedMask,
     MaskGeometry,
+    box_intersections,
     decode_crop,
     decode_mask,
     encode_crop,
     encode_mask,
+    encode_region,
     iou,
     mask_box,
+    region_stats,
 )
 
 # (image (H, W), network mask (h, w)) as ultralytics' rect letterbox produces them (auto=True, stride 32).
@@ -353,3 +356,34 @@ def test_cells_to_image_region_holds_every_upsampled_pixel(
         if solid and tight is not None:  # edges of a solid block land on cell edges: ~2 pixels of slack
             assert max(tight[0] - x0, tight[1] - y0, x1 - tight[2], y1 - tight[3]) <= 3, (tight, (x0, y0, x1, y1))
     assert geometry.cells_to_image_region((0, 0, 0, 0)) == (0, 0, 0, 0)
+
+
+def test_region_stats_and_encoding_place_a_region_in_the_frame() -> None:
+    """Box, area, centroid and the encoding of a region at (x0, y0) equal those of the same pixels in a frame."""
+    rng = np.random.default_rng(7)
+    region = rng.random((23, 31)) > 0.6
+    region[0], region[:, 0] = False, False  # the tight box starts inside the region
+    frame = np.zeros((80, 90), dtype=bool)
+    frame[40:63, 11:42] = region
+    ys, xs = np.nonzero(frame)
+    box, area, centroid = region_stats(region, 11, 40)
+    assert box == tuple(float(v) for v in mask_box(frame)) and area == len(xs)
+    assert centroid == (float(xs.mean()), float(ys.mean()))
+    encoded = encode_region(region, 11, 40)
+    assert encoded.area == area and np.array_equal(decode_mask(encoded, frame.shape), frame)
+    whole = encode_mask(frame)
+    assert (whole.x, whole.y, whole.width, whole.height) == (encoded.x, encoded.y, encoded.width, encoded.height)
+    assert np.array_equal(whole.counts, encoded.counts)
+    assert region_stats(np.zeros((4, 4), dtype=bool)) is None
+
+
+def test_box_intersections() -> None:
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 25], [20, 20, 30, 30]], dtype=np.float32)
+    assert box_intersections(boxes, (5, 0, 12, 8)).tolist() == [40.0, 21.0, 0.0]
+
+
+def test_pixels_per_cell_and_boxes_to_cells() -> None:
+    geometry = MaskGeometry((720, 1280), (384, 640))  # content 640x360 at (0, 12)
+    assert geometry.pixels_per_cell == pytest.approx(4.0)
+    cells = geometry.boxes_to_mask_cells(np.array([[0, 0, 1280, 720], [100, 100, 301, 201]]))
+    assert cells.tolist() == [[0, 12, 640, 372], [50, 62, 151, 113]]

@@ -256,13 +256,13 @@ def _deferred_predictor_class() -> type:
             count, (height, width) = pred.shape[0], img.shape[2:]
             if count == 0 or self.args.retina_masks or height + width <= 128:  # other kernels: see module doc
                 return None
+            if pred.dtype != torch.float32 or proto.dtype != torch.float32:  # FP16: leave it all to ultralytics
+                return None
             if proto.device.type == "cpu" and count == 3 and torch.get_num_threads() == 1:
                 return None  # PyTorch's channels-last kernel runs there, with other rounding
             arithmetic = _arithmetic(str(proto.device))  # None: point lookups make the instance's pixels
             channels, ph, pw = proto.shape
             logits = (pred[:, 6:] @ proto.float().view(channels, -1)).view(-1, ph, pw)  # as process_mask
-            if logits.dtype != torch.float32:
-                return None
             return InstanceMasks.from_logits(logits.cpu().numpy(), pred[:, :4].float().cpu().numpy().copy(),
                                              (int(height), int(width)), arithmetic, _upsampler(str(proto.device)))
 

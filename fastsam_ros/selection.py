@@ -160,17 +160,18 @@ def _point_hits(segmentation: Segmentation, points: np.ndarray) -> np.ndarray:
     return segmentation.masks.at(cells[:, 0], cells[:, 1])
 
 
-def _smallest(areas: np.ndarray, candidates: np.ndarray) -> int | None:
+def _smallest(segmentation: Segmentation, candidates: np.ndarray) -> int | None:
+    """The candidate with the smallest area (only the candidates' areas are made)."""
     indices = np.flatnonzero(candidates)
-    return int(indices[np.argmin(areas[indices])]) if indices.size else None
+    return int(indices[np.argmin(segmentation.areas_of(indices))]) if indices.size else None
 
 
-def _pick_for_points(areas: np.ndarray, foreground: np.ndarray, allowed: np.ndarray) -> list[int]:
+def _pick_for_points(segmentation: Segmentation, foreground: np.ndarray, allowed: np.ndarray) -> list[int]:
     """The smallest allowed mask holding every foreground point, else the smallest under each point."""
-    whole = _smallest(areas, allowed & foreground.all(axis=1))
+    whole = _smallest(segmentation, allowed & foreground.all(axis=1))
     if whole is not None:
         return [whole]
-    per_point = (_smallest(areas, allowed & foreground[:, k]) for k in range(foreground.shape[1]))
+    per_point = (_smallest(segmentation, allowed & foreground[:, k]) for k in range(foreground.shape[1]))
     return sorted({i for i in per_point if i is not None})
 
 
@@ -185,9 +186,9 @@ def _select_by_points(
     hits = _point_hits(segmentation, points)
     foreground = hits[:, labels == FOREGROUND]
     vetoed = hits[:, labels == BACKGROUND].any(axis=1)
-    picked, removed, note = _pick_for_points(segmentation.areas, foreground, ~vetoed), [], ""
+    picked, removed, note = _pick_for_points(segmentation, foreground, ~vetoed), [], ""
     if not picked and vetoed.any():
-        picked = _pick_for_points(segmentation.areas, foreground, np.ones(len(segmentation), dtype=bool))
+        picked = _pick_for_points(segmentation, foreground, np.ones(len(segmentation), dtype=bool))
         removed, note = np.flatnonzero(vetoed & ~foreground.any(axis=1)).tolist(), _CUT_OUT
     if not picked:
         return None, "no mask contains a foreground point"
@@ -227,7 +228,7 @@ def box_scores(segmentation: Segmentation, box: Box) -> tuple[np.ndarray, np.nda
         dtype=np.float64,
     )
     inside *= geometry.pixels_per_cell  # cells -> pixels
-    mask_iou[touching] = inside / np.maximum(box_area + segmentation.areas[touching] - inside, 1e-9)
+    mask_iou[touching] = inside / np.maximum(box_area + segmentation.areas_of(touching) - inside, 1e-9)
     return mask_iou, box_iou
 
 

@@ -67,18 +67,32 @@ class Segmentation:
         """``(height, width)`` of the source image."""
         return self.geometry.image_shape
 
-    @functools.cached_property
+    @property
     def areas(self) -> np.ndarray:
-        """``(N,)`` int64 instance areas in image pixels, from the network-resolution masks.
+        """``(N,)`` int64 instance areas in image pixels, from the network-resolution masks: :meth:`areas_of`."""
+        return self.areas_of(np.arange(len(self)))
+
+    def areas_of(self, indices: np.ndarray) -> np.ndarray:
+        """Areas of instances ``indices`` in image pixels (int64), each made on first use and kept.
 
         Counts the mask's network pixels inside the letterbox content times the image pixels each stands for
         (:attr:`MaskGeometry.pixels_per_cell`), rounded: exact when the image is the letterbox's own size
-        (640x480 at imgsz 640), else within ~0.2 % of the upsampled mask's pixel count. Made on first use,
-        mostly from whole blocks of the upsample (:meth:`InstanceMasks.count`), not pixel by pixel.
+        (640x480 at imgsz 640), else within ~0.2 % of the upsampled mask's pixel count. Making an area makes
+        that instance's network-resolution pixels (kept for the other readers), so rules ask only for the
+        instances they compare.
         """
-        content = self.geometry.content_cells()
-        cells = np.array([self.masks.count(i, content) for i in range(len(self))], dtype=np.float64)
-        return np.rint(cells * self.geometry.pixels_per_cell).astype(np.int64)
+        cache = self._area_cache
+        content, scale = self.geometry.content_cells(), self.geometry.pixels_per_cell
+        out = np.empty(len(indices), dtype=np.int64)
+        for k, index in enumerate(np.asarray(indices, dtype=np.int64).tolist()):
+            if index not in cache:
+                cache[index] = int(np.rint(self.masks.count(index, content) * scale))
+            out[k] = cache[index]
+        return out
+
+    @functools.cached_property
+    def _area_cache(self) -> dict[int, int]:
+        return {}
 
     def instance_region(self, index: int) -> tuple[np.ndarray, int, int]:
         """``(region, x0, y0)``: instance ``index`` at image resolution over just the region its cells can reach.

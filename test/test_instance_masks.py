@@ -90,3 +90,24 @@ def test_dense_masks_serve_the_same_interface() -> None:
 def test_lazy_masks_need_a_way_to_compute() -> None:
     with pytest.raises(ValueError, match="kernel"):
         InstanceMasks.from_logits(np.zeros((1, 3, 5), np.float32), np.zeros((1, 4)), (12, 21), None, None)
+
+
+def test_a_click_makes_only_the_pixels_of_the_masks_under_it() -> None:
+    """Masks are made for what a rule reads: a point prompt makes the candidates under the point, no others."""
+    from fastsam_ros.masks import MaskGeometry
+    from fastsam_ros.selection import select
+    from fastsam_ros.types import Prompt, Segmentation
+
+    logits, boxes, eager = _case(3, 100, (40, 24))
+    arithmetic = _arithmetic("cpu")
+    lazy = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, _upsampler("cpu"))
+    shape = eager.shape[1:]
+    segmentation = Segmentation(masks=lazy, boxes=boxes, scores=np.ones(100, np.float32),
+                                geometry=MaskGeometry(shape, shape))
+    x, y = 40, 70
+    answer = select(segmentation, Prompt(id="p", points=((x + 0.5, y + 0.5),), labels=(1,)))
+    under = np.flatnonzero(eager[:, y, x])
+    assert answer.ok and answer.objects[0].instances[0] == under[np.argmin(eager[under].sum(axis=(1, 2)))]
+    if arithmetic is not None:  # the point lookup itself made nothing
+        assert set(lazy._windows) == set(under.tolist())
+    assert len(lazy._windows) < 100

@@ -198,13 +198,13 @@ def deferred_masks() -> Iterator[None]:
 
 @functools.lru_cache(maxsize=8)
 def _upsampler(device: str) -> Callable[[np.ndarray, tuple[int, int]], np.ndarray]:
-    """``process_mask``'s bilinear upsample (the same PyTorch kernel, on ``device``) of one ``(h, w)`` logit crop."""
+    """``process_mask``'s bilinear upsample (the same PyTorch kernel, on ``device``) of ``(K, h, w)`` logit crops."""
     import torch
     import torch.nn.functional as F
 
     def upsample(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        tensor = torch.from_numpy(np.ascontiguousarray(logits)).to(device)[None, None]
-        return F.interpolate(tensor, size, mode="bilinear")[0, 0].cpu().numpy()
+        tensor = torch.from_numpy(np.ascontiguousarray(logits)).to(device)[None]
+        return F.interpolate(tensor, size, mode="bilinear")[0].cpu().numpy()
 
     return upsample
 

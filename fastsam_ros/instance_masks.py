@@ -9,7 +9,7 @@ arithmetic, so every pixel is the one ultralytics would have made:
 * an instance's pixels over its box are made by the same PyTorch kernel on just the prototype cells the box
   reads (``upsample``, injected by the engine): with the 4x upsample every YOLOv8-seg network has, an output
   pixel's source position shifts by whole cells with the crop, so its taps, weights and rounding are the
-  full-frame ones (the crop keeps the kernel on its generic path: see :meth:`InstanceMasks._evaluate`);
+  full-frame ones (the crop keeps the kernel on its generic path: see :meth:`InstanceMasks.make`);
 * single pixels (point prompts) are evaluated in numpy with the kernel's index, weight and rounding steps
   (:class:`Arithmetic`: which operations the installed kernel fuses is measured once by :func:`calibrate`);
 * whether an instance has any pixel (ultralytics drops those without) is decided from the logits where a
@@ -22,7 +22,7 @@ through the same interface.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +30,9 @@ import numpy as np
 from fastsam_ros.masks import linear_taps, mask_box
 
 Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
-Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (h, w) float32 -> (H, W) bilinear, the real kernel
+Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (K, h, w) float32 -> (K, H, W): the real kernel
 
+_BUCKET = 8  # prototype cells: crops are rounded up to multiples of this to share kernel calls
 _POSITIVE_FLOOR = np.float32(1e-30)  # logits this small could underflow a weighted sum: evaluate them exactly
 
 
@@ -252,6 +253,7 @@ class InstanceMasks:
         """All masks as one ``(N, h, w)`` bool array (for tests and whole-frame consumers)."""
         if self._dense is not None:
             return self._dense
+        self.make()
         full = (0, 0, self.shape[1], self.shape[0])
         return np.stack([self.window(i, full) for i in range(self._count)]) if self._count else (
             np.zeros((0, *self.shape), dtype=bool))
@@ -261,12 +263,11 @@ class InstanceMasks:
         """Instance ``index``'s pixels over its crop (made once, then kept: every consumer reads these)."""
         if self._dense is not None:
             return self._dense[index], (0, 0, self.shape[1], self.shape[0])
-        crop = self.crop(index)
         pixels = self._windows.get(index)
         if pixels is None:
-            pixels = self._evaluate(index, crop)
-            self._windows[index] = pixels
-        return pixels, crop
+            self.make((index,))
+            pixels = self._windows[index]
+        return pixels, self.crop(index)
 
     def _values(self, index: int | slice, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Upsampled logits at output pixels ``(ys, xs)``, rounded exactly as the kernel rounds them."""
@@ -278,29 +279,52 @@ class InstanceMasks:
         bottom = _combine(logits[..., r1, c0], wx0, logits[..., r1, c1], wx1, arithmetic.fused_x)
         return _combine(top, rows.weight0[ys], bottom, rows.weight1[ys], arithmetic.fused_y)
 
-    def _evaluate(self, index: int, window: Window) -> np.ndarray:
-        """Instance ``index``'s pixels over ``window`` (inside its crop): the kernel on the cells it reads.
+    def make(self, indices: Sequence[int] | None = None) -> None:
+        """Make (and keep) the pixels of instances ``indices`` (default: all) over their crops, in few kernel calls.
 
-        The source crop starts one cell before the window's first tap (PyTorch clamps the first outputs of a
-        crop to its edge) and ends one cell after its last (it clamps the second tap to the crop's end), unless
-        the crop is at the frame's edge, where the frame clamps the same way; it is widened so that output
-        height + width exceeds 128, where PyTorch switches to another kernel for small outputs.
+        Each instance's source crop starts one cell before its window's first tap (PyTorch clamps the first
+        outputs of a crop to its edge) and ends one cell after its last (it clamps the second tap to the crop's
+        end), unless the crop is at the frame's edge, where the frame clamps the same way. Crops are rounded up
+        to multiples of ``_BUCKET`` cells (starting earlier or ending at the frame's edge) so that instances of
+        one size share a call: a kernel call costs about as much as a few thousand output pixels. Output height
+        + width always exceeds 128, and a call never has exactly 3 channels: PyTorch runs other kernels there.
         """
-        x0, y0, x1, y1 = window
-        if x1 <= x0 or y1 <= y0:
-            return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+        if self._dense is not None:
+            return
+        todo = [int(i) for i in (range(self._count) if indices is None else indices) if int(i) not in self._windows]
         if self._upsample is None:
-            ys, xs = np.mgrid[y0:y1, x0:x1]
-            return self._values(index, ys.ravel(), xs.ravel()).reshape(y1 - y0, x1 - x0) > 0
+            for index in todo:
+                x0, y0, x1, y1 = self.crop(index)
+                ys, xs = np.mgrid[y0:y1, x0:x1]
+                values = self._values(index, ys.ravel(), xs.ravel()).reshape(max(y1 - y0, 0), max(x1 - x0, 0))
+                self._windows[index] = values > 0
+            return
         ph, pw = self._logits.shape[1:]
-        r0 = max(int(self._rows.index0[y0]) - 1, 0)
-        r1 = min(int(self._rows.index1[y1 - 1]) + 2, ph)
-        c0 = max(int(self._cols.index0[x0]) - 1, 0)
-        c1 = min(int(self._cols.index1[x1 - 1]) + 2, pw)
-        while (r1 - r0) + (c1 - c0) <= 32 and (r1 - r0 < ph or c1 - c0 < pw):  # 4 x 32 = 128 outputs
-            r0, r1, c0, c1 = max(r0 - 1, 0), min(r1 + 1, ph), max(c0 - 1, 0), min(c1 + 1, pw)
-        values = self._upsample(self._logits[index, r0:r1, c0:c1], (4 * (r1 - r0), 4 * (c1 - c0)))
-        return values[y0 - 4 * r0 : y1 - 4 * r0, x0 - 4 * c0 : x1 - 4 * c0] > 0
+        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for index in todo:
+            x0, y0, x1, y1 = self.crop(index)
+            if x1 <= x0 or y1 <= y0:
+                self._windows[index] = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+                continue
+            r0 = max(int(self._rows.index0[y0]) - 1, 0)
+            r1 = min(int(self._rows.index1[y1 - 1]) + 2, ph)
+            c0 = max(int(self._cols.index0[x0]) - 1, 0)
+            c1 = min(int(self._cols.index1[x1 - 1]) + 2, pw)
+            height = min(-(-(r1 - r0) // _BUCKET) * _BUCKET, ph)
+            width = min(-(-(c1 - c0) // _BUCKET) * _BUCKET, pw)
+            if height + width <= 32:  # 4 x 32 = 128 outputs: widen
+                width = min(33 - height, pw)
+                height = min(max(height, 33 - width), ph)
+            groups.setdefault((height, width), []).append((index, min(r0, ph - height), min(c0, pw - width)))
+        for (height, width), members in groups.items():
+            stack = np.zeros((max(len(members), 4) if len(members) == 3 else len(members), height, width),
+                             dtype=np.float32)
+            for k, (index, r0, c0) in enumerate(members):
+                stack[k] = self._logits[index, r0 : r0 + height, c0 : c0 + width]
+            values = self._upsample(stack, (4 * height, 4 * width))
+            for k, (index, r0, c0) in enumerate(members):
+                x0, y0, x1, y1 = self.crop(index)
+                self._windows[index] = values[k, y0 - 4 * r0 : y1 - 4 * r0, x0 - 4 * c0 : x1 - 4 * c0] > 0
 
 
 def calibrate(interpolate: object, sample: int = 40) -> Arithmetic | None:

@@ -83,6 +83,7 @@ def _draw_instances(image_bgr: np.ndarray, segmentation: Segmentation, thickness
     colors = instance_colors(count)
     painted = image_bgr.copy()
     outlines: list[tuple[int, list[np.ndarray]]] = []
+    segmentation.masks.make()  # every instance's pixels, in few kernel calls
     # Largest first, so where instances nest the smaller one's colour ends up on top.
     for index in np.argsort(-segmentation.areas, kind="stable"):
         region, x0, y0 = segmentation.instance_region(int(index))

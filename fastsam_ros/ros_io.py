@@ -90,6 +90,8 @@ def instances_msg(segmentation: Segmentation, header: Any, with_masks: bool) -> 
     out = InstancesMsg(header=header, height=height, width=width,
                        inference_ms=float(segmentation.timings.inference_ms))
     instances = []
+    if with_masks:
+        segmentation.masks.make()  # every instance's pixels, in few kernel calls
     for i in range(len(segmentation)):
         if with_masks:
             encoded = segmentation.encoded_mask(i)

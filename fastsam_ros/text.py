@@ -198,6 +198,7 @@ def make_crops(
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.shape[:2] != segmentation.image_shape:
         raise ValueError(f"expected a {segmentation.image_shape} x 3 BGR image, got {image_bgr.shape}")
     crops: list[np.ndarray | None] = []
+    segmentation.masks.make(indices)  # the candidates' pixels, in few kernel calls
     for index in indices:
         region, x0, y0 = segmentation.instance_region(index)
         tight = mask_box(region)

@@ -51,8 +51,11 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
         pytest.skip("no emulation reproduces this PyTorch build's bilinear kernel (the kernel path serves)")
     upsample = _upsampler("cpu") if path == "kernel" else None
     lazy = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
-    assert np.array_equal(lazy.dense(), eager)
     assert np.array_equal(lazy.nonempty(), eager.reshape(count, -1).any(axis=1))
+    one_by_one = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
+    full = (0, 0, eager.shape[2], eager.shape[1])
+    assert np.array_equal(np.stack([one_by_one.window(i, full) for i in range(count)]), eager)  # a call each
+    assert np.array_equal(lazy.dense(), eager)  # batched calls
     height, width = eager.shape[1:]
     window = (width // 5, height // 7, width - 3, height - 1)
     for i in range(count):

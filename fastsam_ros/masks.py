@@ -15,7 +15,7 @@ import numpy as np
 class MaskGeometry:
     """How a letterboxed network-resolution mask lines up with the source image.
 
-    Follows ultralytics' letterbox: the image is scaled by ``gain`` and centred with ``pad`` pixels.
+    Follows ultralytics' letterbox: the image is scaled by ``gain`` and centred (:attr:`content`).
     """
 
     image_shape: tuple[int, int]  # (H, W) of the source image
@@ -24,15 +24,6 @@ class MaskGeometry:
     @property
     def gain(self) -> float:
         return min(self.mask_shape[0] / self.image_shape[0], self.mask_shape[1] / self.image_shape[1])
-
-    @property
-    def pad(self) -> tuple[float, float]:
-        """``(pad_x, pad_y)`` added on each side by the letterbox."""
-        gain = self.gain
-        return (
-            (self.mask_shape[1] - self.image_shape[1] * gain) / 2,
-            (self.mask_shape[0] - self.image_shape[0] * gain) / 2,
-        )
 
     @property
     def content(self) -> tuple[int, int, int, int]:
@@ -76,11 +67,6 @@ class MaskGeometry:
         cells = np.concatenate([np.floor(mapped[:, :2]), np.ceil(mapped[:, 2:])], axis=1)
         limit = np.array([self.mask_shape[1], self.mask_shape[0]] * 2)
         return np.clip(cells, 0, limit).astype(np.int64)
-
-    def box_to_mask_coords(self, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
-        """:meth:`boxes_to_mask_cells` of one box, as a tuple."""
-        x1, y1, x2, y2 = (int(v) for v in self.boxes_to_mask_cells(np.asarray(box))[0])
-        return x1, y1, x2, y2
 
     def content_cells(self) -> tuple[int, int, int, int]:
         """The letterbox content as mask-index bounds ``(x0, y0, x1, y1)`` (end exclusive)."""

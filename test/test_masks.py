@@ -170,13 +170,11 @@ def test_iou() -> None:
 # ------------------------------------------------------------------------------------------------ geometry
 
 
-def test_geometry_gain_pad_and_content() -> None:
+def test_geometry_gain_and_content() -> None:
     geometry = MaskGeometry((720, 1280), (384, 640))
     assert geometry.gain == pytest.approx(0.5)
-    assert geometry.pad == pytest.approx((0.0, 12.0))
     assert geometry.content == (0, 12, 640, 360)  # (left, top, width, height) in mask cells
     portrait = MaskGeometry((1080, 810), (160, 128))
-    assert portrait.pad == pytest.approx((4.0, 0.0))
     assert portrait.content == (4, 0, 120, 160)
     # ultralytics' LetterBox: each side is rounded, padding split with round(d - 0.1) on top/left.
     assert MaskGeometry((701, 1280), (352, 640)).content == (0, 1, 640, 350)
@@ -236,18 +234,22 @@ def test_to_mask_coords_lands_inside_the_upsampled_cell() -> None:
             assert cell[hits[:, 1], hits[:, 0]].all(), (image_shape, mask_shape)
 
 
-def test_box_to_mask_coords() -> None:
+def _cells(geometry: MaskGeometry, box: tuple[float, ...]) -> tuple[int, ...]:
+    return tuple(int(v) for v in geometry.boxes_to_mask_cells(np.asarray(box))[0])
+
+
+def test_boxes_to_mask_cells() -> None:
     geometry = MaskGeometry((720, 1280), (384, 640))
-    assert geometry.box_to_mask_coords((0, 0, 1280, 720)) == (0, 12, 640, 372)  # the image content
-    assert geometry.box_to_mask_coords((100, 100, 301, 201)) == (50, 62, 151, 113)  # floor start, ceil end
-    assert geometry.box_to_mask_coords((-100, -100, 5000, 5000)) == (0, 0, 640, 384)  # clipped to the mask
+    assert _cells(geometry, (0, 0, 1280, 720)) == (0, 12, 640, 372)  # the image content
+    assert _cells(geometry, (100, 100, 301, 201)) == (50, 62, 151, 113)  # floor start, ceil end
+    assert _cells(geometry, (-100, -100, 5000, 5000)) == (0, 0, 640, 384)  # clipped to the mask
     portrait = MaskGeometry((1280, 720), (640, 384))
-    assert portrait.box_to_mask_coords((0, 0, 720, 1280)) == (12, 0, 372, 640)
+    assert _cells(portrait, (0, 0, 720, 1280)) == (12, 0, 372, 640)
     identity = MaskGeometry((480, 640), (480, 640))
-    assert identity.box_to_mask_coords((10.5, 20.5, 30.5, 40.5)) == (10, 20, 31, 41)
+    assert _cells(identity, (10.5, 20.5, 30.5, 40.5)) == (10, 20, 31, 41)
 
 
-def test_box_to_mask_coords_covers_the_points_inside() -> None:
+def test_boxes_to_mask_cells_cover_the_points_inside() -> None:
     rng = np.random.default_rng(5)
     for image_shape, mask_shape in LETTERBOXES:
         geometry = MaskGeometry(image_shape, mask_shape)
@@ -255,7 +257,7 @@ def test_box_to_mask_coords_covers_the_points_inside() -> None:
         for _ in range(10):
             x1, x2 = np.sort(rng.uniform(0, w, 2))
             y1, y2 = np.sort(rng.uniform(0, h, 2))
-            mx1, my1, mx2, my2 = geometry.box_to_mask_coords((x1, y1, x2, y2))
+            mx1, my1, mx2, my2 = _cells(geometry, (x1, y1, x2, y2))
             inside = np.stack([rng.uniform(x1, x2, 50), rng.uniform(y1, y2, 50)], axis=1)
             cells = geometry.to_mask_coords(inside)
             assert ((cells[:, 0] >= mx1) & (cells[:, 0] < mx2) & (cells[:, 1] >= my1) & (cells[:, 1] < my2)).all()

@@ -35,7 +35,7 @@ def make_segmentation(
     masks = np.zeros((len(rects), *mask_shape), dtype=bool)
     boxes, areas = [], []
     for i, rect in enumerate(rects):
-        x1, y1, x2, y2 = geometry.box_to_mask_coords(rect)
+        x1, y1, x2, y2 = geometry.boxes_to_mask_cells(np.asarray(rect))[0]
         masks[i, y1:y2, x1:x2] = True
         full = geometry.upsample(masks[i])
         boxes.append(mask_box(full))

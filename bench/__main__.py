@@ -232,12 +232,16 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
+def _count(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
 def many_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Rows of the ~100-instances figures, each naming the instance count it was measured at."""
     if not figures:
         return []
     rows = []
-    count = (figures.get("pipeline") or {}).get("instances_per_frame", {}).get("p50")
+    count = _count((figures.get("pipeline") or {}).get("instances_per_frame", {}).get("p50"))
     for key in ("raw_predict_ms", "engine_ms", "node_e2e_ms", "cached_prompt_ms", "reinfer_prompt_ms"):
         if key in figures:
             rows.append((f"{key} (640x480, {count} instances)", figures[key]["p50"], figures[key]["p95"],
@@ -246,10 +250,10 @@ def many_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
     if scaling:
         for key, label in (("engine_few_ms", "few"), ("engine_many_ms", "many")):
             entry = scaling[key]
-            rows.append((f"engine_ms {scaling['frame']}, {scaling['instances'][label]['p50']} instances",
+            rows.append((f"engine_ms {scaling['frame']}, {_count(scaling['instances'][label]['p50'])} instances",
                          entry["p50"], entry["p95"], entry["n"]))
     side = figures.get("node_side") or {}
-    side_count = (side.get("instances") or {}).get("p50")
+    side_count = _count((side.get("instances") or {}).get("p50"))
     for key in ("instances_msg_ms", "overlay_ms", "cached_click_ms"):
         if key in side:
             rows.append((f"{key} in process ({side_count} instances)", side[key]["p50"], side[key]["p95"],

@@ -101,6 +101,8 @@ class InstanceMasks:
         self._upsample = upsample
         self._windows: dict[int, np.ndarray] = {}  # instance -> its pixels over its crop
         self._bounds: dict[int, Window | None] = {}  # instance -> tight bounds of its pixels
+        if crops is not None:
+            self._crop_tuples: list[Window] = [(x0, y0, x1, y1) for x0, y0, x1, y1 in crops.tolist()]
         if logits is not None:
             self._rows = _Axis.of(logits.shape[1], self.shape[0])
             self._cols = _Axis.of(logits.shape[2], self.shape[1])
@@ -158,8 +160,7 @@ class InstanceMasks:
         """The window outside which instance ``index`` has no pixel (its box crop; the frame for dense masks)."""
         if self._crops is None:
             return 0, 0, self.shape[1], self.shape[0]
-        x0, y0, x1, y1 = (int(v) for v in self._crops[index])
-        return x0, y0, x1, y1
+        return self._crop_tuples[index]
 
     def window(self, index: int, window: Window) -> np.ndarray:
         """Instance ``index`` over ``window`` (``(y1 - y0, x1 - x0)`` bool; windows may reach outside the frame)."""

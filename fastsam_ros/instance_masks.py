@@ -322,10 +322,18 @@ class InstanceMasks:
                              dtype=np.float32)
             for k, (index, r0, c0) in enumerate(members):
                 stack[k] = self._logits[index, r0 : r0 + height, c0 : c0 + width]
-            values = self._upsample(stack, (4 * height, 4 * width))
+            positive = self._upsample(stack, (4 * height, 4 * width)) > 0
             for k, (index, r0, c0) in enumerate(members):
                 x0, y0, x1, y1 = self.crop(index)
-                self._windows[index] = values[k, y0 - 4 * r0 : y1 - 4 * r0, x0 - 4 * c0 : x1 - 4 * c0] > 0
+                top, left, bottom, right = y0 - 4 * r0, x0 - 4 * c0, y1 - 4 * r0, x1 - 4 * c0
+                self._windows[index] = positive[k, top:bottom, left:right]  # a view: what follows is outside it
+                positive[k, :top], positive[k, bottom:], positive[k, :, :left], positive[k, :, right:] = (
+                    False, False, False, False)
+            rows, cols = positive.any(axis=2), positive.any(axis=1)  # tight bounds of all members in two passes
+            for k, (index, r0, c0) in enumerate(members):
+                ys, xs = np.flatnonzero(rows[k]), np.flatnonzero(cols[k])
+                self._bounds[index] = None if ys.size == 0 else (
+                    4 * c0 + int(xs[0]), 4 * r0 + int(ys[0]), 4 * c0 + int(xs[-1]) + 1, 4 * r0 + int(ys[-1]) + 1)
 
 
 def calibrate(interpolate: object, sample: int = 40) -> Arithmetic | None:

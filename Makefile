@@ -2,8 +2,9 @@
 # and the package (messages + Python) built with plain CMake and installed into that venv.
 # See ../shared/ros2-on-pypi.md. On a robot with apt ROS 2, use `colcon build` instead.
 #
-#   make setup   venv + build (stamp files: a second run takes about a second)
-#   make test    pytest, one random ROS_DOMAIN_ID per run
+#   make setup   venv + build, plus ros2 launch/CLI from ../shared/ros2-tools when present (stamp files: a
+#                second run takes about a second). Needs python3-venv, cmake and a C/C++ compiler (checked first)
+#   make test    pytest, one random ROS_DOMAIN_ID per run; then the ROS-free tests under Python 3.10 if found
 #   make demo    the node on the sample images played as a camera, prompts from config/demo_prompts.json
 #   make eval    prompt-selection quality on the COCO subset
 #   make bench   side-by-side benchmark: table printed, JSON to OUT (default out/bench.json)
@@ -22,6 +23,13 @@ DATA ?= ../shared/data/coco-seg-dev
 IMAGES ?= ../shared/data/images
 OUT ?=
 BUILD_DIR := build
+# Upstream ROS 2 launch, launch_testing and the ros2 CLI as wheels (not on PyPI); installed only where present.
+ROS2_TOOLS ?= ../shared/ros2-tools
+# Python 3.10 as on Ubuntu 22.04 / ROS 2 Humble / Jetson: a second venv runs the ROS-free tests under it.
+PYTHON310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10))
+VENV310 ?= .venv310
+# Test files that import nothing of ROS (core, CLI, evaluation, bench statistics): found, not listed.
+ROS_FREE_TESTS = $(shell grep -L -E 'ros_harness|rclpy|_msgs|fastsam_ros\.(demo|node|ros_io|client|msg|srv)' test/test_*.py)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 VENV_ABS = $(abspath $(VENV))
@@ -43,9 +51,23 @@ BUILD_INPUTS := CMakeLists.txt package.xml \
 	$(wildcard msg/*.msg) $(wildcard srv/*.srv) $(wildcard fastsam_ros/*.py) \
 	$(wildcard scripts/*.in) $(wildcard launch/*) $(wildcard config/*)
 
-.PHONY: setup deps build test demo eval bench lint clean distclean
+.PHONY: setup check-tools deps build ros2-tools test test-py310 demo eval bench lint clean distclean
 
-setup: $(VENV)/.stamp-build
+setup: $(VENV)/.stamp-build $(if $(wildcard $(ROS2_TOOLS)/install.sh),$(VENV)/.stamp-ros2-tools)
+
+# The system tools setup needs, each named with the Debian/Ubuntu package that brings it.
+check-tools:
+	@missing=""; \
+	command -v python3 > /dev/null || missing="$$missing python3"; \
+	python3 -c "import ensurepip, venv" 2> /dev/null || missing="$$missing python3-venv"; \
+	command -v cmake > /dev/null || missing="$$missing cmake"; \
+	command -v cc > /dev/null || missing="$$missing gcc"; \
+	command -v c++ > /dev/null || missing="$$missing g++"; \
+	if [ -n "$$missing" ]; then \
+		echo "make setup: missing$$missing (python3-venv: venv; cmake: message build; gcc/g++: C/C++ compiler)." >&2; \
+		echo "Install with: sudo apt-get install$$missing" >&2; \
+		exit 1; \
+	fi
 
 deps: $(VENV)/.stamp-deps
 
@@ -55,7 +77,7 @@ build: $(VENV)/.stamp-build
 # has no folder for it; pip's own exit status still counts, through pipefail.)
 # Never `pip install .` into this venv: pip would take the CMake-installed fastsam_ros (rosidl writes an
 # egg-info) for its own and uninstall it, messages included. setup.py is for a separate, ROS-free venv.
-$(VENV)/.stamp-deps: $(REQUIREMENTS)
+$(VENV)/.stamp-deps: $(REQUIREMENTS) | check-tools
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS)) 2>&1 \
 		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -75,13 +97,32 @@ $(VENV)/.stamp-build: $(BUILD_DIR)/.stamp-configure $(BUILD_INPUTS)
 	cmake --install $(BUILD_DIR) > /dev/null
 	touch $@
 
+ros2-tools: $(VENV)/.stamp-ros2-tools
+
+$(VENV)/.stamp-ros2-tools: $(VENV)/.stamp-build $(ROS2_TOOLS)/install.sh $(wildcard $(ROS2_TOOLS)/wheels/*.whl)
+	$(ROS2_TOOLS)/install.sh $(VENV)
+	touch $@
+
 test: setup
 	ROS_DOMAIN_ID=$$(( RANDOM % 100 + 1 )); export ROS_DOMAIN_ID; \
 	echo "ROS_DOMAIN_ID=$$ROS_DOMAIN_ID"; \
 	$(PY) -m pytest test -q
+	$(MAKE) --no-print-directory test-py310
+
+# numpy + OpenCV + pytest only: tests that need torch/ultralytics skip there (test/py310_plugin.py).
+test-py310:
+	@if [ -z "$(PYTHON310)" ]; then echo "test-py310: skipped, no python3.10 found (set PYTHON310=...)"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(VENV310)/.stamp-deps && \
+	PYTHONPATH=$(CURDIR):$(CURDIR)/test $(VENV310)/bin/python -m pytest -p py310_plugin -q $(ROS_FREE_TESTS)
+
+$(VENV310)/.stamp-deps: requirements/py310.txt
+	$(PYTHON310) -m venv $(VENV310)
+	$(VENV310)/bin/python -m pip install --quiet -r requirements/py310.txt 2>&1 \
+		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	touch $@
 
 demo: setup
-	$(PY) -m fastsam_ros.demo --model $(MODEL) --images $(IMAGES) --prompts config/demo_prompts.json \
+	$(PY) -m harness.demo --model $(MODEL) --images $(IMAGES) --prompts config/demo_prompts.json \
 		--out $(or $(OUT),out/demo)
 
 eval: setup
@@ -98,4 +139,4 @@ clean:
 	rm -f $(VENV)/.stamp-build
 
 distclean: clean
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV310) .cache .pytest_cache .ruff_cache

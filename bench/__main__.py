@@ -5,6 +5,7 @@
 All stages run on the same machine in one process tree, so that ratios hold on a noisy machine:
 
 1. ``selection_ms``: the pure selection step, 100 instances on 640x480 (``bench/bench_selection.py``);
+   ``depth_3d_ms``: 3D position, extent and points of one 100,000-pixel object (``bench/bench_depth.py``);
 2. ``raw_predict_ms`` / ``engine_ms`` / ``node_e2e_ms`` / ``cached_prompt_ms`` / ``reinfer_prompt_ms``,
    interleaved round by round on 640x480 camera frames, the node in its own process (``bench/pipeline.py``);
    the same on one native-size photo (``native``);
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import exports, machine, many, pipeline, stats
+from bench.bench_depth import run as run_depth
 from bench.bench_selection import run as run_selection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,21 +73,27 @@ def _selection() -> dict[str, Any]:
     return {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": repeats} for kind, v in figures.items()}
 
 
+def _depth_3d() -> dict[str, Any]:
+    figures = run_depth(pixels=100_000, repeats=200)
+    return {**figures["locate_ms"], "mask_pixels": figures["mask_pixels"], "encoding": figures["encoding"]}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from fastsam_ros.client import FastSAMClient
     from fastsam_ros.config import NodeConfig
     from fastsam_ros.engine import FastSAMEngine
-    from fastsam_ros.node_process import NodeProcess, ros_environment
+    from harness.client import FastSAMClient
+    from harness.node_process import NodeProcess, private_ros_network
 
     started = time.monotonic()
     model = str(Path(args.model))
     config = NodeConfig(model=model)  # the node's defaults (config/fastsam.yaml mirrors them)
     results: dict[str, Any] = {"meta": machine.describe(model)}
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    ros_environment()
+    _stage(f"ROS_DOMAIN_ID={private_ros_network()}, localhost only")
 
     _stage("selection")
     results["selection_ms"] = _selection()
+    results["depth_3d_ms"] = _depth_3d()
 
     _stage("starting the node; loading the models here")
     node = NodeProcess(args.work_dir / "node.log", namespace="bench", model=model)
@@ -213,6 +221,10 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
             if key in results]
     rows += [(f"selection_ms {kind} (100 instances, 640x480)", v["p50"], v["p95"], v["n"])
              for kind, v in results["selection_ms"].items()]
+    depth = results.get("depth_3d_ms")
+    if depth:
+        rows.append((f"depth_3d_ms (one object, {depth['mask_pixels']} px, {depth['encoding']})", depth["p50"],
+                     depth["p95"], depth["n"]))
     native = results.get("native", {})
     nsize = native.get("details", {}).get("image_size", "")
     rows += [(f"native {key} ({NATIVE_IMAGE} {nsize})", native[key]["p50"], native[key]["p95"], native[key]["n"])

@@ -124,7 +124,7 @@ class Driver:
 
     def frame(self, pixels: np.ndarray) -> tuple[float, Any, int]:
         """Publish a frame and wait for its ``instances``: (ms, Instances, stamp)."""
-        from fastsam_ros.node_process import stamp_of
+        from harness.node_process import stamp_of
 
         stamp = self.next_stamp()
         msg = self.client.image_msg(pixels, stamp)
@@ -135,7 +135,7 @@ class Driver:
     def click(self, prompt_id: str, stamp: int, point: tuple[float, float],
               before_publish: Callable[[], None] = lambda: None) -> tuple[float, Any]:
         """``before_publish()`` (untimed), then a click on frame ``stamp``: (ms until its selection, Selection)."""
-        from fastsam_ros.node_process import stamp_of
+        from harness.node_process import stamp_of
 
         msg = self.client.prompt(prompt_id, stamp, points=[point], labels=[1])
         before_publish()
@@ -204,7 +204,7 @@ def run_rounds(raw: RawPredictor, engine: Any, driver: Driver, frames: list[Benc
         image = driver.client.image_msg(frame.pixels, fresh)
         record("reinfer_prompt", *driver.click("reinfer", fresh, frame.click,
                                                before_publish=lambda m=image: driver.client.image_pub.publish(m)))
-        from fastsam_ros.node_process import stamp_of
+        from harness.node_process import stamp_of
 
         driver.client.wait_for("instances", lambda m, s=fresh: stamp_of(m) == s, TIMEOUT_S)  # node idle again
     figures: dict[str, Any] = {key: summarize(values) for key, values in times.items() if values}

@@ -73,7 +73,7 @@ class _Camera(threading.Thread):
 
 def run_stream(driver: Driver, pixels: np.ndarray, click: tuple[float, float], seconds: float,
                rate_hz: float = 30.0) -> dict[str, Any]:
-    from fastsam_ros.node_process import stamp_of
+    from harness.node_process import stamp_of
 
     client, pid = driver.client, driver.node.process.pid
     persistent = client.prompt(PROMPT_ID, 0, points=[click], labels=[1], persistent=True)

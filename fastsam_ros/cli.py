@@ -3,8 +3,11 @@
 For every frame it writes ``<stem>.json`` (instances and prompt answers), ``<stem>_overlay.png`` and, for each
 prompt answered ``ok``, ``<stem>_<id>.png`` (the selection as a 0/255 mask at the image's resolution).
 
-Exit status: 0 when every frame was segmented, 1 when some frames failed (each is reported and the others
-go on), 2 when nothing could start (bad arguments, prompt file, source or model).
+Exit status (the first that applies wins): 2 when nothing could start (bad arguments, prompt file, source or
+model); 130 on Ctrl-C before a file source ended; 1 when some frames failed (an unreadable image, an error, a video
+that ended before the frame count its container states; each is reported and the others go on); 3 when every frame
+was segmented but some prompt was answered other than ``ok`` (``no_match``, ``invalid``, ``error``); 0 when all is
+fine.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fastsam_ros.text import ClipConfig, ClipScorer, TextScorer
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Prompt, Segmentation, Selection
 
 PROG = "fastsam-segment"
+EXIT_OK, EXIT_FRAMES_FAILED, EXIT_NOT_RUN, EXIT_PROMPTS_NOT_OK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_OUT = "out/segment"
 CLI_PROMPT_ID = "cli"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"})
@@ -53,6 +57,14 @@ class Frame:
     alias: str = ""  # a second prompt-file key: the video's or camera's name for its frames
 
 
+@dataclass(frozen=True)
+class FrameResult:
+    """What ``process_frame`` reports: a one-line summary and the ids of the prompts not answered ``ok``."""
+
+    summary: str
+    prompts_not_ok: tuple[str, ...]
+
+
 @dataclass
 class Source:
     kind: str  # "image", "folder", "video" or "camera"
@@ -72,17 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
         '(e.g. "bus.jpg") to lists; a prompt is {"id": "a", "points": [[x, y]], "labels": [1], '
         '"boxes": [[x1, y1, x2, y2]], "text": "..."}. Video frames are named <video stem>_<frame:06d> and '
         "camera frames camera<index>_<n:06d>; a prompt file may key their lists by that name or by the video's "
-        "file name (camera<index> for a camera). Exit status: 0 all fine, 1 some images failed, 2 nothing ran.",
+        "file name (camera<index> for a camera). Exit status, the first that applies: 2 nothing ran, 1 some "
+        "frames failed (unreadable, or a video that ended early), 3 some prompts were not ok (no_match, invalid, "
+        "error), 0 all fine (130 on Ctrl-C before a file source ended).",
     )
-    parser.add_argument("source", help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
+    parser.add_argument("source", metavar="SOURCE",
+                        help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="M",
                         help=f"FastSAM checkpoint or export (default {DEFAULT_MODEL})")
-    parser.add_argument("--device", default=defaults.device, help=f"cpu, cuda:0, 0, ... (default {defaults.device})")
-    parser.add_argument("--imgsz", type=_positive_int, default=defaults.imgsz,
+    parser.add_argument("--device", default=defaults.device, metavar="D",
+                        help=f"cpu, cuda:0, 0, ... (default {defaults.device})")
+    parser.add_argument("--imgsz", type=_positive_int, default=defaults.imgsz, metavar="N",
                         help=f"inference size (default {defaults.imgsz})")
-    parser.add_argument("--conf", type=float, default=defaults.conf,
-                        help=f"instance confidence threshold (default {defaults.conf})")
-    parser.add_argument("--iou", type=float, default=defaults.iou, help=f"NMS IoU threshold (default {defaults.iou})")
+    parser.add_argument("--conf", type=_unit_interval, default=defaults.conf, metavar="C",
+                        help=f"instance confidence threshold, 0 to 1 (default {defaults.conf})")
+    parser.add_argument("--iou", type=_unit_interval, default=defaults.iou, metavar="I",
+                        help=f"NMS IoU threshold, 0 to 1 (default {defaults.iou})")
     parser.add_argument("--point", action="append", type=_point, default=[], metavar="X,Y[,LABEL]",
                         help="a prompt point (label 1 foreground, the default, or 0 background); repeat for more")
     parser.add_argument("--box", action="append", type=_box, default=[], metavar="X1,Y1,X2,Y2",
@@ -90,12 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "applied to every image")
     parser.add_argument("--text", metavar="TEXT",
                         help="a text prompt, scored with CLIP (joins --box in the 'cli' prompt; not with --point)")
-    parser.add_argument("--clip-model", default=ClipConfig.model, help=f"open_clip architecture (default "
+    parser.add_argument("--clip-model", default=ClipConfig.model, metavar="NAME",
+                        help=f"open_clip architecture (default "
                         f"{ClipConfig.model}; MobileCLIP-S1 on a Jetson)")
-    parser.add_argument("--clip-pretrained", default=ClipConfig.pretrained,
+    parser.add_argument("--clip-pretrained", default=ClipConfig.pretrained, metavar="TAG",
                         help=f"open_clip weights tag, downloaded with internet (default {ClipConfig.pretrained})")
     parser.add_argument("--clip-weights", default="", metavar="FILE", help="local CLIP checkpoint (wins over the tag)")
-    parser.add_argument("--min-text-score", type=float, default=SelectionParams.min_text_score,
+    parser.add_argument("--min-text-score", type=_cosine, default=SelectionParams.min_text_score, metavar="S",
                         help=f"text prompts below this CLIP similarity select nothing (default "
                         f"{SelectionParams.min_text_score})")
     parser.add_argument("--prompts", type=Path, metavar="FILE", help="JSON prompt file (see below)")
@@ -155,7 +173,7 @@ def _load_engine(args: argparse.Namespace) -> FastSAMEngine:
 
 def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path,
          params: SelectionParams = SelectionParams(), text_scorer: TextScorer | None = None) -> int:
-    done = failed = 0
+    done = failed = not_ok = 0
     bar = tqdm(total=source.total, unit="frame" if source.kind in ("video", "camera") else "img", file=sys.stderr,
                disable=source.kind == "image", dynamic_ncols=True)
     try:
@@ -165,22 +183,23 @@ def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path,
                 bar.write(f"{PROG}: error: {frame.error}", file=sys.stderr)
             else:
                 try:
-                    summary = process_frame(engine, frame, plan.for_image(frame.name, frame.alias), out_dir, params,
-                                            text_scorer)
+                    result = process_frame(engine, frame, plan.for_image(frame.name, frame.alias), out_dir, params,
+                                           text_scorer)
                 except Exception as error:  # one bad frame must not stop a folder or a video
                     failed += 1
                     bar.write(f"{PROG}: error: {frame.name}: {error.__class__.__name__}: {error}", file=sys.stderr)
                 else:
                     done += 1
+                    not_ok += len(result.prompts_not_ok)
                     if source.kind == "image":
-                        print(summary)
+                        print(result.summary)
             bar.update()
     except KeyboardInterrupt:
         bar.close()
         print(f"{PROG}: stopped after {done + failed} frame(s)", file=sys.stderr)
         if source.kind != "camera":
-            return 130
-        return 1 if failed else 0  # Ctrl-C is how a camera without --max-frames is meant to stop
+            return EXIT_INTERRUPTED
+        return _exit_status(failed, not_ok)  # Ctrl-C is how a camera without --max-frames is meant to stop
     finally:
         bar.close()
     for name in names_not_in(plan, source.names) if source.kind in ("image", "folder") else []:
@@ -189,12 +208,16 @@ def _run(engine: FastSAMEngine, source: Source, plan: PromptPlan, out_dir: Path,
     if source.kind != "image":
         what = "images" if source.kind == "folder" else "frames"
         print(f"{PROG}: {done} {what} segmented, {failed} failed; results in {out_dir}", file=sys.stderr)
-    return 1 if failed else 0
+    if not_ok:
+        print(f"{PROG}: {not_ok} prompt answer(s) were not ok (see the JSON files' status and reason)",
+              file=sys.stderr)
+    return _exit_status(failed, not_ok)
 
 
 def process_frame(engine: FastSAMEngine, frame: Frame, prompts: Sequence[Prompt], out_dir: Path,
-                  params: SelectionParams = SelectionParams(), text_scorer: TextScorer | None = None) -> str:
-    """Segment one frame, answer its prompts and write its files; returns a one-line summary."""
+                  params: SelectionParams = SelectionParams(),
+                  text_scorer: TextScorer | None = None) -> FrameResult:
+    """Segment one frame, answer its prompts and write its files."""
     assert frame.image is not None
     segmentation = engine.segment(frame.image)
     start = time.perf_counter()
@@ -215,7 +238,8 @@ def process_frame(engine: FastSAMEngine, frame: Frame, prompts: Sequence[Prompt]
         else:
             path.unlink(missing_ok=True)  # a mask from an earlier run would contradict the JSON
     answers = ", ".join(f"{s.prompt_id}: {s.status.value}" for s in selections)
-    return f"{frame.name}: {len(segmentation)} instances" + (f"; {answers}" if answers else "")
+    summary = f"{frame.name}: {len(segmentation)} instances" + (f"; {answers}" if answers else "")
+    return FrameResult(summary, tuple(s.prompt_id for s in selections if not s.ok))
 
 
 def frame_record(name: str, segmentation: Segmentation, selections: Sequence[Selection]) -> dict[str, Any]:
@@ -319,7 +343,8 @@ def _video_source(path: Path, max_frames: int | None) -> Source:
     total = count if count > 0 else None
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
-    frames = _capture_frames(capture, lambda i: f"{path.stem}_{i:06d}", path.name, max_frames)
+    frames = _capture_frames(capture, lambda i: f"{path.stem}_{i:06d}", path.name, max_frames,
+                             expected=count if count > 0 else None, what=f"video {path}")
     return Source("video", frames, total=total, names=(path.name,), release=capture.release)
 
 
@@ -332,11 +357,18 @@ def _camera_source(index: int, max_frames: int | None) -> Source:
     return Source("camera", frames, total=max_frames, names=(f"camera{index}",), release=capture.release)
 
 
-def _capture_frames(capture: Any, stem_of: Callable[[int], str], alias: str, max_frames: int | None) -> Iterator[Frame]:
+def _capture_frames(capture: Any, stem_of: Callable[[int], str], alias: str, max_frames: int | None,
+                    expected: int | None = None, what: str = "") -> Iterator[Frame]:
+    """Frames until the capture ends; ending before the ``expected`` count (truncated, corrupt) is one failed frame."""
     index = 0
     while max_frames is None or index < max_frames:
         ok, image = capture.read()
         if not ok or image is None:
+            if expected is not None and index < expected:
+                stem = stem_of(index)
+                yield Frame(stem=stem, name=stem, image=None, alias=alias,
+                            error=f"{what} ended after {index} of the {expected} frames its container states "
+                            "(truncated or corrupt)")
             return
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -385,6 +417,25 @@ def _box(text: str) -> tuple[float, float, float, float]:
     return values[0], values[1], values[2], values[3]
 
 
+def _number_between(text: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not low <= value <= high:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"{text} must be between {low:g} and {high:g}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    """A threshold on scores or IoU, checked here so a typo fails before the model loads."""
+    return _number_between(text, 0.0, 1.0)
+
+
+def _cosine(text: str) -> float:
+    return _number_between(text, -1.0, 1.0)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -404,7 +455,13 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def _fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_NOT_RUN
+
+
+def _exit_status(failed: int, prompts_not_ok: int) -> int:
+    if failed:
+        return EXIT_FRAMES_FAILED
+    return EXIT_PROMPTS_NOT_OK if prompts_not_ok else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -6,16 +6,19 @@ Each field's metadata carries its description and allowed values, so ``declare_p
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from fastsam_ros.depth import DepthError, depth_limits
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig
 from fastsam_ros.selection import SelectionParams
 from fastsam_ros.text import ClipConfig
 
 
-def _param(default: Any, doc: str, choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={"doc": doc, "choices": choices})
+def _param(default: Any, doc: str, choices: tuple[str, ...] = (), live: bool = False) -> Any:
+    """A parameter; ``live`` ones apply to the next frame when set at run time, the others need a reconfigure."""
+    return field(default=default, metadata={"doc": doc, "choices": choices, "live": live})
 
 
 class ConfigError(ValueError):
@@ -31,9 +34,9 @@ class NodeConfig:
     device: str = _param("cpu", "inference device: cpu, cuda:0, 0, ...")
     half: bool = _param(False, "FP16 inference (CUDA only)")
     imgsz: int = _param(640, "network input size in pixels (longest side)")
-    conf: float = _param(0.4, "minimum instance confidence")
-    iou: float = _param(0.9, "NMS IoU threshold between instances")
-    max_det: int = _param(100, "maximum instances per frame")
+    conf: float = _param(0.4, "minimum instance confidence", live=True)
+    iou: float = _param(0.9, "NMS IoU threshold between instances", live=True)
+    max_det: int = _param(100, "maximum instances per frame", live=True)
     cpu_threads: int = _param(0, "PyTorch threads on CPU; 0 keeps ultralytics' default (every core but one)")
     warmup: bool = _param(True, "run one blank frame at configure so the first real frame is not slow")
     autostart: bool = _param(True, "configure and activate on start; false waits for lifecycle transitions")
@@ -43,24 +46,39 @@ class NodeConfig:
                                     ("best_effort", "reliable"))
     image_depth: int = _param(1, "camera QoS depth; 1 keeps only the newest frame")
     cache_frames: int = _param(10, "all-instance results kept by stamp, so prompts are answered without re-inference")
-    min_box_iou: float = _param(SelectionParams.min_box_iou, "box prompts whose best mask IoU is below this: no_match")
+    use_depth: bool = _param(False, "3D position and extent of selected objects from `depth` (registered to the "
+                             "colour image) and `camera_info`; adds selection/points and selection/markers")
+    depth_tolerance: float = _param(0.02, "seconds between a colour frame's stamp and the nearest depth image's "
+                                    "for the two to pair (0: exact stamps only)")
+    depth_wait: float = _param(0.1, "seconds an answer waits for a depth image still on its way")
+    depth_range: tuple[float, float] = _param((0.1, 10.0), "metres [min, max] of depth used; others are no data")
+    min_box_iou: float = _param(SelectionParams.min_box_iou,
+                                "box prompts whose best mask IoU is below this: no_match", live=True)
     min_text_score: float = _param(SelectionParams.min_text_score,
-                                   "text prompts whose best CLIP similarity is below this: no_match")
-    text_return_all: bool = _param(False, "text prompts select every instance above min_text_score, not only the best")
+                                   "text prompts whose best CLIP similarity is below this: no_match", live=True)
+    text_return_all: bool = _param(False, "text prompts select every instance above min_text_score, "
+                                   "not only the best", live=True)
     clip_model: str = _param(ClipConfig.model, "open_clip architecture for text prompts (Jetson: MobileCLIP-S1)")
     clip_pretrained: str = _param(ClipConfig.pretrained, "open_clip weights tag, downloaded where there is internet "
                                   "(MobileCLIP-S1: datacompdr); also names how clip_weights was trained")
     clip_weights: str = _param("", "local CLIP checkpoint file; wins over downloading clip_pretrained")
     clip_load_at_configure: bool = _param(False, "load CLIP at configure instead of on the first text prompt")
-    publish_instance_masks: bool = _param(True, "include every instance's mask in `instances` (false: boxes only)")
-    diagnostics_period: float = _param(1.0, "seconds between /diagnostics updates")
+    publish_instance_masks: bool = _param(True, "include every instance's mask in `instances` (false: boxes only)",
+                                          live=True)
+    diagnostics_period: float = _param(1.0, "seconds between /diagnostics updates", live=True)
+    max_image_pixels: int = _param(20_000_000, "frames larger than this many pixels are rejected before decoding "
+                                   "(a tiny JPEG can claim 8000x8000)", live=True)
+    max_prompt_points: int = _param(64, "prompts with more points are answered invalid", live=True)
+    max_prompt_boxes: int = _param(16, "prompts with more boxes are answered invalid", live=True)
+    max_text_length: int = _param(256, "text prompts longer than this many characters are answered invalid", live=True)
 
     def __post_init__(self) -> None:
         for item in fields(self):
             choices = item.metadata["choices"]
             if choices and getattr(self, item.name) not in choices:
                 raise ConfigError(f"{item.name} must be one of {', '.join(choices)}, got {getattr(self, item.name)!r}")
-        positive = ("imgsz", "max_det", "image_depth", "cache_frames", "diagnostics_period")
+        positive = ("imgsz", "max_det", "image_depth", "cache_frames", "diagnostics_period", "max_image_pixels",
+                    "max_prompt_points", "max_prompt_boxes", "max_text_length")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -71,16 +89,31 @@ class NodeConfig:
                 raise ConfigError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
         if not -1.0 <= self.min_text_score <= 1.0:  # a cosine similarity
             raise ConfigError(f"min_text_score must be within -1..1, got {self.min_text_score!r}")
+        if self.depth_tolerance < 0 or self.depth_wait < 0:
+            raise ConfigError(f"depth_tolerance and depth_wait must be 0 or more, got {self.depth_tolerance!r}, "
+                              f"{self.depth_wait!r}")
+        try:  # two floats, checked
+            object.__setattr__(self, "depth_range", depth_limits(self.depth_range))
+        except DepthError as error:
+            raise ConfigError(str(error)) from error
         if not self.model:
             raise ConfigError("model must name a checkpoint, an export or a FastSAM model name")
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> NodeConfig:
-        """Build from parameter values, rejecting names this node does not have."""
-        unknown = set(values) - {item.name for item in fields(cls)}
+        """Build from parameter values, rejecting names this node does not have and values of the wrong type.
+
+        Integers are taken for float parameters (``conf: 1`` in YAML is an int).
+        """
+        known = {item.name: item for item in fields(cls)}
+        unknown = set(values) - set(known)
         if unknown:
             raise ConfigError(f"unknown parameters: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return cls(**{name: _typed(name, type(known[name].default), value) for name, value in values.items()})
+
+    def changed(self, other: NodeConfig) -> set[str]:
+        """Names of the parameters whose values differ between ``self`` and ``other``."""
+        return {item.name for item in fields(self) if getattr(self, item.name) != getattr(other, item.name)}
 
     @property
     def engine(self) -> EngineConfig:
@@ -90,12 +123,28 @@ class NodeConfig:
     @property
     def selection(self) -> SelectionParams:
         return SelectionParams(min_box_iou=self.min_box_iou, min_text_score=self.min_text_score,
-                               text_return_all=self.text_return_all)
+                               text_return_all=self.text_return_all, max_points=self.max_prompt_points,
+                               max_boxes=self.max_prompt_boxes, max_text_length=self.max_text_length)
 
     @property
     def clip(self) -> ClipConfig:
         return ClipConfig(model=self.clip_model, pretrained=self.clip_pretrained, weights=self.clip_weights,
                           device=self.device)
+
+
+def _typed(name: str, expected: type, value: Any) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is tuple and isinstance(value, (list, tuple, array.array)):  # rclpy: double arrays as array.array
+        return tuple(value)
+    if type(value) is not expected:
+        raise ConfigError(f"{name} must be a {expected.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def is_live(name: str) -> bool:
+    """Whether parameter ``name`` applies to the next frame when set while the node runs."""
+    return any(item.name == name and item.metadata["live"] for item in fields(NodeConfig))
 
 
 def parameter_table() -> list[tuple[str, Any, str]]:

@@ -30,10 +30,15 @@ class Frame:
 
 
 class LatestSlot(Generic[T]):
-    """Holds at most one item; a newer ``put`` replaces an unconsumed one (and counts it as dropped)."""
+    """Holds at most one item; a newer ``put`` replaces an unconsumed one (and counts it as dropped).
+
+    ``take`` marks the item in flight in the same step, until ``done``: so ``pending`` never misses an
+    item between the slot and the worker.
+    """
 
     def __init__(self) -> None:
         self._item: T | None = None
+        self._in_flight: T | None = None
         self._ready = threading.Condition()
         self._closed = False
         self.dropped = 0
@@ -50,11 +55,18 @@ class LatestSlot(Generic[T]):
         with self._ready:
             self._ready.wait_for(lambda: self._item is not None or self._closed, timeout)
             item, self._item = self._item, None
+            self._in_flight = item
             return item
 
-    def peek(self) -> T | None:
+    def done(self) -> None:
+        """The taken item is finished (or failed)."""
         with self._ready:
-            return self._item
+            self._in_flight = None
+
+    def pending(self) -> list[T]:
+        """The item being worked on and the one waiting, oldest first."""
+        with self._ready:
+            return [item for item in (self._in_flight, self._item) if item is not None]
 
     def close(self) -> None:
         """Wake every waiting ``take`` so a worker thread can exit."""
@@ -90,7 +102,3 @@ class FrameCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._frames)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._frames.clear()

@@ -64,10 +64,57 @@ def compressed_to_bgr(msg: Any) -> np.ndarray:
     buffer = np.frombuffer(bytes(msg.data), dtype=np.uint8)
     if buffer.size == 0:
         raise ImageError("compressed image has no data")
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as error:  # e.g. a header claiming more pixels than OpenCV allows
+        raise ImageError(f"could not decode the {msg.format} data ({buffer.size} bytes): {error.err}") from error
     if image is None:
         raise ImageError(f"could not decode the {msg.format} data ({buffer.size} bytes): corrupt or truncated")
     return image
+
+
+def claimed_size(msg: Any) -> tuple[int, int] | None:
+    """``(width, height)`` an image message claims before anything is decoded; None when a header is unreadable.
+
+    Raw images carry it in fields; PNG in its IHDR chunk; JPEG in its start-of-frame marker.
+    """
+    if not hasattr(msg, "format"):
+        return int(msg.width), int(msg.height)
+    data = bytes(msg.data[:65536])  # headers sit at the start; EXIF before a JPEG's SOF stays under 64 KB
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    return None
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker in _JPEG_SOF:
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            width = int.from_bytes(data[position + 7 : position + 9], "big")
+            return width, height
+        position += 2 + length
+    return None
+
+
+def check_size(msg: Any, max_pixels: int) -> None:
+    """Reject a frame that claims more than ``max_pixels`` pixels, before its memory is allocated."""
+    size = claimed_size(msg)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"image claims {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, more than "
+                         f"max_image_pixels {max_pixels:,}")
 
 
 def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:

@@ -15,11 +15,11 @@ A thin shell over the core: parameters come from :class:`NodeConfig`, segmentati
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import os
+import sys
 import threading
 import time
+import traceback
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,31 +28,34 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor, TimeoutException
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from fastsam_ros import ros_io
-from fastsam_ros.config import ConfigError, NodeConfig, parameter_table
+from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.engine import FastSAMEngine, ModelLoadError
+from fastsam_ros.executor import NodeExecutor, pin_malloc_thresholds
 from fastsam_ros.frames import Frame, FrameCache, LatestSlot
 from fastsam_ros.images import ImageError
 from fastsam_ros.msg import Instances
 from fastsam_ros.msg import Prompt as PromptMsg
 from fastsam_ros.msg import Selection as SelectionMsg
 from fastsam_ros.overlay import draw_overlay
-from fastsam_ros.selection import select
+from fastsam_ros.selection import InvalidPrompt, check_prompt, select
 from fastsam_ros.srv import Segment
 from fastsam_ros.text import ClipScorer, ClipUnavailable
 from fastsam_ros.types import Prompt, Selection, Status
 
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
+DEPTH_QUEUE = 5  # depth and camera_info messages queued for the executor (their callbacks only store them)
 PENDING_FRAME_TIMEOUT_S = 10.0  # how long a prompt waits for a frame that is still being segmented
+WORKER_JOIN_S = 30.0  # how long deactivate waits for the frame in flight
 LOG_THROTTLE_S = 2.0
+INLINE_BOXES = 4  # prompts with more boxes are answered on the prompt pool, not on the executor thread
+REJECTED_FRAMES_KEPT = 32  # stamps of rejected frames remembered, so prompts for them say why
 
 
 @dataclass
@@ -69,6 +72,8 @@ class _Health:
     frames_processed: int = 0
     bad_images: int = 0
     bad_prompts: int = 0
+    internal_errors: int = 0
+    depth_problems: int = 0
     last_inference_ms: float = 0.0
     last_error: str = ""
     configure_error: str = ""
@@ -87,30 +92,48 @@ class FastSAMNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("fastsam", **kwargs)
-        for name, default, doc in parameter_table():
-            self.declare_parameter(name, default, ParameterDescriptor(description=doc))
+        for name, default, doc in parameter_table():  # typed by NodeConfig, so a wrong type is a clear error
+            self.declare_parameter(name, default, ParameterDescriptor(description=doc, dynamic_typing=True))
         self._decoder = ros_io.ImageDecoder()
         self._health = _Health()
         self._config: NodeConfig | None = None
         self._engine: FastSAMEngine | None = None
         self._clip: ClipScorer | None = None  # loads on the first text prompt (or at configure when asked)
+        self._depth: Any = None  # node_depth.DepthStage with use_depth (imported only then: visualization_msgs)
         self._cache: FrameCache | None = None
         self._incoming: LatestSlot[_Incoming] = LatestSlot()
-        self._in_flight_ns: int | None = None
         self._frame_done = threading.Condition()
+        self._rejected: OrderedDict[int, str] = OrderedDict()  # stamp -> why the frame was rejected
         self._persistent: dict[str, Prompt] = {}
         self._persistent_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._traced: set[type] = set()  # exception types whose traceback was logged once
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
         self._stopping = False  # set by stop(): prompts waiting for a pending frame give up
         self._prompt_pool: ThreadPoolExecutor | None = None  # prompts that must wait; exists while active
         self.blocking_group = ReentrantCallbackGroup()  # callbacks that may wait: NodeExecutor runs them aside
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        period = float(self.get_parameter("diagnostics_period").value)
-        self.create_timer(period, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
-        if self.get_parameter("autostart").value:
+        self._diagnostics_timer = self.create_timer(
+            self._startup_value("diagnostics_period"), self._publish_diagnostics,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self._startup_value("autostart"):
             self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    def _parameter_values(self) -> dict[str, Any]:
+        return {name: self.get_parameter(name).value for name, _, _ in parameter_table()}
+
+    def _startup_value(self, name: str) -> Any:
+        """A parameter used before configure, validated; an invalid one falls back to its default and says so
+        (configure then fails with the same reason, so the node stays up and reports it)."""
+        value = self.get_parameter(name).value
+        try:
+            return getattr(NodeConfig.from_values({name: value}), name)
+        except ConfigError as error:
+            default = getattr(NodeConfig(), name)
+            self.get_logger().error(f"{error}; using {default!r} until it is fixed")
+            return default
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -122,7 +145,7 @@ class FastSAMNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Validate parameters and load (and warm up) the model; on failure stay unconfigured and say why."""
         try:
-            config = NodeConfig.from_values({name: self.get_parameter(name).value for name, _, _ in parameter_table()})
+            config = NodeConfig.from_values(self._parameter_values())
             self.get_logger().info(f"loading {config.model} on {config.device} (imgsz {config.imgsz})")
             started = time.perf_counter()
             engine = FastSAMEngine(config.engine)
@@ -139,6 +162,11 @@ class FastSAMNode(LifecycleNode):
             with contextlib.suppress(ClipUnavailable):
                 self._clip.load()
         self._health.configure_error = ""
+        if config.use_depth:
+            from fastsam_ros.node_depth import DepthStage
+
+            self._depth = DepthStage(self, config.depth_tolerance, config.depth_range, config.depth_wait,
+                                     config.cache_frames, self._depth_problem, self.report_error)
         self._outputs = {
             "instances": self.create_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
             "selection": self.create_publisher(SelectionMsg, "selection", ros_io.RELIABLE_QOS),
@@ -154,6 +182,12 @@ class FastSAMNode(LifecycleNode):
         """Subscribe to the camera and the prompts, and start the inference thread."""
         config = self._config
         assert config is not None
+        if self._worker is not None:  # an earlier deactivate left a frame running: never two on one engine
+            self._worker.join(WORKER_JOIN_S)
+            if self._worker.is_alive():
+                self.get_logger().error("activate failed: the previous inference thread is still running a frame")
+                return TransitionCallbackReturn.FAILURE
+            self._worker = None
         image_type, image_topic = (Image, "image") if config.image_transport == "raw" else (
             CompressedImage, "image/compressed")
         self._incoming = LatestSlot()
@@ -170,6 +204,8 @@ class FastSAMNode(LifecycleNode):
             # A service callback cannot hand its answer over to another thread, so the whole call runs aside.
             self.create_service(Segment, "segment", self._on_segment, callback_group=self.blocking_group),
         ]
+        if self._depth is not None:
+            self._depth.subscribe(ros_io.image_qos(config.image_reliability, DEPTH_QUEUE))
         self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -179,7 +215,7 @@ class FastSAMNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the model and the cache."""
+        """Release the model, the cache and the GPU memory they held."""
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -196,13 +232,18 @@ class FastSAMNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._inputs = []
+        if self._depth is not None:
+            self._depth.unsubscribe()
         self._incoming.close()
         with self._frame_done:  # prompts waiting for a frame stop waiting: it will not come
             self._stopping = True
             self._frame_done.notify_all()
         if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            self._worker = None
+            self._worker.join(timeout=WORKER_JOIN_S)
+            if self._worker.is_alive():  # kept, so activate waits for it instead of racing it on the engine
+                self.get_logger().error(f"the inference thread is still running a frame after {WORKER_JOIN_S:g} s")
+            else:
+                self._worker = None
         if self._prompt_pool is not None:
             self._prompt_pool.shutdown(wait=True)
             self._prompt_pool = None
@@ -211,9 +252,46 @@ class FastSAMNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
         self._outputs = {}
-        self._engine, self._cache, self._config, self._clip = None, None, None, None
+        if self._depth is not None:
+            self._depth.destroy()
+        self._engine, self._cache, self._config, self._clip, self._depth = None, None, None, None, None
         with self._persistent_lock:
             self._persistent.clear()
+        free_accelerator_memory()
+
+    # ---------------------------------------------------------------- parameters at run time
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        """Live parameters apply to the next frame; the others are refused while a model is loaded."""
+        names = {name for name, _, _ in parameter_table()}
+        ours = {p.name: p.value for p in parameters if p.name in names}
+        if not ours:
+            return SetParametersResult(successful=True)
+        try:
+            candidate = NodeConfig.from_values({**self._parameter_values(), **ours})
+        except ConfigError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        running = self._config
+        if running is None:  # unconfigured: everything is read at the next configure
+            return SetParametersResult(successful=True)
+        changed = running.changed(candidate)
+        frozen = sorted(name for name in changed if not is_live(name))
+        if frozen:
+            node = self.get_fully_qualified_name()
+            return SetParametersResult(successful=False, reason=(
+                f"{', '.join(frozen)} cannot change while a model is loaded: `ros2 lifecycle set {node} deactivate`, "
+                f"then `cleanup`, set it, then `configure` and `activate` (autostart is read only at start-up)"))
+        self._config = candidate
+        if self._engine is not None:
+            self._engine.config = candidate.engine  # read by the next prediction
+        if "diagnostics_period" in changed:
+            self._diagnostics_timer.cancel()
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self.create_timer(candidate.diagnostics_period, self._publish_diagnostics,
+                                                        callback_group=MutuallyExclusiveCallbackGroup())
+        if changed:
+            self.get_logger().info(f"applied from the next frame: {', '.join(sorted(changed))}")
+        return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- camera and inference
 
@@ -223,20 +301,30 @@ class FastSAMNode(LifecycleNode):
         self._incoming.put(_Incoming(stamp, msg))
 
     def _run_worker(self) -> None:
-        while rclpy.ok():
+        while rclpy.ok(context=self.context):
             item = self._incoming.take()
             if item is None:
                 return
-            self._in_flight_ns = item.stamp_ns
             try:
                 self._process(item)
             except Exception as error:  # the worker must survive anything one frame does
-                self._health.problem(f"frame failed: {error}", "bad_images")
-                self.get_logger().error(f"frame failed: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+                self.report_error(f"frame {item.stamp_ns} failed", error)
             finally:
+                self._incoming.done()
                 with self._frame_done:
-                    self._in_flight_ns = None
                     self._frame_done.notify_all()
+
+    def report_error(self, what: str, error: BaseException) -> None:
+        """A failure that is not the input's fault (CUDA out of memory, a bug): counted apart from bad input,
+        with the traceback logged the first time each kind happens."""
+        message = f"{what}: {error.__class__.__name__}: {error}"
+        self._health.problem(message, "internal_errors")
+        if type(error) not in self._traced:
+            self._traced.add(type(error))
+            trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self.get_logger().error(f"{message}\n{trace}")
+        else:
+            self.get_logger().error(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _process(self, item: _Incoming) -> None:
         engine, cache, config = self._engine, self._cache, self._config
@@ -244,15 +332,17 @@ class FastSAMNode(LifecycleNode):
             return
         header = item.msg.header
         try:
-            image = self._decoder.decode(item.msg)
+            image = self._decoder.decode(item.msg, config.max_image_pixels)
         except ImageError as error:
-            self._reject_image(header, str(error))
+            self._reject_image(item.stamp_ns, header, str(error))
             return
         segmentation = engine.segment(image)
         frame = Frame(item.stamp_ns, header, image, segmentation)
         cache.put(frame)
         with self._frame_done:  # prompts waiting for this frame answer now, not after the outputs below
             self._frame_done.notify_all()
+        if self._depth is not None:  # pair it with its depth now, while that is still buffered
+            self._depth.pin(frame.stamp_ns, segmentation.image_shape)
         self._health.frames_processed += 1
         self._health.last_inference_ms = segmentation.timings.inference_ms
         with self._persistent_lock:
@@ -260,20 +350,27 @@ class FastSAMNode(LifecycleNode):
         answers = [self._select(frame, prompt) for prompt in prompts]
         for answer in answers:  # answers first: they are what a robot waits on
             self._outputs["selection"].publish(ros_io.selection_msg(answer, header))
-        self._publish_mask(frame, answers)
+        if answers:
+            self._publish_mask(frame, answers)
+            self._publish_3d(frame, answers)
         publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
             publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks))
         self._publish_debug(frame, answers, prompts)
 
-    def _reject_image(self, header: Any, reason: str) -> None:
-        """A malformed frame: log (throttled), count, and tell prompt consumers why nothing comes."""
-        self._health.problem(f"image rejected: {reason}", "bad_images")
-        self.get_logger().warning(f"image rejected: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
+    def _reject_image(self, stamp: int, header: Any, reason: str) -> None:
+        """A malformed frame: log (throttled), count, and tell the persistent prompts, which wait for it, why."""
+        message = f"image rejected: {reason}"
+        self._health.problem(message, "bad_images")
+        self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
+        with self._frame_done:
+            self._rejected[stamp] = reason
+            while len(self._rejected) > REJECTED_FRAMES_KEPT:
+                self._rejected.popitem(last=False)
         with self._persistent_lock:
-            ids = list(self._persistent) or [""]
+            ids = list(self._persistent)
         for prompt_id in ids:
-            rejected = Selection.failed(prompt_id, Status.INVALID, f"image rejected: {reason}")
+            rejected = Selection.failed(prompt_id, Status.INVALID, message)
             self._outputs["selection"].publish(ros_io.selection_msg(rejected, header))
 
     # ---------------------------------------------------------------- prompts
@@ -284,6 +381,11 @@ class FastSAMNode(LifecycleNode):
             self._clear_persistent(prompt.id)
             return
         if msg.persistent:
+            try:  # an invalid prompt is answered once and never stored
+                check_prompt(prompt, self._selection_params())
+            except InvalidPrompt as error:
+                self._publish_selection(self._invalid(prompt, str(error)), msg.header)
+                return
             with self._persistent_lock:
                 self._persistent[prompt.id] = prompt
             self.get_logger().info(f"persistent prompt {prompt.id!r} answered on every frame until cleared")
@@ -295,10 +397,15 @@ class FastSAMNode(LifecycleNode):
     def _on_text(self, msg: Any) -> None:
         self._dispatch(ros_io.text_prompt(msg), 0, Header())
 
+    def _selection_params(self) -> Any:
+        return (self._config or NodeConfig()).selection
+
     def _dispatch(self, prompt: Prompt, stamp: int, request_header: Any) -> None:
-        """Answer now when the frame is cached (milliseconds); else, or for text (CLIP), on the prompt pool."""
+        """Answer now when the frame is cached and the prompt is light (milliseconds); else on the prompt pool,
+        so a text prompt (CLIP), many boxes or a frame still in flight never hold up the cached clicks."""
         pool = self._prompt_pool
-        if pool is not None and (prompt.text or self._must_wait(stamp)):
+        heavy = bool(prompt.text) or len(prompt.boxes) > INLINE_BOXES
+        if pool is not None and (heavy or self._must_wait(stamp)):
             pool.submit(self._answer_and_publish, prompt, stamp, request_header).add_done_callback(
                 self._log_failure)
         else:
@@ -306,7 +413,7 @@ class FastSAMNode(LifecycleNode):
 
     def _log_failure(self, future: Future) -> None:
         if not future.cancelled() and future.exception() is not None:
-            self.get_logger().error(f"prompt failed: {future.exception()}", throttle_duration_sec=LOG_THROTTLE_S)
+            self.report_error("prompt failed", future.exception())
 
     def _clip_failed(self, reason: str) -> None:
         """CLIP could not load: one log line, then text prompts answer `error` with this reason."""
@@ -315,7 +422,11 @@ class FastSAMNode(LifecycleNode):
 
     def _on_segment(self, request: Any, response: Any) -> Any:
         prompt = ros_io.prompt_from_msg(request.prompt)
-        selection, frame = self._answer(prompt, ros_io.stamp_ns(request.prompt.header))
+        try:
+            selection, frame = self._answer(prompt, ros_io.stamp_ns(request.prompt.header))
+        except Exception as error:  # the caller always gets an answer
+            self.report_error("segment service failed", error)
+            selection, frame = Selection.failed(prompt.id, Status.ERROR, f"segment failed: {error}"), None
         response.selection = ros_io.selection_msg(selection, frame.header if frame else request.prompt.header)
         return response
 
@@ -326,33 +437,50 @@ class FastSAMNode(LifecycleNode):
                 del self._persistent[key]
         self.get_logger().info(f"cleared persistent prompts: {', '.join(map(repr, removed)) or 'none matched'}")
 
+    def _publish_selection(self, selection: Selection, header: Any) -> None:
+        publisher = self._outputs.get("selection")
+        if publisher is not None:
+            publisher.publish(ros_io.selection_msg(selection, header))
+
     def _answer_and_publish(self, prompt: Prompt, stamp: int, request_header: Any) -> None:
-        if "selection" not in self._outputs:
-            return
         selection, frame = self._answer(prompt, stamp)
-        self._outputs["selection"].publish(ros_io.selection_msg(selection, frame.header if frame else request_header))
-        if frame is not None and selection.ok:
-            self._publish_mask(frame, [selection])
-            self._publish_debug(frame, [selection], [prompt])
+        self._publish_selection(selection, frame.header if frame else request_header)
+        if frame is not None:
+            self._publish_mask(frame, [selection])  # empty when nothing was selected: never a stale mask
+            self._publish_3d(frame, [selection])
+            if selection.ok:
+                self._publish_debug(frame, [selection], [prompt])
 
     def _answer(self, prompt: Prompt, stamp: int) -> tuple[Selection, Frame | None]:
         """Select on the requested frame; the frame (None when unavailable) gives the answer its header."""
         frame = self._frame_for(stamp)
         if frame is None:
-            reason = ("no frame has been segmented yet" if stamp == 0
-                      else f"frame {stamp} ns is not among the {len(self._cache or ())} cached frames")
+            with self._frame_done:
+                rejected = self._rejected.get(stamp) if stamp else None
+            if rejected is not None:
+                reason = f"frame {stamp} ns was rejected: {rejected}"
+            elif stamp == 0:
+                reason = "no frame has been segmented yet"
+            else:
+                reason = f"frame {stamp} ns is not among the {len(self._cache or ())} cached frames"
             self._health.problem(f"prompt {prompt.id!r}: {reason}", "bad_prompts")
             self.get_logger().warning(f"prompt {prompt.id!r}: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
             return Selection.failed(prompt.id, Status.FRAME_NOT_AVAILABLE, reason), None
         return self._select(frame, prompt), frame
 
+    def _invalid(self, prompt: Prompt, reason: str) -> Selection:
+        self._health.problem(f"prompt {prompt.id!r}: {reason}", "bad_prompts")
+        self.get_logger().warning(f"prompt {prompt.id!r} invalid: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
+        return Selection.failed(prompt.id, Status.INVALID, reason)
+
     def _select(self, frame: Frame, prompt: Prompt) -> Selection:
-        config = self._config
         try:
-            params = config.selection if config else NodeConfig().selection
-            selection = select(frame.segmentation, prompt, params, frame.image, self._clip)
+            selection = select(frame.segmentation, prompt, self._selection_params(), frame.image, self._clip)
         except Exception as error:  # a bug in one answer must not stop the node
-            selection = Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
+            self.report_error(f"prompt {prompt.id!r}", error)
+            return Selection.failed(prompt.id, Status.ERROR, f"selection failed: {error}")
+        if self._depth is not None:
+            selection = self._depth.locate(selection, frame.stamp_ns, frame.segmentation.image_shape)
         if selection.status in (Status.INVALID, Status.ERROR):
             self._health.problem(f"prompt {prompt.id!r}: {selection.reason}", "bad_prompts")
             self.get_logger().warning(f"prompt {prompt.id!r} {selection.status.value}: {selection.reason}",
@@ -376,24 +504,34 @@ class FastSAMNode(LifecycleNode):
     def _must_wait(self, stamp: int) -> bool:
         """Whether a prompt for ``stamp`` would wait for a frame that is still being segmented."""
         cache = self._cache
-        return cache is not None and cache.get(stamp) is None and self._is_pending(stamp)
-
-    def _is_pending(self, stamp: int) -> bool:
-        queued = self._incoming.peek()
-        pending = {s for s in (self._in_flight_ns, queued.stamp_ns if queued else None) if s is not None}
+        if cache is None or cache.get(stamp) is not None:
+            return False
+        pending = [item.stamp_ns for item in self._incoming.pending()]
         return bool(pending) and (stamp == 0 or stamp in pending)
 
     # ---------------------------------------------------------------- outputs
 
     def _publish_mask(self, frame: Frame, selections: list[Selection]) -> None:
-        """One mono8 0/255 mask per frame: the union of every ok selection (built only while someone listens)."""
+        """One mono8 0/255 mask per answered frame: the union of every ok selection, all zero when none is ok
+        (built only while someone listens)."""
         publisher = self._outputs.get("mask")
-        ok = [s for s in selections if s.ok]
-        if ok and publisher is not None and publisher.get_subscription_count() > 0:
-            union = ok[0].union_mask(frame.segmentation.image_shape)
-            for selection in ok[1:]:
-                union |= selection.union_mask(frame.segmentation.image_shape)
-            publisher.publish(ros_io.image_msg(union.view(np.uint8) * 255, frame.header))
+        if publisher is None or publisher.get_subscription_count() == 0:
+            return
+        union = np.zeros(frame.segmentation.image_shape, dtype=bool)
+        for selection in selections:
+            for obj in selection.objects:
+                union |= obj.mask
+        publisher.publish(ros_io.image_msg(union.view(np.uint8) * 255, frame.header))
+
+    def _publish_3d(self, frame: Frame, selections: list[Selection]) -> None:
+        if self._depth is not None:
+            self._depth.publish(frame.header, frame.stamp_ns, frame.segmentation.image_shape, selections)
+
+    def _depth_problem(self, message: str) -> None:
+        """Bad depth input (an answer without usable depth, a rejected camera_info): the answers say why; counted,
+        logged (throttled) and on /diagnostics."""
+        self._health.problem(message, "depth_problems")
+        self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish_debug(self, frame: Frame, selections: list[Selection], prompts: list[Prompt]) -> None:
         """The overlay costs milliseconds, so it is drawn only while someone watches."""
@@ -418,80 +556,59 @@ class FastSAMNode(LifecycleNode):
                 "device": self.get_parameter("device").value, "frames_received": health.frames_received,
                 "frames_processed": health.frames_processed, "frames_dropped": self._incoming.dropped,
                 "bad_images": health.bad_images, "bad_prompts": health.bad_prompts,
+                "internal_errors": health.internal_errors,
                 "last_inference_ms": f"{health.last_inference_ms:.1f}", "cached_frames": len(self._cache or ()),
                 "last_error": health.last_error, "image_decoder": self._decoder.backend,
             }
+            if self._depth is not None:
+                values.update(self._depth.diagnostics(), depth_problems=health.depth_problems)
         stamp = self.get_clock().now().to_msg()
-        self._diagnostics.publish(ros_io.diagnostics_msg(stamp, f"{self.get_name()}: segmentation", level, message,
-                                                         values))
+        name = f"{self.get_fully_qualified_name()}: segmentation"  # two nodes are told apart by namespace
+        self._diagnostics.publish(ros_io.diagnostics_msg(stamp, name, level, message, values))
 
 
-class NodeExecutor(SingleThreadedExecutor):
-    """Runs every callback in the spinning thread, except those of ``blocking_group``, which get a pool thread.
-
-    rclpy's ``MultiThreadedExecutor`` hands *every* callback to a pool thread and rebuilds its wait set
-    meanwhile, contending for the GIL: a 100-byte ping-pong took 4.5-31 ms p50 through it on a 2-core machine,
-    against 1.6 ms through a single-threaded executor. The node's callbacks are short (a frame into a slot, a
-    prompt on a cached frame), so they run inline; only callbacks that may wait run aside.
-    Uses only ``wait_for_ready_callbacks`` and the handler it yields (public since Humble).
-    """
-
-    def __init__(self, blocking_group: CallbackGroup, workers: int = 2, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._blocking_group = blocking_group
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastsam-blocking")
-        self._aside: list[Future] = []
-
-    def spin_once(self, timeout_sec: float | None = None) -> None:
-        for future in [f for f in self._aside if f.done()]:  # like MultiThreadedExecutor: raise their errors here
-            self._aside.remove(future)
-            future.result()
-        try:
-            handler, entity, _ = self.wait_for_ready_callbacks(timeout_sec=timeout_sec)
-        except (ShutdownException, TimeoutException):
-            return
-        if entity is not None and getattr(entity, "callback_group", None) is self._blocking_group:
-            self._aside.append(self._pool.submit(handler))  # the handler takes the request and answers it there
-            return
-        handler()
-        if handler.exception() is not None:
-            raise handler.exception()
-
-    def shutdown(self, timeout_sec: float | None = None) -> bool:
-        done = super().shutdown(timeout_sec)
-        self._pool.shutdown(wait=True)
-        return done
-
-
-def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Stop glibc from raising its mmap threshold at run time, so freed frame-sized memory goes back to the OS.
-
-    By default glibc raises the threshold (up to 32 MB) each time a large block is freed, after which camera
-    frames, masks and tensors (1-10 MB each, from several threads) are carved from heaps that are trimmed only
-    past twice that: the node's resident memory then climbed by 100-300 MB in the first seconds of a 30 Hz
-    stream (``make bench``). A fixed threshold above the network's largest activations keeps them reusing heap
-    memory (no page-fault cost per inference) while the heaps are trimmed again: growth stays ~20-40 MB.
-    Skipped where the user tunes malloc through ``MALLOC_*_`` variables, and outside glibc.
-    """
-    if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold))
-    except (OSError, AttributeError):  # not glibc
-        return False
+def free_accelerator_memory() -> None:
+    """Hand cached CUDA blocks back to the driver once the model is gone (no-op without torch or CUDA)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``fastsam_node`` (``ros2 run fastsam_ros fastsam_node``)."""
+    """Entry point of ``fastsam_node`` (``ros2 run fastsam_ros fastsam_node``).
+
+    SIGINT and SIGTERM are handled here, not by rclpy: the first asks the spin loop to stop and both are
+    ignored from then on, so shutdown always finishes and the process exits 0. Under ``ros2 launch`` a
+    terminal's Ctrl-C reaches the node twice (the process group, then launch forwards it); with rclpy's
+    handlers, uninstalled by ``try_shutdown``, the second one raised KeyboardInterrupt during shutdown,
+    or hit the default action during interpreter exit, and launch reported "process has died [exit
+    code -2]". A Python handler runs only between bytecodes,
+    so the loop wakes every ``poll_s`` to see the request (rclpy's wait cannot be interrupted from it).
+    """
+    import signal
+
+    from rclpy.signals import SignalHandlerOptions
+
+    poll_s = 0.1
+    signals = (signal.SIGINT, signal.SIGTERM)
+    stop_requested = threading.Event()
+
+    def request_stop(*_: Any) -> None:
+        for signum in signals:  # ignored from now on, also through interpreter exit
+            signal.signal(signum, signal.SIG_IGN)
+        stop_requested.set()
+
+    for signum in signals:
+        signal.signal(signum, request_stop)
     pin_malloc_thresholds()
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = FastSAMNode()
-    executor = NodeExecutor(node.blocking_group)
+    executor = NodeExecutor(node.blocking_group, on_error=lambda error: node.report_error("callback failed", error))
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop_requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=poll_s)
+    except ExternalShutdownException:
         pass
     finally:
         node.stop()

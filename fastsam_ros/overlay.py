@@ -13,6 +13,7 @@ Instance masks are upsampled only inside their own boxes, so the cost follows th
 from __future__ import annotations
 
 import colorsys
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -129,6 +130,8 @@ def _draw_selected(out: np.ndarray, mask: np.ndarray, box: tuple[float, float, f
 
 
 def _draw_box(out: np.ndarray, box: tuple[float, float, float, float], color: tuple[int, int, int], line: int) -> None:
+    if not all(math.isfinite(v) for v in box):  # an invalid prompt must not break the overlay
+        return
     p1, p2 = (round(box[0]), round(box[1])), (round(box[2]) - 1, round(box[3]) - 1)
     cv2.rectangle(out, p1, p2, (0, 0, 0), line + 2, cv2.LINE_AA)
     cv2.rectangle(out, p1, p2, color, line, cv2.LINE_AA)
@@ -139,6 +142,8 @@ def _draw_points(out: np.ndarray, prompt: Prompt, scale: float) -> None:
     radius = max(3, round(5 * scale))
     labels = prompt.labels or (1,) * len(prompt.points)
     for (x, y), label in zip(prompt.points, labels, strict=False):
+        if not (math.isfinite(x) and math.isfinite(y)):  # an invalid prompt must not break the overlay
+            continue
         center = (round(x), round(y))
         dot = BACKGROUND_BGR if label == BACKGROUND else FOREGROUND_BGR
         cv2.circle(out, center, radius + max(1, round(scale)), (255, 255, 255), -1, cv2.LINE_AA)

@@ -79,6 +79,12 @@ def parse_prompts(data: Any, source: str = "<prompts>") -> PromptPlan:
     try:
         if isinstance(data, list):
             return PromptPlan(common=parse_prompt_list(data, ""), source=source)
+        if isinstance(data, dict) and set(data) & set(PROMPT_KEYS):
+            raise PromptFileError(
+                f"holds one prompt object ({', '.join(map(repr, sorted(set(data) & set(PROMPT_KEYS))))} at the top "
+                "level); put it in a list, [{...}], to apply it to every image, or key lists of prompts by image "
+                'file name, {"bus.jpg": [{...}]}'
+            )
         if isinstance(data, dict):
             per_image = {}
             for name, prompts in data.items():

@@ -145,7 +145,10 @@ class ImageDecoder:
     def backend(self) -> str:
         return "cv_bridge" if self._bridge is not None else "fastsam_ros.images"
 
-    def decode(self, msg: Any) -> np.ndarray:
+    def decode(self, msg: Any, max_pixels: int | None = None) -> np.ndarray:
+        """BGR pixels of ``msg``; frames claiming more than ``max_pixels`` are rejected before decoding."""
+        if max_pixels is not None:
+            images.check_size(msg, max_pixels)
         compressed = hasattr(msg, "format")
         if self._bridge is None:
             return images.compressed_to_bgr(msg) if compressed else images.image_to_bgr(msg)

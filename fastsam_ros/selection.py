@@ -11,8 +11,10 @@ Rules (``make eval`` measures them against FastSAM's published rules and ultraly
   leaves no candidate (the segmentation has no mask that separates the two points), the smallest candidate
   is taken anyway and the masks under the background points that hold no foreground point are cut out of
   it: a click on a table top whose mask covers the cup, with a background click on the cup, gives the table
-  without the cup. When no single mask holds every foreground point, the smallest candidate under each
-  point is taken and they are merged into one object. A point in no mask selects nothing (``no_match``).
+  without the cup. An answer never contains a background point: when no mask and no cut-out separates the
+  points, the answer is ``no_match`` saying so. When no single mask holds every foreground point, the
+  smallest candidate under each point is taken and they are merged into one object. A point in no mask
+  selects nothing (``no_match``).
 * **Boxes.** Each box picks its own object: the mask with the highest mask-box IoU times box-box IoU (the
   mask fills the box *and* its extent matches the box), clipped to the box, since the user drew its bounds.
   A best mask-box IoU below ``min_box_iou`` is ``no_match``.
@@ -21,42 +23,13 @@ Rules (``make eval`` measures them against FastSAM's published rules and ultraly
 * **Text.** An injected scorer (CLIP) ranks candidates on their own pixels; with boxes it ranks only inside
   each box (see ``fastsam_ros.text``).
 
-Why these rules, measured with ``python -m fastsam_ros.evaluate`` on the 96-image COCO dev set (385
-instances; mean IoU at image resolution; the stand-in checkpoints run through ``ultralytics.FastSAM``):
-
-======================================  ======================  ======================
-variant                                 yolov8n-seg             yolo11n-seg
-                                        box / point / point_bg  box / point / point_bg
-======================================  ======================  ======================
-ultralytics ``prompt()``                .514 / .488 / .485      .542 / .523 / .520
-FastSAM's published rules               .514 / .488 / .485      .542 / .523 / .518
-oracle (best single mask)               .521 / .521 / .521      .548 / .548 / .548
-points: **smallest candidate**            -  / .497 / .497        -  / .524 / .525
-points: largest candidate                 -  / .488 / .493        -  / .522 / .524
-points: highest network score             -  / .492 / .495        -  / .523 / .524
-points: union of candidates               -  / .488 / .493        -  / .523 / .524
-points: most central (dist/sqrt(area))    -  / .496 / .497        -  / .524 / .524
-background: **veto, else cut out**        -  /   -  / .497        -  /   -  / .525
-background: strict veto                   -  /   -  / .489        -  /   -  / .520
-background: ignored                       -  /   -  / .497        -  /   -  / .524
-background: always cut out                -  /   -  / .495        -  /   -  / .523
-box: **maskIoU x boxIoU, clipped**      .550 /   -  /   -       .569 /   -  /   -
-box: maskIoU only, clipped              .547 /   -  /   -       .567 /   -  /   -
-box: boxIoU only, clipped               .544 /   -  /   -       .570 /   -  /   -
-box: maskIoU x network score, clipped   .539 /   -  /   -       .564 /   -  /   -
-box: maskIoU x boxIoU, not clipped      .516 /   -  /   -       .544 /   -  /   -
-======================================  ======================  ======================
-
-(Point variants use the chosen background rule, background variants the smallest candidate.) The smallest
-candidate is the best point rule on both checkpoints, within 0.005 of the best that any single mask under
-the point could reach (.502 / .528), and the rule that answers the cup-on-a-table question the way a user
-means it. A strict veto loses instances whose only mask is slightly too large to leave the background point
-out, hence the cut-out fallback: with it the background point helps or is neutral on average, where the
-strict veto costs .008 / .004.
-For boxes, clipping to the box is worth +0.03 (it lifts the rule above the single-mask oracle), and
-maskIoU x boxIoU is best on one checkpoint and within 0.001 of best on the other. The stand-ins are COCO
-models whose masks rarely nest, so these margins are small; FastSAM's nested part and whole masks are where
-the smallest-candidate rule and the veto matter most.
+Why these rules: ``make eval`` (``fastsam_ros.evaluate``) scores them against ultralytics' ``prompt()``,
+FastSAM's published rules and the best-single-mask oracle on the COCO dev set, and the README's "How prompts
+select objects" table holds its results. The smallest candidate answers the cup-on-a-table question the way a
+user means it. A strict background veto loses instances whose only mask is slightly too large to leave the
+background point out, hence the cut-out fallback. Clipping a box's pick to the box lifts the box rule above the
+single-mask oracle. The stand-ins are COCO models whose masks rarely nest; FastSAM's nested part and whole masks
+are where the smallest-candidate rule and the veto matter most.
 """
 
 from __future__ import annotations
@@ -74,11 +47,14 @@ from fastsam_ros.types import BACKGROUND, FOREGROUND, Box, Prompt, Segmentation,
 
 @dataclass(frozen=True)
 class SelectionParams:
-    """Thresholds that turn weak matches into an explicit ``no_match``."""
+    """Thresholds that turn weak matches into an explicit ``no_match``, and limits on what one prompt may ask."""
 
     min_box_iou: float = 0.05  # a box whose best mask-box IoU is below this selects nothing
     min_text_score: float = DEFAULT_MIN_TEXT_SCORE  # a text prompt whose best similarity is below this: no_match
     text_return_all: bool = False  # text prompts select every instance above min_text_score, not only the best
+    max_points: int = 64
+    max_boxes: int = 16
+    max_text_length: int = 256
 
 
 class InvalidPrompt(ValueError):
@@ -97,7 +73,7 @@ def select(
     Text prompts need the frame's ``image`` (BGR) and a ``text_scorer``; without them they get ``error``.
     """
     try:
-        validate_prompt(prompt, segmentation.image_shape)
+        validate_prompt(prompt, segmentation.image_shape, params)
     except InvalidPrompt as error:
         return Selection.failed(prompt.id, Status.INVALID, str(error))
     if prompt.text:
@@ -122,11 +98,15 @@ def select(
     return Selection(prompt.id, Status.OK, why, (obj,))
 
 
-def validate_prompt(prompt: Prompt, image_shape: tuple[int, int]) -> None:
-    """Raise :class:`InvalidPrompt` for anything that has no meaning on an image of ``image_shape``."""
-    height, width = image_shape
+def check_prompt(prompt: Prompt, params: SelectionParams = SelectionParams()) -> None:
+    """Raise :class:`InvalidPrompt` for what is wrong with ``prompt`` on any image (so it is never stored)."""
     if prompt.is_empty:
         raise InvalidPrompt("the prompt has no points, boxes or text")
+    for count, limit, what in ((len(prompt.points), params.max_points, "points"),
+                               (len(prompt.boxes), params.max_boxes, "boxes"),
+                               (len(prompt.text), params.max_text_length, "text characters")):
+        if count > limit:
+            raise InvalidPrompt(f"{count} {what} is more than the limit of {limit} per prompt")
     if prompt.labels and len(prompt.labels) != len(prompt.points):
         raise InvalidPrompt(f"{len(prompt.points)} points but {len(prompt.labels)} labels")
     for label in prompt.labels:
@@ -138,8 +118,6 @@ def validate_prompt(prompt: Prompt, image_shape: tuple[int, int]) -> None:
         x, y = point
         if not (math.isfinite(x) and math.isfinite(y)):
             raise InvalidPrompt(f"point ({x}, {y}) is not a finite number")
-        if not (0 <= x < width and 0 <= y < height):
-            raise InvalidPrompt(f"point ({x:g}, {y:g}) lies outside the {width}x{height} image")
     if prompt.points and FOREGROUND not in (prompt.labels or (FOREGROUND,)):
         raise InvalidPrompt("background points alone select nothing: add a foreground point")
     for box in prompt.boxes:
@@ -148,6 +126,18 @@ def validate_prompt(prompt: Prompt, image_shape: tuple[int, int]) -> None:
         x1, y1, x2, y2 = box
         if x2 <= x1 or y2 <= y1:
             raise InvalidPrompt(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is inverted or empty: need x1 < x2 and y1 < y2")
+
+
+def validate_prompt(
+    prompt: Prompt, image_shape: tuple[int, int], params: SelectionParams = SelectionParams()
+) -> None:
+    """Raise :class:`InvalidPrompt` for anything that has no meaning on an image of ``image_shape``."""
+    check_prompt(prompt, params)
+    height, width = image_shape
+    for x, y in prompt.points:
+        if not (0 <= x < width and 0 <= y < height):
+            raise InvalidPrompt(f"point ({x:g}, {y:g}) lies outside the {width}x{height} image")
+    for x1, y1, x2, y2 in prompt.boxes:
         if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
             raise InvalidPrompt(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) reaches outside the {width}x{height} image")
 
@@ -196,6 +186,17 @@ def _select_by_points(
     obj = build_object(segmentation, picked, score, removed)
     if obj is None:
         return None, "the selected mask vanished when upsampled to image resolution"
+    return _without_background(obj, points, labels, note)
+
+
+def _without_background(
+    obj: SelectedObject, points: np.ndarray, labels: np.ndarray, note: str
+) -> tuple[SelectedObject | None, str]:
+    """``obj`` unless it holds a background point: then no mask separates the points, and nothing is selected."""
+    for x, y in points[labels == BACKGROUND]:
+        if obj.mask[int(y), int(x)]:
+            return None, (f"no mask separates the foreground points from the background point ({x:g}, {y:g}): "
+                          "every mask that holds them holds it too")
     return obj, note
 
 
@@ -253,10 +254,12 @@ def _select_in_box(
         score = np.where(eligible, score, 0.0)
     best = int(np.argmax(score))
     if score[best] <= 0:
+        if not len(points):
+            return None, "no mask overlaps the box"
         return None, "no mask in the box holds its foreground points without a background point"
     if mask_iou[best] < params.min_box_iou:
         return None, f"best mask IoU {mask_iou[best]:.3f} is below min_box_iou {params.min_box_iou:g}"
     obj = build_object(segmentation, [best], float(mask_iou[best]), removed, clip=box)
     if obj is None:
         return None, "the best mask has no pixels inside the box"
-    return obj, note
+    return _without_background(obj, points, labels, note)

@@ -307,13 +307,6 @@ class ClipScorer:
             self.image_batches += 1
         return features
 
-    def score_crops(self, text: str, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
-        """Cosine similarity of each RGB crop with ``text``."""
-        text_features = self.text_embedding(text)
-        if not crops_rgb:
-            return np.zeros(0)
-        return (self.image_embeddings(crops_rgb) @ text_features).cpu().numpy().astype(np.float64)
-
     def score(
         self, text: str, image_bgr: np.ndarray, segmentation: Segmentation, indices: Sequence[int]
     ) -> np.ndarray:
@@ -339,11 +332,6 @@ class ClipScorer:
             if feature is not None:
                 scores[position] = float(feature @ text_features)
         return scores
-
-    def clear_frame_cache(self) -> None:
-        """Drop the last frame's image embeddings (they also go when a new frame is scored)."""
-        with self._cache_lock:
-            self._frame = None
 
 
 def _build(config: ClipConfig) -> tuple[Any, Any, Any, Any]:

@@ -67,7 +67,7 @@ class Segmentation:
         """``(height, width)`` of the source image."""
         return self.geometry.image_shape
 
-    @property
+    @functools.cached_property
     def areas(self) -> np.ndarray:
         """``(N,)`` int64 instance areas in image pixels, from the network-resolution masks: :meth:`areas_of`."""
         self.masks.make()  # all at once: fewer kernel calls

@@ -1,7 +1,9 @@
 """Start the fastsam lifecycle node: ``ros2 launch fastsam_ros fastsam.launch.py model:=FastSAM-s.pt``.
 
-``node_spec`` is plain data (no launch imports) so tests run the exact same node description
-as a subprocess where ``launch``/``launch_ros`` are not installed.
+Parameters come from ``params_file`` (default: the package's ``config/fastsam.yaml``). A parameter argument
+left empty (the default) keeps the file's value; a given one overrides it, converted to the parameter's type.
+``node_spec`` is plain data (no launch imports) so tests run the exact same node description as a
+subprocess where ``launch``/``launch_ros`` are not installed.
 """
 
 from __future__ import annotations
@@ -9,13 +11,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-ARGUMENTS = {
-    "model": ("FastSAM-s.pt", "FastSAM checkpoint/export path, or a name ultralytics downloads"),
-    "device": ("cpu", "inference device: cpu, cuda:0, ..."),
-    "image": ("/camera/image_raw", "camera topic to segment (remapped onto the node's `image`)"),
+from fastsam_ros.config import parameter_table
+
+# Node parameters that are also launch arguments; type and description come from NodeConfig. Add a name here.
+PARAMETER_ARGUMENTS = ("model", "device", "half", "imgsz", "image_transport", "use_depth")
+
+# Launch-only arguments: name -> (default, description).
+LAUNCH_ARGUMENTS = {
+    "image": ("/camera/image_raw", "camera topic (remapped onto the node's `image` and `image/compressed`)"),
+    "depth": ("/camera/depth/image_raw", "depth image registered to `image` (remapped onto `depth`; use_depth)"),
+    "camera_info": ("/camera/camera_info", "the colour camera's CameraInfo (remapped onto `camera_info`; use_depth)"),
     "namespace": ("", "namespace for the node and its relative topics"),
     "params_file": ("", "YAML parameters file; empty uses the package's config/fastsam.yaml"),
 }
+
+_TRUE_FALSE = {"true": True, "false": False}
 
 
 def default_params_file() -> str:
@@ -28,36 +38,54 @@ def default_params_file() -> str:
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastsam.yaml")
 
 
-def node_spec(model: str, device: str, image: str, namespace: str, params_file: str) -> dict[str, Any]:
-    """Everything that defines the node: executable, name, parameters (file first, then overrides), remaps."""
+def parameter_overrides(arguments: dict[str, str]) -> dict[str, Any]:
+    """The parameter arguments that were given, as their parameters' types; empty ones are left to the file."""
+    types = {name: type(default) for name, default, _ in parameter_table()}
+    return {name: _typed(name, text, types[name]) for name, text in arguments.items() if text != ""}
+
+
+def _typed(name: str, text: str, kind: type) -> Any:
+    try:
+        return _TRUE_FALSE[text.lower()] if kind is bool else kind(text)
+    except (KeyError, ValueError):
+        expected = "true or false" if kind is bool else f"a value of type {kind.__name__}"
+        raise ValueError(f"launch argument {name}:={text!r}: expected {expected}") from None
+
+
+def node_spec(image: str = LAUNCH_ARGUMENTS["image"][0], namespace: str = "", params_file: str = "",
+              depth: str = LAUNCH_ARGUMENTS["depth"][0], camera_info: str = LAUNCH_ARGUMENTS["camera_info"][0],
+              **parameters: Any) -> dict[str, Any]:
+    """Everything that defines the node: executable, name, parameters (the file, then typed overrides), remaps."""
     return {
         "package": "fastsam_ros",
         "executable": "fastsam_node",
         "name": "fastsam",
         "namespace": namespace,
-        "parameters": [params_file or default_params_file(), {"model": model, "device": device}],
-        "remappings": [("image", image), ("image/compressed", image + "/compressed")],
+        "parameters": [params_file or default_params_file(), *([parameters] if parameters else [])],
+        "remappings": [("image", image), ("image/compressed", image + "/compressed"), ("depth", depth),
+                       ("camera_info", camera_info)],
         "output": "screen",
     }
 
 
 def _launch_node(context: Any) -> list[Any]:
+    from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import LifecycleNode
 
-    values = {name: context.perform_substitution(_config(name)) for name in ARGUMENTS}
-    return [LifecycleNode(**node_spec(**values))]
+    def value(name: str) -> str:
+        return context.perform_substitution(LaunchConfiguration(name))
 
-
-def _config(name: str) -> Any:
-    from launch.substitutions import LaunchConfiguration
-
-    return LaunchConfiguration(name)
+    overrides = parameter_overrides({name: value(name) for name in PARAMETER_ARGUMENTS})
+    return [LifecycleNode(**node_spec(**{name: value(name) for name in LAUNCH_ARGUMENTS}, **overrides))]
 
 
 def generate_launch_description() -> Any:
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
-    arguments = [DeclareLaunchArgument(name, default_value=default, description=doc)
-                 for name, (default, doc) in ARGUMENTS.items()]
+    docs = {name: doc for name, _, doc in parameter_table()}
+    arguments = [DeclareLaunchArgument(name, default_value="", description=f"{docs[name]} (empty: params_file's)")
+                 for name in PARAMETER_ARGUMENTS]
+    arguments += [DeclareLaunchArgument(name, default_value=default, description=doc)
+                  for name, (default, doc) in LAUNCH_ARGUMENTS.items()]
     return LaunchDescription([*arguments, OpaqueFunction(function=_launch_node)])

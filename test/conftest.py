@@ -7,6 +7,7 @@ paths from environment variables and skip with the reason when they are absent.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,15 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
 os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".cache" / "matplotlib"))
+
+# harness/ (node launcher, client, demo) lives in the checkout and is not installed. Appended, so an installed
+# fastsam_ros (colcon test) still wins over the sources.
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+from harness.node_process import private_ros_network  # noqa: E402
+
+# The integration tests' nodes and clients share one domain chosen here (make test picks ROS_DOMAIN_ID), localhost.
+private_ros_network()
 
 
 def _require(path: Path, variable: str) -> Path:

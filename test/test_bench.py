@@ -25,8 +25,8 @@ def test_ratio_is_none_without_a_usable_denominator() -> None:
 
 
 def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 200.0, growth: float = 10.0,
-             point: float = 0.5, box: float = 0.8, many_node: float = 115.0, many_cached: float = 4.0,
-             instances_msg: float = 4.0, overlay: float = 14.0, many_growth: float = 10.0,
+             point: float = 0.5, box: float = 0.8, depth_3d: float = 1.5, many_node: float = 115.0,
+             many_cached: float = 4.0, instances_msg: float = 4.0, overlay: float = 14.0, many_growth: float = 10.0,
              scaling: float = 1.15) -> dict:
     many = {
         "engine_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
@@ -44,6 +44,7 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
         "cached_prompt_ms": {"p50": cached, "p95": cached + 2, "n": 30},
         "stream": {"latency_ms": {"p50": 150.0, "p95": latency_p95, "n": 100}, "rss_growth_mb": growth},
         "selection_ms": {"point": {"p50": point, "p95": 1.0, "n": 200}, "box": {"p50": box, "p95": 1.5, "n": 200}},
+        "depth_3d_ms": {"p50": depth_3d, "p95": depth_3d + 1, "n": 200},
     }
 
 
@@ -68,6 +69,7 @@ def test_targets_pass_when_every_figure_is_inside_its_limit() -> None:
     ({"overlay": 15.0}, "many_overlay"),
     ({"many_growth": 50.0}, "many_stream_memory"),
     ({"scaling": 1.151}, "many_engine_scaling"),
+    ({"depth_3d": 3.0}, "depth_3d"),
 ])
 def test_each_target_fails_on_its_own_figure(change: dict, name: str) -> None:
     targets = evaluate_targets(_results(**change))

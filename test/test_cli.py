@@ -79,7 +79,7 @@ def test_single_image_writes_json_overlay_and_a_mask_per_ok_prompt(
                                    {"id": "words", "text": "a red ball"}]))
     code = main([str(scene), "--prompts", str(prompts), "--box", f"0,0,{WIDTH},{HEIGHT}", "--point", "5,5,0",
                  "--out", str(out)], engine=engine)
-    assert code == 0, capsys.readouterr().err
+    assert code == 3, "exit 3: the image was segmented but 'off' and 'words' were not answered ok"
 
     record = read_json(out / "scene.json")
     assert set(record) == RECORD_KEYS
@@ -124,20 +124,23 @@ def test_folder_reports_a_corrupt_image_and_goes_on(
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (folder / "notes.txt").write_text("not an image, ignored")
     prompts = tmp_path / "prompts.json"
-    prompts.write_text(json.dumps({"a.jpg": [{"id": "hit", "points": [list(inside)]}], "typo.jpg": []}))
+    prompts.write_text(json.dumps({"a.jpg": [{"id": "hit", "points": [list(inside)]}], "typo.jpg": [],
+                                   "a.png": [{"id": "off", "points": [[500, 5]]}]}))
     out = tmp_path / "out"
 
     code = main([str(folder), "--prompts", str(prompts), "--out", str(out)], engine=engine)
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 1, "a failed image wins over a prompt that was not ok (3)"
     assert "broken.jpg" in err and "not a readable image" in err and "Traceback" not in err
     assert "typo.jpg" in err, "prompt-file keys that match no image are worth a warning"
     assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "a_png.json"]
     assert list(read_json(out / "a.json")["prompts"]) == ["hit"]
-    assert read_json(out / "a_png.json")["prompts"] == {}
+    assert read_json(out / "a_png.json")["prompts"]["off"]["status"] == "invalid"
     assert read_json(out / "a_png.json")["image"] == "a.png"
 
     (folder / "broken.jpg").unlink()
+    assert main([str(folder), "--prompts", str(prompts), "--out", str(out)], engine=engine) == 3
+    assert "1 prompt answer(s) were not ok" in capsys.readouterr().err
     assert main([str(folder), "--out", str(out)], engine=engine) == 0
 
 
@@ -153,17 +156,49 @@ def test_video_frames_are_numbered(
         writer.write(scene_image(shift * 5))
     writer.release()
     prompts = tmp_path / "prompts.json"
-    prompts.write_text(json.dumps({video.name: [{"id": "all", "boxes": [[0, 0, WIDTH, HEIGHT]]}]}))
+    prompts.write_text(json.dumps({video.name: [{"id": "off", "points": [[500, 5]]}]}))
     out = tmp_path / "out"
 
-    assert main([str(video), "--max-frames", "2", "--prompts", str(prompts), "--out", str(out)], engine=engine) == 0
+    assert main([str(video), "--max-frames", "2", "--prompts", str(prompts), "--out", str(out)], engine=engine) == 3
     assert sorted(p.name for p in out.glob("*.json")) == ["clip_000000.json", "clip_000001.json"]
     record = read_json(out / "clip_000001.json")
-    assert record["image"] == "clip_000001" and list(record["prompts"]) == ["all"]
+    assert record["image"] == "clip_000001" and list(record["prompts"]) == ["off"]
     assert (out / "clip_000001_overlay.png").exists()
     assert main([str(video), "--out", str(out)], engine=engine) == 0
     assert (out / "clip_000002.json").exists()
     assert "frame" in capsys.readouterr().err, "a progress bar on videos"
+
+
+def test_a_truncated_video_is_reported_and_fails(
+    engine: FastSAMEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        pytest.skip("OpenCV cannot write MJPG here")
+    rng = np.random.default_rng(0)
+    for _ in range(24):  # noise: every MJPG frame is about the same size, so a quarter of the file holds ~6
+        writer.write(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 4])
+    capture = cv2.VideoCapture(str(cut))
+    stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    if stated != 24:
+        pytest.skip(f"this OpenCV does not read the frame count from a cut AVI header (got {stated})")
+    out = tmp_path / "out"
+
+    assert main([str(cut), "--out", str(out)], engine=engine) == 1
+    err = capsys.readouterr().err
+    decoded = len(list(out.glob("*.json")))
+    assert 0 < decoded < 24
+    assert f"ended after {decoded} of the 24 frames its container states (truncated or corrupt)" in err
+    assert f"{decoded} frames segmented, 1 failed" in err
+    assert main([str(whole), "--out", str(tmp_path / "whole")], engine=engine) == 0, "the intact video is fine"
+    assert main([str(cut), "--max-frames", "3", "--out", str(tmp_path / "head")], engine=engine) == 0, \
+        "frames before the cut are whole"
 
 
 class FakeCamera:
@@ -220,7 +255,9 @@ def test_missing_model_is_one_clear_message(scene: Path, tmp_path: Path, capsys:
     ("content", "problem"),
     [("[{", "invalid JSON"), ('[{"points": [[1, 2]]}]', "missing 'id'"),
      ('[{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]', "duplicate id 'a'"),
-     ('[{"id": "cli", "text": "x"}]', "id 'cli' is taken by --point/--box")],
+     ('[{"id": "cli", "text": "x"}]', "id 'cli' is taken by --point/--box"),
+     ('{"id": "a", "points": [[1, 2]]}', "holds one prompt object ('id', 'points' at the top level); put it in a "
+      "list, [{...}]")],
 )
 def test_bad_prompt_file_stops_before_inference(
     scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str
@@ -254,6 +291,31 @@ def test_bad_arguments_exit_2(scene: Path, capsys: pytest.CaptureFixture[str]) -
     for bad in (["--point", "1"], ["--point", "1,2,5"], ["--box", "1,2,3"], ["--point", "a,b"], ["--imgsz", "0"]):
         assert main([str(scene), *bad], engine=never) == 2
         assert "error: argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value", "problem"), [
+    ("--conf", "2", "2 must be between 0 and 1"), ("--iou", "5", "5 must be between 0 and 1"),
+    ("--conf", "-0.1", "-0.1 must be between 0 and 1"), ("--iou", "nan", "nan must be between 0 and 1"),
+    ("--conf", "high", "'high' is not a number"), ("--min-text-score", "3", "3 must be between -1 and 1"),
+])
+def test_thresholds_out_of_range_fail_before_the_model_loads(
+    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, problem: str
+) -> None:
+    code = main([str(scene), flag, value, "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"argument {flag}: {problem}" in err
+    assert "nope.pt" not in err and "Traceback" not in err
+
+
+def test_readme_synopsis_is_the_parsers_usage() -> None:
+    from fastsam_ros.cli import build_parser
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Offline CLI", 1)[1].split("```", 2)[1]
+    synopsis = " ".join(block.split())
+    usage = " ".join(build_parser().format_usage().split()).removeprefix("usage: ")
+    assert synopsis == usage
 
 
 def test_failures_during_inference_and_ctrl_c(scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,19 +158,23 @@ def test_segment_without_detections(tiny_model: Path) -> None:
     assert segmentation.timings.inference_ms > 0
 
 
-def test_timings_and_warmup(tiny_engine: FastSAMEngine) -> None:
-    assert tiny_engine.warmup() is None
-    assert tiny_engine.predictor is not None
+def test_timings_add_up(tiny_engine: FastSAMEngine) -> None:
     timings = tiny_engine.segment(_synthetic_image(240, 320)).timings
     assert timings.preprocess_ms > 0 and timings.inference_ms > 0 and timings.postprocess_ms > 0
     assert timings.total_ms == pytest.approx(timings.preprocess_ms + timings.inference_ms + timings.postprocess_ms)
     assert timings.total_ms < 60_000
 
 
-def test_warmup_on_a_fresh_engine(tiny_model: Path) -> None:
+def test_warmup_runs_a_prediction_at_the_configured_size(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = FastSAMEngine(EngineConfig(model=str(tiny_model), imgsz=320))
+    assert engine.predictor is None  # ultralytics builds its predictor on the first prediction
+    seen: list[tuple[int, ...]] = []
+    segment = engine.segment
+    monkeypatch.setattr(engine, "segment", lambda image: seen.append(image.shape) or segment(image))
     engine.warmup()
-    assert len(engine.segment(_synthetic_image(240, 320))) > 0
+    assert seen == [(160, 320, 3)]  # one blank frame, half as high as wide at imgsz
+    assert engine.predictor is not None and engine.predictor.model is not None  # the first real frame skips setup
+    assert len(segment(_synthetic_image(240, 320))) > 0
 
 
 def test_cpu_threads_outlast_ultralytics_device_setup(tiny_model: Path) -> None:

@@ -21,10 +21,20 @@ def test_slot_keeps_only_the_newest_and_counts_drops() -> None:
     slot: LatestSlot[int] = LatestSlot()
     for item in (1, 2, 3):
         slot.put(item)
-    assert slot.peek() == 3
+    assert slot.pending() == [3]
     assert slot.take(timeout=0) == 3
-    assert slot.take(timeout=0) is None
     assert slot.dropped == 2
+
+
+def test_taken_item_stays_pending_until_done() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    slot.put(1)
+    assert slot.take(timeout=0) == 1
+    assert slot.pending() == [1], "between take and done the item is in flight, never unaccounted for"
+    slot.put(2)
+    assert slot.pending() == [1, 2]
+    slot.done()
+    assert slot.pending() == [2]
 
 
 def test_close_wakes_a_waiting_taker() -> None:
@@ -45,5 +55,3 @@ def test_cache_evicts_oldest_and_zero_means_newest() -> None:
     assert cache.get(20).stamp_ns == 20
     assert cache.get(0).stamp_ns == 30
     assert len(cache) == 2
-    cache.clear()
-    assert cache.get(0) is None

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fastsam_ros import images
 from fastsam_ros.images import ImageError, bgr_to_fields, compressed_to_bgr, image_to_bgr
 
 RNG = np.random.default_rng(7)
@@ -90,3 +91,31 @@ def test_fields_for_publishing_bgr_and_mono() -> None:
     assert bgr_to_fields(BGR[:, :, 0])["encoding"] == "mono8"
     with pytest.raises(ImageError):
         bgr_to_fields(np.zeros((2, 2, 4), np.uint8))
+
+
+def _huge_png() -> bytes:
+    """A valid PNG header (CRC fixed) claiming 70000x70000 pixels in front of tiny data."""
+    import zlib
+
+    data = bytearray(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    data[16:24] = (70000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
+
+
+def test_claimed_size_is_read_from_headers_before_decoding() -> None:
+    png = SimpleNamespace(format="png", data=_huge_png())
+    jpeg = SimpleNamespace(format="jpeg", data=cv2.imencode(".jpg", np.zeros((37, 53, 3), np.uint8))[1].tobytes())
+    raw = SimpleNamespace(width=640, height=480, encoding="bgr8")
+    assert images.claimed_size(png) == (70000, 70000)
+    assert images.claimed_size(jpeg) == (53, 37)
+    assert images.claimed_size(raw) == (640, 480)
+    assert images.claimed_size(SimpleNamespace(format="jpeg", data=b"garbage")) is None
+    with pytest.raises(images.ImageError, match="70000x70000 = 4,900,000,000 pixels, more than max_image_pixels"):
+        images.check_size(png, 20_000_000)
+    images.check_size(jpeg, 53 * 37)
+
+
+def test_a_header_opencv_refuses_is_an_image_error_not_a_crash() -> None:
+    with pytest.raises(images.ImageError, match="could not decode the png data"):
+        images.compressed_to_bgr(SimpleNamespace(format="png", data=_huge_png()))

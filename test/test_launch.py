@@ -1,6 +1,7 @@
-"""launch/fastsam.launch.py against small stand-ins for ``launch``/``launch_ros`` (not installable here).
+"""launch/fastsam.launch.py against small stand-ins for ``launch``/``launch_ros``.
 
-The stand-ins record what the launch file builds; the node tests run the same ``node_spec`` for real.
+The stand-ins record what the launch file builds; the node tests run the same ``node_spec`` for real, and
+test/test_ros2_launch.py runs the launch file itself under the real ``ros2 launch`` where it is installed.
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ def fake_launch(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     return types.SimpleNamespace(created=created)
 
 
+REQUIRED_ARGUMENTS = {"model", "device", "half", "imgsz", "image", "image_transport", "namespace", "params_file"}
+
+
 def run_launch(arguments: dict[str, str]) -> _Recorder:
     """Build the description, resolve its arguments as ``ros2 launch`` would, and return the node action."""
     launch = load_launch_module()
     entities = launch.generate_launch_description()
     declared = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
-    assert set(declared) == {"model", "device", "image", "namespace", "params_file"}
+    assert set(declared) >= REQUIRED_ARGUMENTS
     values = {**declared, **arguments}
     context = types.SimpleNamespace(perform_substitution=lambda sub: values[sub.name])
     (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
@@ -62,31 +66,65 @@ def run_launch(arguments: dict[str, str]) -> _Recorder:
     return node
 
 
-def test_defaults_start_the_lifecycle_node_with_the_package_config(fake_launch) -> None:
+def test_parameter_arguments_default_to_empty_so_the_params_file_decides(fake_launch) -> None:
+    entities = load_launch_module().generate_launch_description()
+    declared = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    parameters = ("model", "device", "half", "imgsz", "image_transport")
+    assert {name: declared[name] for name in parameters} == dict.fromkeys(parameters, "")
+
+
+def test_defaults_start_the_lifecycle_node_with_the_package_config_alone(fake_launch) -> None:
     node = run_launch({})
     assert type(node).__name__ == "LifecycleNode"
     kwargs = node.kwargs
     assert (kwargs["package"], kwargs["executable"], kwargs["name"]) == ("fastsam_ros", "fastsam_node", "fastsam")
-    params_file, overrides = kwargs["parameters"]
+    (params_file,) = kwargs["parameters"]  # no overrides: a YAML `device: cuda:0` is not replaced by cpu
     assert Path(params_file).name == "fastsam.yaml" and Path(params_file).exists()
-    assert overrides == {"model": "FastSAM-s.pt", "device": "cpu"}
     assert ("image", "/camera/image_raw") in kwargs["remappings"]
+    assert ("depth", "/camera/depth/image_raw") in kwargs["remappings"]
+    assert ("camera_info", "/camera/camera_info") in kwargs["remappings"]
 
 
-def test_arguments_reach_the_node(fake_launch) -> None:
-    node = run_launch({"model": "/opt/FastSAM-x.engine", "device": "cuda:0", "image": "/front/image",
-                       "namespace": "perception", "params_file": "/tmp/mine.yaml"})
+def test_given_arguments_override_the_file_with_typed_values(fake_launch) -> None:
+    node = run_launch({"model": "/opt/FastSAM-x.engine", "device": "cuda:0", "half": "true", "imgsz": "320",
+                       "image": "/front/image", "namespace": "perception", "params_file": "/tmp/mine.yaml"})
     kwargs = node.kwargs
     assert kwargs["namespace"] == "perception"
-    assert kwargs["parameters"] == ["/tmp/mine.yaml", {"model": "/opt/FastSAM-x.engine", "device": "cuda:0"}]
+    assert kwargs["parameters"] == ["/tmp/mine.yaml", {"model": "/opt/FastSAM-x.engine", "device": "cuda:0",
+                                                       "half": True, "imgsz": 320}]
     assert ("image/compressed", "/front/image/compressed") in kwargs["remappings"]
 
 
+def test_depth_arguments_remap_the_depth_inputs_and_switch_use_depth(fake_launch) -> None:
+    node = run_launch({"depth": "/cam/aligned_depth_to_color/image_raw", "camera_info": "/cam/color/camera_info",
+                       "use_depth": "True"})
+    kwargs = node.kwargs
+    assert kwargs["parameters"][1] == {"use_depth": True}
+    assert ("depth", "/cam/aligned_depth_to_color/image_raw") in kwargs["remappings"]
+    assert ("camera_info", "/cam/color/camera_info") in kwargs["remappings"]
+
+
+def test_only_the_given_arguments_override(fake_launch) -> None:
+    node = run_launch({"device": "cuda:0", "image_transport": "compressed", "half": "False"})
+    assert node.kwargs["parameters"][1] == {"device": "cuda:0", "image_transport": "compressed", "half": False}
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [("imgsz", "big", "int"), ("half", "yes", "true or false")])
+def test_a_mistyped_argument_is_refused_by_name(fake_launch, name: str, text: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}:='{text}': expected .*{expected}"):
+        run_launch({name: text})
+
+
 def test_spec_becomes_an_equivalent_ros_args_command_line() -> None:
-    spec = load_launch_module().node_spec("m.pt", "cpu", "/cam/image", "ns", "/p.yaml")
+    spec = load_launch_module().node_spec("/cam/image", "ns", "/p.yaml", model="m.pt", half=True)
     command = command_from_spec(spec, {"imgsz": 320, "warmup": False})
     args = command[command.index("--ros-args"):]
     assert args[:3] == ["--ros-args", "-r", "__node:=fastsam"]
     assert "__ns:=/ns" in args and "/p.yaml" in args
-    assert "model:=m.pt" in args and "imgsz:=320" in args and "warmup:=false" in args
+    assert "model:=m.pt" in args and "half:=true" in args and "imgsz:=320" in args and "warmup:=false" in args
     assert "image:=/cam/image" in args
+
+
+def test_spec_without_overrides_passes_the_file_alone() -> None:
+    command = command_from_spec(load_launch_module().node_spec(params_file="/p.yaml"), {})
+    assert "-p" not in command and command[command.index("--params-file") + 1] == "/p.yaml"

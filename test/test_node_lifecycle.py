@@ -88,13 +88,30 @@ def test_configure_again_with_a_corrected_model_then_serve(lifecycle, tiny_model
     assert probe.wait_for("instances", lambda m: stamp_of(m) == 10_000_000_000) is not None, node.log()
 
 
-def test_corrupt_jpeg_is_rejected_and_the_next_frame_served(lifecycle) -> None:
+def huge_jpeg() -> bytes:
+    """A valid 8x8 JPEG whose start-of-frame marker claims 65500x65500 pixels."""
+    data = bytearray(cv2.imencode(".jpg", FRAME[:8, :8])[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (65500).to_bytes(2, "big") * 2
+    return bytes(data)
+
+
+@pytest.mark.parametrize(("stamp", "data", "needle"), [
+    (11_000_000_000, b"\xff\xd8\xff\xe0 this is not a jpeg", "corrupt"),
+    (11_500_000_000, huge_jpeg(), "65500x65500 = 4,290,250,000 pixels, more than max_image_pixels"),
+])
+def test_corrupt_or_huge_jpeg_is_rejected_and_the_next_frame_served(lifecycle, stamp: int, data: bytes,
+                                                                     needle: str) -> None:
     _, probe = lifecycle
-    publish_jpeg(probe, 11_000_000_000, data=b"\xff\xd8\xff\xe0 this is not a jpeg")
-    answer = probe.wait_for("selection", lambda m: stamp_of(m) == 11_000_000_000)
-    assert answer is not None and answer.status == "invalid" and "corrupt" in answer.reason
-    publish_jpeg(probe, 12_000_000_000)
-    assert probe.wait_for("instances", lambda m: stamp_of(m) == 12_000_000_000) is not None
+    probe.prompt_pub.publish(probe.prompt("watch", points=[(10.0, 10.0)], persistent=True))
+    assert probe.wait_for("selection", lambda m: m.prompt_id == "watch") is not None
+    publish_jpeg(probe, stamp, data=data)
+    answer = probe.wait_for("selection", lambda m: stamp_of(m) == stamp)
+    assert answer is not None and answer.prompt_id == "watch" and answer.status == "invalid", answer
+    assert needle in answer.reason, answer.reason
+    probe.prompt_pub.publish(probe.prompt("watch", clear=True))
+    publish_jpeg(probe, stamp + 1)
+    assert probe.wait_for("instances", lambda m: stamp_of(m) == stamp + 1) is not None
 
 
 def test_deactivate_stops_serving_and_activate_resumes(lifecycle) -> None:

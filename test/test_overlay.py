@@ -127,3 +127,11 @@ def test_instance_colors_are_distinct() -> None:
     assert len({tuple(c) for c in colors}) == 40
     neighbours = np.abs(np.diff(colors, axis=0)).sum(axis=1)
     assert neighbours.min() > 60
+
+
+def test_prompts_with_non_finite_coordinates_never_break_the_overlay(image: np.ndarray) -> None:
+    segmentation = make_segmentation((72, 96), [OUTER])
+    prompt = Prompt(id="nan", points=((float("nan"), 3.0), (60.0, 50.0)), boxes=((0.0, 0.0, float("inf"), 5.0),))
+    invalid = Selection.failed("nan", Status.INVALID, "point (nan, 3.0) is not a finite number")
+    out = draw_overlay(image, segmentation, [invalid], [prompt])
+    assert tuple(out[50, 60]) == FOREGROUND_BGR, "the finite point is still drawn"

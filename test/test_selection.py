@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastsam_ros.masks import MaskGeometry, mask_box
-from fastsam_ros.selection import SelectionParams, box_scores, select
+from fastsam_ros.selection import InvalidPrompt, SelectionParams, box_scores, check_prompt, select
 from fastsam_ros.types import Prompt, Segmentation, Status
 
 IMAGE = (120, 160)  # (H, W)
@@ -99,6 +99,43 @@ def test_background_point_cuts_out_what_no_mask_separates(kitchen: Segmentation)
     assert np.array_equal(table.mask, TABLE & ~CUP)
     assert table.area == 140 * 70 - 400
     assert "cut out" in selection.reason
+
+
+def test_background_point_in_the_only_mask_of_the_foreground_point_is_no_match(kitchen: Segmentation) -> None:
+    # Both points on the bare table top: every mask holding the click holds the background point too.
+    selection = select(kitchen, Prompt(id="t", points=((70.0, 100.0), (120.0, 100.0)), labels=(1, 0)))
+    assert selection.status is Status.NO_MATCH
+    assert "no mask separates" in selection.reason and "(120, 100)" in selection.reason
+
+
+def test_box_with_a_background_point_inside_its_only_mask_is_no_match(kitchen: Segmentation) -> None:
+    # The box frames the plate, the background point lies on the plate: nothing in the box leaves it out.
+    selection = select(kitchen, Prompt(points=((100.0, 60.0),), labels=(0,), boxes=((90.0, 50.0, 130.0, 80.0),)))
+    assert selection.status is Status.INVALID  # background points alone select nothing
+    selection = select(kitchen, Prompt(points=((95.0, 55.0), (120.0, 70.0)), labels=(1, 0),
+                                       boxes=((90.0, 50.0, 130.0, 80.0),)))
+    assert selection.status is Status.NO_MATCH
+    assert "no mask separates" in selection.reason
+
+
+def test_plain_box_over_empty_ground_says_no_mask_overlaps_it(kitchen: Segmentation) -> None:
+    selection = select(kitchen, Prompt(boxes=((0.0, 0.0, 8.0, 8.0),)))
+    assert selection.reason == "box 0: no mask overlaps the box"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "needle"),
+    [
+        (Prompt(points=((1.0, 1.0),) * 65), "65 points is more than the limit of 64"),
+        (Prompt(boxes=((0.0, 0.0, 5.0, 5.0),) * 17), "17 boxes is more than the limit of 16"),
+        (Prompt(text="x" * 257), "257 text characters is more than the limit of 256"),
+        (Prompt(points=((math.nan, 1.0),)), "not a finite number"),
+        (Prompt(boxes=((0.0, 0.0, math.inf, 5.0),)), "four finite numbers"),
+    ],
+)
+def test_prompts_invalid_on_any_image_are_caught_without_one(prompt: Prompt, needle: str) -> None:
+    with pytest.raises(InvalidPrompt, match=needle):
+        check_prompt(prompt, SelectionParams())
 
 
 def test_background_point_outside_every_mask_changes_nothing(kitchen: Segmentation) -> None:

@@ -1,7 +1,8 @@
 """A small rclpy client for the fastsam node: publish frames and prompts, record every answer.
 
 It runs its own context and spin thread, so scripts (the demo, the benchmark) and tests can use it
-next to anything else. Robot software usually talks to the node with its own nodes instead.
+next to anything else. Robot software usually talks to the node with its own nodes instead. Constructing
+it changes nothing in the process: the domain is ``domain_id``, else ROS's own default (``ROS_DOMAIN_ID``, or 0).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from fastsam_ros.node_process import NodeProcess, ros_environment, wait_until
+from harness.node_process import NodeProcess, wait_until
 
 
 class FastSAMClient:
     """Publishes camera frames and prompts to one fastsam node and records everything it sends back."""
 
-    def __init__(self, namespace: str = "", image_topic: str = "/camera/image_raw", compressed: bool = False) -> None:
+    def __init__(self, namespace: str = "", image_topic: str = "/camera/image_raw", compressed: bool = False,
+                 domain_id: int | None = None) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -31,9 +33,8 @@ class FastSAMClient:
         from fastsam_ros.msg import Instances, Prompt, Selection
         from fastsam_ros.ros_io import RELIABLE_QOS
 
-        ros_environment()
         self._context = rclpy.Context()
-        rclpy.init(context=self._context)
+        rclpy.init(context=self._context, domain_id=domain_id)
         self.node = rclpy.create_node("fastsam_client", context=self._context)
         self.prefix = f"/{namespace}" if namespace else ""
         self.received: dict[str, list[Any]] = defaultdict(list)
@@ -67,6 +68,12 @@ class FastSAMClient:
                 self._arrived.notify_all()
 
         return record
+
+    def record(self, name: str, msg_type: Any, topic: str, qos: Any = None) -> None:
+        """Also record ``topic`` under ``name`` (e.g. the 3D outputs), for :meth:`wait_for`."""
+        from fastsam_ros.ros_io import RELIABLE_QOS
+
+        self.node.create_subscription(msg_type, topic, self._recorder(name), qos or RELIABLE_QOS)
 
     def messages(self, name: str) -> list[Any]:
         with self._arrived:

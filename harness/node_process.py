@@ -2,7 +2,7 @@
 
 Where ``launch``/``launch_ros`` are not installed (PyPI ROS), the launch file's plain-data
 ``node_spec`` becomes the equivalent ``--ros-args`` command line. Used by the demo, the benchmark
-and the integration tests.
+and the integration tests; nothing here changes the environment unless asked (``private_ros_network``).
 """
 
 from __future__ import annotations
@@ -22,13 +22,21 @@ REPO = Path(__file__).resolve().parents[1]  # the source checkout (demo, bench a
 LAUNCH_FILE = REPO / "launch" / "fastsam.launch.py"
 
 
-def ros_environment() -> None:
-    """One DDS domain per test run, localhost only, and the big-SHM Fast DDS profile so images are not lost."""
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+def private_ros_network(domain_id: int | None = None) -> int:
+    """Put this process, and the nodes it starts, on one DDS domain, localhost only; returns the domain.
+
+    ``None`` keeps ``ROS_DOMAIN_ID`` when it is set, else picks one from 1-100, so a demo or test run neither
+    disturbs nor hears a robot on domain 0. Also the big-SHM Fast DDS profile, so images are not lost. Called
+    explicitly by the demo, the benchmark and the tests' conftest, never on import or construction.
+    """
+    if domain_id is None:
+        domain_id = int(os.environ.get("ROS_DOMAIN_ID") or random.randint(1, 100))
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     profile = REPO / "config" / "fastdds.xml"
     if profile.exists():
         os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(profile))
+    return domain_id
 
 
 def load_launch_module() -> Any:
@@ -62,14 +70,20 @@ class NodeProcess:
     """The fastsam node in a subprocess started from the launch file's node description."""
 
     def __init__(self, log_path: Path, namespace: str = "", image: str = "/camera/image_raw",
-                 **parameters: Any) -> None:
+                 program: list[str] | None = None, domain_id: int | None = None, **parameters: Any) -> None:
+        """``program`` replaces the node executable (tests run the node with a fake engine through it);
+        ``domain_id`` None: the node inherits this process's ``ROS_DOMAIN_ID`` (ROS's default 0 when unset)."""
         launch = load_launch_module()
         spec = launch.node_spec(model=str(parameters.pop("model")), device="cpu", image=image,
                                 namespace=namespace, params_file=str(REPO / "config" / "fastsam.yaml"))
         self.command = command_from_spec(spec, parameters)
+        if program is not None:
+            self.command = program + self.command[self.command.index("--ros-args"):]
         self.log_path = log_path
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                "PYTHONUNBUFFERED": "1"}
+        if domain_id is not None:
+            env["ROS_DOMAIN_ID"] = str(domain_id)
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 

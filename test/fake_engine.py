@@ -1,0 +1,67 @@
+"""A stand-in for ``FastSAMEngine`` whose instances are painted into the frame, so tests know every mask exactly.
+
+Each distinct non-black BGR colour is one instance (its pixels). Colours that share a red value (BGR channel 2)
+also form one instance together, their union: paint a table (0, 0, 200) with a cup (0, 80, 200) on it and the
+instances are the cup, the table around the cup, and the whole table, nested as FastSAM's masks are.
+Masks are at image resolution (identity geometry). A frame whose top-left pixel is ``FAIL_PIXEL`` makes
+``segment`` raise, the way a CUDA out-of-memory error would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastsam_ros.masks import MaskGeometry, mask_box
+from fastsam_ros.types import Segmentation, Timings
+
+FAIL_PIXEL = (1, 2, 3)  # BGR
+
+
+def segmentation_from_masks(masks: list[np.ndarray], scores: list[float] | None = None) -> Segmentation:
+    """Instances from image-resolution bool masks (identity geometry): boxes and areas exact."""
+    image_shape = masks[0].shape if masks else (1, 1)
+    stack = np.stack(masks) if masks else np.zeros((0, *image_shape), dtype=bool)
+    boxes = [mask_box(mask) for mask in stack]
+    return Segmentation(
+        masks=stack, boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+        scores=np.array(scores if scores is not None else [0.9] * len(stack), dtype=np.float32),
+        geometry=MaskGeometry(tuple(image_shape), tuple(image_shape)), timings=Timings(inference_ms=1.0),
+    )
+
+
+def painted_instances(image: np.ndarray) -> list[np.ndarray]:
+    """The instance masks painted into ``image`` (see the module docstring), in a fixed order."""
+    flat = image.reshape(-1, 3)
+    colours = [tuple(c) for c in np.unique(flat[flat.any(axis=1)], axis=0)]
+    masks = [np.all(image == colour, axis=2) for colour in colours]
+    for red in sorted({c[2] for c in colours}):
+        family = [m for c, m in zip(colours, masks, strict=True) if c[2] == red]
+        if len(family) > 1:
+            masks.append(np.logical_or.reduce(family))
+    return masks
+
+
+class FakeEngine:
+    """Drop-in for ``FastSAMEngine`` in node tests (``fake_engine_node.py`` patches it in)."""
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+        self.frames = 0
+
+    def warmup(self) -> None:
+        self.segment(np.zeros((8, 8, 3), dtype=np.uint8))
+
+    def segment(self, image: np.ndarray) -> Segmentation:
+        self.frames += 1
+        if tuple(int(v) for v in image[0, 0]) == FAIL_PIXEL:
+            raise RuntimeError("CUDA out of memory (fake engine)")
+        masks = painted_instances(image)
+        return segmentation_from_masks(masks) if masks else _empty(image.shape[:2])
+
+
+def _empty(image_shape: tuple[int, int]) -> Segmentation:
+    return Segmentation(masks=np.zeros((0, *image_shape), dtype=bool), boxes=np.zeros((0, 4), dtype=np.float32),
+                        scores=np.zeros(0, dtype=np.float32),
+                        geometry=MaskGeometry(image_shape, image_shape), timings=Timings(inference_ms=1.0))

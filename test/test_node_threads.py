@@ -1,0 +1,109 @@
+"""The node's threads and lifecycle plumbing, in-process with a fake engine: what a message test cannot reach."""
+
+from __future__ import annotations
+
+import threading
+import types
+
+import pytest
+from fake_engine import FakeEngine
+
+import fastsam_ros.node as node_module
+
+
+@pytest.fixture()
+def ros():
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def make_node(ros, monkeypatch: pytest.MonkeyPatch, **parameters):
+    from rclpy.parameter import Parameter
+
+    monkeypatch.setattr(node_module, "FastSAMEngine", FakeEngine)
+    overrides = [Parameter(name, value=value) for name, value in {"autostart": False, "warmup": False,
+                                                                   **parameters}.items()]
+    return node_module.FastSAMNode(context=ros, parameter_overrides=overrides)
+
+
+def test_cleanup_hands_cached_gpu_memory_back(ros, monkeypatch: pytest.MonkeyPatch) -> None:
+    emptied = []
+    fake_cuda = types.SimpleNamespace(is_available=lambda: True, empty_cache=lambda: emptied.append(True))
+    monkeypatch.setitem(__import__("sys").modules, "torch", types.SimpleNamespace(cuda=fake_cuda))
+    node = make_node(ros, monkeypatch)
+    node.trigger_configure()
+    node.trigger_cleanup()
+    assert emptied == [True]
+    node.destroy_node()
+
+
+def test_a_worker_that_outlives_stop_is_kept_and_activate_refuses_to_start_a_second(
+    ros, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    monkeypatch.setattr(node_module, "WORKER_JOIN_S", 0.1)
+    node = make_node(ros, monkeypatch)
+    node.trigger_configure()
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, daemon=True)  # a frame that does not finish
+    stuck.start()
+    node._worker = stuck
+    node.stop()
+    assert node._worker is stuck, "a worker still running must not be forgotten"
+    assert node.on_activate(None) == TransitionCallbackReturn.FAILURE
+    release.set()
+    stuck.join()
+    assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS
+    node.stop()
+    node.destroy_node()
+
+
+def test_executor_reports_a_failing_callback_and_keeps_spinning(ros) -> None:
+    import rclpy
+    from std_msgs.msg import Empty
+
+    from fastsam_ros.executor import NodeExecutor
+
+    node = rclpy.create_node("raiser", context=ros)
+    errors: list[BaseException] = []
+    calls = []
+
+    def callback(_msg) -> None:
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    aside = node_module.ReentrantCallbackGroup()
+    node.create_subscription(Empty, "inline", callback, 10)
+    node.create_subscription(Empty, "aside", callback, 10, callback_group=aside)
+    executor = NodeExecutor(aside, on_error=errors.append, context=ros)
+    executor.add_node(node)
+    for topic in ("inline", "aside"):
+        node.create_publisher(Empty, topic, 10).publish(Empty())
+    for _ in range(50):
+        executor.spin_once(timeout_sec=0.1)
+        if len(errors) == 2:
+            break
+    assert [str(e) for e in errors] == ["boom", "boom"] and len(calls) == 2
+    executor.shutdown()
+    node.destroy_node()
+
+
+@pytest.mark.parametrize(("name", "value", "needle"), [
+    ("diagnostics_period", 0.0, "diagnostics_period must be positive"),
+    ("diagnostics_period", -1.0, "diagnostics_period must be positive"),
+    ("autostart", 1, "autostart must be a bool"),
+])
+def test_bad_start_up_parameters_fall_back_and_configure_says_why(ros, monkeypatch: pytest.MonkeyPatch,
+                                                                   name: str, value, needle: str) -> None:
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    node = make_node(ros, monkeypatch, **{name: value})
+    assert node._diagnostics_timer.timer_period_ns == 1_000_000_000, "the default period, not a busy timer"
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert needle in node._health.configure_error
+    node.destroy_node()

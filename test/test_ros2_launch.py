@@ -1,0 +1,261 @@
+"""The real ``ros2 launch`` and ``ros2`` CLI against the node (upstream Jazzy tools from ../shared/ros2-tools).
+
+``launch/fastsam.launch.py`` starts the node with a params file that alone names the tiny random-weight
+model; a click is answered; the README's ``ros2`` lines run verbatim against it; and every way of stopping
+it (a terminal's Ctrl-C on the process group, Ctrl-C twice, SIGINT to ``ros2 launch``, SIGTERM to the node)
+ends with launch's "process has finished cleanly".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ros_harness import Probe, stamp_of, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = REPO / "launch" / "fastsam.launch.py"
+ROS2 = Path(sys.executable).parent / "ros2"
+IMAGE_TOPIC = "/ros2_launch_test/image"
+FRAME = np.random.default_rng(5).integers(0, 256, (1080, 810, 3), dtype=np.uint8)  # README coordinates fit
+CLEAN = "process has finished cleanly"
+STATUSES = {"ok", "no_match", "invalid", "frame_not_available", "error"}
+
+ROS2_TOOLS = REPO.parent / "shared" / "ros2-tools"  # what `make setup` installs them from
+
+pytestmark = pytest.mark.skipif(
+    not ROS2.exists() and not ROS2_TOOLS.exists(),
+    reason=f"no ros2 CLI in the venv and no {ROS2_TOOLS}: `make setup` installs ros2 launch and the ros2 CLI "
+    "from that folder when it exists (on a robot they come with ROS)")
+
+
+def test_make_setup_installed_the_ros2_tools() -> None:
+    assert ROS2.exists(), f"{ROS2_TOOLS} exists but {ROS2} does not: run `make setup`"
+
+
+def _default_signal_actions() -> None:
+    # A shell's background job starts with SIGINT ignored, which children inherit and which would hide the bug.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+class Launched:
+    """``ros2 launch launch/fastsam.launch.py ...`` in its own process group, as a terminal runs it."""
+
+    def __init__(self, log_path: Path, *arguments: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in finish()
+        self.process = subprocess.Popen(
+            [str(ROS2), "launch", str(LAUNCH_FILE), f"image:={IMAGE_TOPIC}", *arguments], stdout=self._log,
+            stderr=subprocess.STDOUT, env=_environment(), start_new_session=True,
+            preexec_fn=_default_signal_actions)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_active(self, timeout: float = 120.0) -> None:
+        wait_until(lambda: "active: segmenting" in self.log() or not self.alive(), timeout, interval=0.2)
+        assert "active: segmenting" in self.log(), f"the node never became active:\n{self.log()}"
+
+    def node_pid(self) -> int:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        assert len(children) == 1, f"ros2 launch should run one process, it runs {children}"
+        return int(children[0])
+
+    def finish(self, timeout: float = 60.0) -> str:
+        """Wait for ros2 launch to exit (killing the group past ``timeout``) and return its log."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._log.close()
+        return self.log()
+
+
+def ros2(command: str, timeout: float = 60.0, discovery_s: float = 20.0) -> subprocess.CompletedProcess:
+    """One ``ros2 ...`` command line, as a user types it in a shell.
+
+    Repeated while it answers "Node not found" (for up to ``discovery_s``): the CLI's graph (the ros2 daemon)
+    can miss a node for a moment after it appeared; a node that is really gone still fails.
+    """
+    words = shlex.split(command)
+    assert words[0] == "ros2", command
+    deadline = time.monotonic() + discovery_s
+    while True:
+        result = subprocess.run([str(ROS2), *words[1:]], capture_output=True, text=True, timeout=timeout,
+                                env=_environment())
+        if "Node not found" not in result.stdout + result.stderr or time.monotonic() > deadline:
+            return result
+        time.sleep(1.0)
+
+
+def readme_ros2_lines() -> list[str]:
+    """Every ``ros2`` command of the README's command-line block, verbatim."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("### Prompting from the command line", 1)[1].split("```", 2)[1]
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("ros2 ")]
+
+
+@pytest.fixture(scope="module")
+def params_file(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Parameters that only the file sets: no launch argument names the model, imgsz or warmup."""
+    path = tmp_path_factory.mktemp("ros2_launch") / "robot.yaml"
+    path.write_text(f"/**:\n  ros__parameters:\n    model: {tiny_model}\n    imgsz: 320\n    warmup: false\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def probe():
+    probe = Probe(image_topic=IMAGE_TOPIC)  # also sets the test's ROS domain and Fast DDS profile
+    try:
+        yield probe
+    finally:
+        probe.close()
+        subprocess.run([str(ROS2), "daemon", "stop"], capture_output=True, timeout=30, env=_environment())
+
+
+@pytest.fixture(scope="module")
+def launched(params_file: Path, probe: Probe, tmp_path_factory: pytest.TempPathFactory):
+    launched = Launched(tmp_path_factory.mktemp("ros2_launch") / "launch.log", f"params_file:={params_file}")
+    try:
+        launched.wait_active()
+        assert probe.wait_for_connections(launched), f"the node never connected:\n{launched.log()}"
+        in_graph = wait_until(lambda: "/fastsam" in ros2("ros2 node list").stdout.split(), 30, interval=0.5)
+        assert in_graph, "the ros2 daemon never saw /fastsam"
+        yield launched
+    finally:
+        if launched.alive():
+            os.killpg(launched.process.pid, signal.SIGINT)
+        launched.finish()
+
+
+def start_camera(probe: Probe) -> threading.Event:
+    """Publish FRAME at 2 Hz with fresh stamps until the returned event is set, so prompts have a newest frame."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            probe.publish_image(FRAME, time.time_ns())
+            stop.wait(0.5)
+
+    threading.Thread(target=run, daemon=True).start()
+    return stop
+
+
+def test_empty_launch_arguments_leave_the_params_file_values(launched: Launched) -> None:
+    result = ros2("ros2 param get /fastsam imgsz")
+    assert result.returncode == 0 and "Integer value is: 320" in result.stdout, result
+    assert "tiny-seg.pt" in ros2("ros2 param get /fastsam model").stdout
+
+
+def test_a_click_is_answered_on_selection(launched: Launched, probe: Probe) -> None:
+    from geometry_msgs.msg import PointStamped
+
+    from fastsam_ros.ros_io import mask_from_msg
+
+    stamp = 7_000_000_000
+    probe.publish_image(FRAME, stamp)
+    instances = probe.wait_for("instances", lambda m: stamp_of(m) == stamp)
+    assert instances is not None, launched.log()
+    x, y = 405, 540
+    under_click = [i for i in instances.instances if mask_from_msg(i.mask, (1080, 810))[y, x]]
+    click = PointStamped()
+    click.header.stamp.sec = 7
+    click.point.x, click.point.y = float(x), float(y)
+    probe.point_pub.publish(click)
+    answer = probe.wait_for("selection", lambda m: m.prompt_id == "point" and stamp_of(m) == stamp)
+    assert answer is not None, f"no answer to the click:\n{launched.log()}"
+    assert answer.status == ("ok" if under_click else "no_match"), answer.reason
+    if under_click:
+        assert mask_from_msg(answer.objects[0].mask, (1080, 810))[y, x]
+
+
+def test_readme_ros2_lines_run_verbatim(launched: Launched, probe: Probe) -> None:
+    lines = readme_ros2_lines()
+    verbs = {" ".join(line.split()[1:3]) for line in lines}
+    assert {"topic pub", "service call", "topic echo", "param set", "lifecycle set"} <= verbs, lines
+    camera = start_camera(probe)
+    echoes = [subprocess.Popen([str(ROS2), *shlex.split(line)[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=_environment(), start_new_session=True)
+              for line in lines if line.startswith("ros2 topic echo")]
+    try:
+        assert wait_until(lambda: probe.count("instances") > 0, 60), launched.log()
+        time.sleep(2.0)  # the echo subscriptions match the node
+        for line in (line for line in lines if not line.startswith("ros2 topic echo")):
+            result = ros2(line)
+            assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}"
+            check_outcome(line, result.stdout, probe)
+    finally:
+        camera.set()
+        for echo in echoes:
+            os.killpg(echo.pid, signal.SIGINT)
+    for echo in echoes:
+        printed = echo.communicate(timeout=30)[0].split()
+        assert STATUSES & set(printed), f"`ros2 topic echo` printed no status: {printed}"
+
+
+def check_outcome(line: str, output: str, probe: Probe) -> None:
+    """What each kind of README line must achieve, beyond exiting 0."""
+    if line.startswith("ros2 topic pub"):
+        assert "publishing #1" in output, output
+        if "clear: true" not in line:  # a clear is not answered
+            topic = line.split()[4]
+            prompt_id = {"/prompt/point": "point", "/prompt/text": "text"}.get(topic) or re.search(
+                r"\{id: (\w+)", line).group(1)
+            assert probe.wait_for("selection", lambda m: m.prompt_id == prompt_id, 90) is not None, line
+    elif line.startswith("ros2 service call"):
+        assert "prompt_id='q'" in output and re.search(r"status='(\w+)'", output).group(1) in STATUSES, output
+    elif line.startswith("ros2 param set"):
+        name, value = line.split()[-2:]
+        assert "Set parameter successful" in output, output
+        assert f"value is: {value}" in ros2(f"ros2 param get /fastsam {name}").stdout
+    elif line.startswith("ros2 lifecycle set"):
+        assert "Transitioning successful" in output, output
+        state = "active [3]" if line.endswith("activate") and "deactivate" not in line else "inactive [2]"
+        assert state in ros2("ros2 lifecycle get /fastsam").stdout
+
+
+def test_ctrl_c_on_the_process_group_finishes_cleanly(launched: Launched) -> None:
+    """A terminal's Ctrl-C: SIGINT to the whole group, then ros2 launch forwards another to the node."""
+    os.killpg(launched.process.pid, signal.SIGINT)
+    log = launched.finish()
+    assert launched.process.returncode == 0 and CLEAN in log, log
+
+
+@pytest.mark.parametrize("how", ["ctrl-c twice", "SIGINT to ros2 launch", "SIGTERM to the node"])
+def test_every_stop_finishes_cleanly(how: str, params_file: Path, probe: Probe, tmp_path: Path) -> None:
+    launched = Launched(tmp_path / "launch.log", f"params_file:={params_file}")
+    try:
+        launched.wait_active()
+        if how == "ctrl-c twice":
+            os.killpg(launched.process.pid, signal.SIGINT)
+            time.sleep(0.3)
+            os.killpg(launched.process.pid, signal.SIGINT)
+        elif how == "SIGINT to ros2 launch":
+            launched.process.send_signal(signal.SIGINT)
+        else:
+            os.kill(launched.node_pid(), signal.SIGTERM)
+            assert wait_until(lambda: CLEAN in launched.log() or "has died" in launched.log(), 60)
+            launched.process.send_signal(signal.SIGINT)
+    finally:
+        log = launched.finish()
+    assert CLEAN in log and "has died" not in log, log

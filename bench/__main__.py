@@ -159,9 +159,9 @@ def run_many(args: argparse.Namespace, model: str, engine_config: Any, engine: A
 
     The node runs with ``conf`` 0.003 (``bench/many.py``); the raw and engine figures use the same settings.
     """
-    from fastsam_ros.client import FastSAMClient
     from fastsam_ros.engine import FastSAMEngine
-    from fastsam_ros.node_process import NodeProcess
+    from harness.client import FastSAMClient
+    from harness.node_process import NodeProcess
 
     many_engine_config = many.many_config(engine_config)
     out: dict[str, Any] = {"settings": dict(many.MANY)}

@@ -144,7 +144,7 @@ class InstanceMasks:
 
     @property
     def is_lazy(self) -> bool:
-        return self._logits is not None
+        return self._dense is None
 
     def subset(self, keep: np.ndarray) -> InstanceMasks:
         """The instances where ``keep`` (bool, or indices) selects, in order."""
@@ -152,8 +152,15 @@ class InstanceMasks:
         indices = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
         if self._dense is not None:
             return InstanceMasks.from_dense(self._dense[indices])
-        return InstanceMasks(self.shape, len(indices), logits=self._logits[indices], crops=self._crops[indices],
-                             arithmetic=self._arithmetic, upsample=self._upsample)
+        logits = self._logits
+        kept = InstanceMasks(self.shape, len(indices), logits=None if logits is None else logits[indices],
+                             crops=self._crops[indices], arithmetic=self._arithmetic, upsample=self._upsample)
+        for new, old in enumerate(indices.tolist()):  # pixels already made stay made
+            if old in self._windows:
+                kept._windows[new] = self._windows[old]
+            if old in self._bounds:
+                kept._bounds[new] = self._bounds[old]
+        return kept
 
     # ---------------------------------------------------------------------------------------------- queries
     def crop(self, index: int) -> Window:
@@ -206,8 +213,9 @@ class InstanceMasks:
             return self._dense[:, ys, xs]
         crops = self._crops
         inside = ((xs >= crops[:, 0:1]) & (xs < crops[:, 2:3]) & (ys >= crops[:, 1:2]) & (ys < crops[:, 3:4]))
-        if self._arithmetic is not None:
-            return inside & (self._values(slice(None), ys, xs) > 0)
+        logits = self._logits
+        if self._arithmetic is not None and logits is not None:
+            return inside & (self._values(slice(None), ys, xs, logits) > 0)
         out = np.zeros_like(inside)
         for index, k in zip(*np.nonzero(inside), strict=True):
             pixels, (cx0, cy0, _, _) = self._own(int(index))
@@ -218,9 +226,14 @@ class InstanceMasks:
         """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""
         if self._dense is not None:
             return self._dense.reshape(len(self._dense), -1).any(axis=1)
+        if self._logits is None:  # every pixel is made already
+            return np.array([bool(self._own(i)[0].any()) for i in range(self._count)], dtype=bool)
         out = self._centre_block_positive()
-        for index in np.flatnonzero(~out):
-            x0, y0, x1, y1 = self.crop(int(index))
+        for index in np.flatnonzero(~out).tolist():
+            if index in self._windows or self._logits is None:
+                out[index] = bool(self._own(index)[0].any())
+                continue
+            x0, y0, x1, y1 = self.crop(index)
             if x1 <= x0 or y1 <= y0:
                 continue
             # Source cells the crop reads; a 2x2 block of positive logits whose outputs lie in the crop proves a pixel.
@@ -270,10 +283,10 @@ class InstanceMasks:
             pixels = self._windows[index]
         return pixels, self.crop(index)
 
-    def _values(self, index: int | slice, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        """Upsampled logits at output pixels ``(ys, xs)``, rounded exactly as the kernel rounds them."""
+    def _values(self, index: int | slice, ys: np.ndarray, xs: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Upsampled ``logits`` at output pixels ``(ys, xs)``, rounded exactly as the kernel rounds them."""
         rows, cols, arithmetic = self._rows, self._cols, self._arithmetic
-        logits = self._logits[index]
+        logits = logits[index]
         r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
         wx0, wx1 = cols.weight0[xs], cols.weight1[xs]
         top = _combine(logits[..., r0, c0], wx0, logits[..., r0, c1], wx1, arithmetic.fused_x)
@@ -293,14 +306,22 @@ class InstanceMasks:
         if self._dense is not None:
             return
         todo = [int(i) for i in (range(self._count) if indices is None else indices) if int(i) not in self._windows]
+        logits = self._logits
+        if not todo or logits is None:
+            return
         if self._upsample is None:
             for index in todo:
                 x0, y0, x1, y1 = self.crop(index)
                 ys, xs = np.mgrid[y0:y1, x0:x1]
-                values = self._values(index, ys.ravel(), xs.ravel()).reshape(max(y1 - y0, 0), max(x1 - x0, 0))
-                self._windows[index] = values > 0
-            return
-        ph, pw = self._logits.shape[1:]
+                values = self._values(index, ys.ravel(), xs.ravel(), logits)
+                self._windows[index] = values.reshape(max(y1 - y0, 0), max(x1 - x0, 0)) > 0
+        else:
+            self._make_by_kernel(todo, logits)
+        if len(self._windows) == self._count:
+            self._logits = None  # every pixel is made: the logits (4 bytes per prototype cell) can go
+
+    def _make_by_kernel(self, todo: list[int], logits: np.ndarray) -> None:
+        ph, pw = logits.shape[1:]
         groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         for index in todo:
             x0, y0, x1, y1 = self.crop(index)
@@ -321,7 +342,7 @@ class InstanceMasks:
             stack = np.zeros((max(len(members), 4) if len(members) == 3 else len(members), height, width),
                              dtype=np.float32)
             for k, (index, r0, c0) in enumerate(members):
-                stack[k] = self._logits[index, r0 : r0 + height, c0 : c0 + width]
+                stack[k] = logits[index, r0 : r0 + height, c0 : c0 + width]
             positive = self._upsample(stack, (4 * height, 4 * width)) > 0
             for k, (index, r0, c0) in enumerate(members):
                 x0, y0, x1, y1 = self.crop(index)
@@ -351,7 +372,7 @@ def calibrate(interpolate: object, sample: int = 40) -> Arithmetic | None:
         for fused_y in (True, False):
             arithmetic = Arithmetic(fused_x, fused_y)
             probe = InstanceMasks((size, size), 4, logits=logits, crops=crops, arithmetic=arithmetic, upsample=None)
-            values = probe._values(slice(None), ys.ravel(), xs.ravel()).reshape(4, size, size)
+            values = probe._values(slice(None), ys.ravel(), xs.ravel(), logits).reshape(4, size, size)
             if np.array_equal(values.view(np.int32), expected.view(np.int32)):
                 return arithmetic
     return None

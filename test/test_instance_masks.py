@@ -67,6 +67,9 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
     assert np.array_equal(lazy.at(xs, ys), eager[:, ys, xs])
     keep = np.arange(count) % 3 == 0
     assert np.array_equal(lazy.subset(keep).dense(), eager[keep])
+    assert lazy._logits is None  # once every pixel is made the logits are let go; lookups still answer
+    assert np.array_equal(lazy.at(xs, ys), eager[:, ys, xs])
+    assert np.array_equal(lazy.nonempty(), eager.reshape(count, -1).any(axis=1))
 
 
 def test_calibration_finds_the_kernels_rounding() -> None:

@@ -12,7 +12,10 @@ All stages run on the same machine in one process tree, so that ratios hold on a
    interleaved round by round on 640x480 camera frames, the node in its own process (``bench/pipeline.py``);
    the same on one native-size photo (``native``);
 3. ``stream``: a 30 Hz camera with a persistent click prompt (``bench/stream.py``);
-4. ``exports``: PyTorch, ONNX Runtime and OpenVINO on CPU through our engine (``bench/exports.py``).
+4. ``many``: the same at FastSAM's working point, ~100 instances per frame (the stand-in at ``conf`` 0.003; the
+   instance count is in every row), the engine at ~5 vs ~100 instances, the node-side costs in process, and a
+   FastSAM-s-shaped network's forward time at imgsz 640 and 1024 (``bench/many.py``);
+5. ``exports``: PyTorch, ONNX Runtime and OpenVINO on CPU through our engine (``bench/exports.py``).
 
 Targets of the issue are judged in ``targets``; the JSON gets a ``meta`` block (date, command, CPU, cores,
 load, versions, model, sizes, device) and a markdown table is written beside it for the README.
@@ -29,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import exports, machine, pipeline, stats
+from bench import exports, machine, many, pipeline, stats
 from bench.bench_depth import run as run_depth
 from bench.bench_selection import run as run_selection
 from bench.bench_tracking import run as run_tracking
@@ -37,6 +40,7 @@ from bench.bench_tracking import run as run_tracking
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 NATIVE_IMAGE = "bus.jpg"
+SCALING_IMAGE = "zidane.jpg"  # the frame of the issue's 5-vs-100-instances figure
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +58,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--camera-hz", type=float, default=30.0)
     parser.add_argument("--export-rounds", type=int, default=12, help="timed calls per export format")
     parser.add_argument("--no-exports", action="store_true", help="skip the export comparison")
+    parser.add_argument("--no-many", action="store_true", help="skip the ~100-instances figures (bench/many.py)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds, a 10 s stream")
     args = parser.parse_args(argv)
     if args.quick:
@@ -140,6 +145,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         exit_code = node.stop()
     results["meta"]["node_exit_code"] = exit_code
 
+    if not args.no_many:
+        results["many"] = run_many(args, model, config.engine, engine)
+        results["meta"]["node_exit_code"] = exit_code or results["many"]["node_exit_code"]
+
     if not args.no_exports:
         _stage("exports: PyTorch, ONNX Runtime, OpenVINO")
         try:
@@ -156,6 +165,57 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     })
     results["targets"] = stats.evaluate_targets(results)
     return results
+
+
+def run_many(args: argparse.Namespace, model: str, engine_config: Any, engine: Any) -> dict[str, Any]:
+    """Every figure again at FastSAM's working point (~100 instances per frame), and a FastSAM-s-shaped network.
+
+    The node runs with ``conf`` 0.003 (``bench/many.py``); the raw and engine figures use the same settings.
+    """
+    from fastsam_ros.engine import FastSAMEngine
+    from harness.client import FastSAMClient
+    from harness.node_process import NodeProcess
+
+    many_engine_config = many.many_config(engine_config)
+    out: dict[str, Any] = {"settings": dict(many.MANY)}
+    engine_many = FastSAMEngine(many_engine_config)
+    frames = pipeline.plan_frames(engine_many, pipeline.load_frames(args.images, many.MANY_IMAGES,
+                                                                    pipeline.CAMERA_SHAPE))
+    scaling_frame = next((f for f in frames if f.name == SCALING_IMAGE), frames[0])
+    _stage(f"many instances: engine at {engine_config.conf:g} vs {many.SCALING['conf']:g} on {scaling_frame.name}")
+    engine_scaling = FastSAMEngine(many.many_config(engine_config, many.SCALING))
+    out["scaling"] = many.engine_scaling(engine, engine_scaling, scaling_frame.pixels, max(args.rounds, 8))
+    out["scaling"].update(frame=f"{scaling_frame.name} 640x480", settings=dict(many.SCALING))
+    del engine_scaling
+    _stage("many instances: Instances message, overlay, cached click in process")
+    out["node_side"] = many.node_side(engine_many, frames, args.rounds)
+    _stage("many instances: FastSAM-s-shaped network (yolov8s-seg.yaml, nc=1, random weights)")
+    out["fastsam_s_network_ms"] = {str(size): many.network_ms(size, max(args.export_rounds, 3))
+                                   for size in (640, 1024)}
+
+    _stage(f"many instances: node with conf {many.MANY['conf']:g}, {args.rounds} interleaved rounds")
+    node = NodeProcess(args.work_dir / "node_many.log", namespace="bench_many", model=model, **many.MANY)
+    client = FastSAMClient(namespace="bench_many")
+    try:
+        raw = pipeline.RawPredictor(model, many_engine_config)
+        for frame in frames:
+            raw(frame.pixels)
+        if not client.wait_for_connections(node, timeout=300):
+            raise SystemExit(f"the node did not come up:\n{node.log()}")
+        driver = pipeline.Driver(client, node)
+        for frame in frames:
+            driver.frame(frame.pixels)
+        figures = pipeline.run_rounds(raw, engine_many, driver, frames, args.rounds)
+        out.update({k: v for k, v in figures.items() if k != "details"})
+        out["pipeline"] = figures["details"]
+        streamed = next((f for f in frames if f.click is not None), None)
+        if streamed is not None:
+            _stage(f"many instances: stream {args.camera_hz:g} Hz for {args.stream_seconds:g} s")
+            out["stream"] = pipeline_stream(driver, streamed, args)
+    finally:
+        client.close()
+        out["node_exit_code"] = node.stop()
+    return out
 
 
 def pipeline_stream(driver: Any, frame: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -190,11 +250,48 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
                      stream["latency_ms"]["p50"], stream["latency_ms"]["p95"], stream["latency_ms"]["n"]))
         rows.append(("stream node inference_ms", stream["node_inference_ms"]["p50"],
                      stream["node_inference_ms"]["p95"], stream["node_inference_ms"]["n"]))
+    rows += many_rows(results.get("many") or {})
     for name, entry in (results.get("exports") or {}).get("formats", {}).items():
         if "engine_ms" in entry:
             threads = entry.get("threads") or "all"  # ONNX Runtime reports 0: its default, every physical core
             rows.append((f"export {name} engine_ms ({size}, {threads} threads)", entry["engine_ms"]["p50"],
                          entry["engine_ms"]["p95"], entry["engine_ms"]["n"]))
+    return rows
+
+
+def _count(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def many_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Rows of the ~100-instances figures, each naming the instance count it was measured at."""
+    if not figures:
+        return []
+    rows = []
+    count = _count((figures.get("pipeline") or {}).get("instances_per_frame", {}).get("p50"))
+    for key in ("raw_predict_ms", "engine_ms", "node_e2e_ms", "cached_prompt_ms", "reinfer_prompt_ms"):
+        if key in figures:
+            rows.append((f"{key} (640x480, {count} instances)", figures[key]["p50"], figures[key]["p95"],
+                         figures[key]["n"]))
+    scaling = figures.get("scaling") or {}
+    if scaling:
+        for key, label in (("engine_few_ms", "few"), ("engine_many_ms", "many")):
+            entry = scaling[key]
+            rows.append((f"engine_ms {scaling['frame']}, {_count(scaling['instances'][label]['p50'])} instances",
+                         entry["p50"], entry["p95"], entry["n"]))
+    side = figures.get("node_side") or {}
+    side_count = _count((side.get("instances") or {}).get("p50"))
+    for key in ("instances_msg_ms", "overlay_ms", "cached_click_ms"):
+        if key in side:
+            rows.append((f"{key} in process ({side_count} instances)", side[key]["p50"], side[key]["p95"],
+                         side[key]["n"]))
+    stream = figures.get("stream")
+    if stream:
+        rows.append((f"stream latency_ms ({count} instances)", stream["latency_ms"]["p50"],
+                     stream["latency_ms"]["p95"], stream["latency_ms"]["n"]))
+    for size, entry in (figures.get("fastsam_s_network_ms") or {}).items():
+        rows.append((f"FastSAM-s-shaped network forward, imgsz {size} ({entry['input']})", entry["p50"],
+                     entry["p95"], entry["n"]))
     return rows
 
 

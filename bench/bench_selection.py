@@ -47,7 +47,7 @@ def synthetic_segmentation(
         boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     return Segmentation(
         masks=masks, boxes=boxes, scores=rng.uniform(0.4, 1.0, n_instances).astype(np.float32),
-        areas=masks.sum(axis=(1, 2)).astype(np.int64), geometry=MaskGeometry(image_shape, image_shape),
+        geometry=MaskGeometry(image_shape, image_shape),
     )
 
 
@@ -58,7 +58,7 @@ def _prompts(segmentation: Segmentation, count: int, seed: int) -> tuple[list[Pr
     points, boxes = [], []
     for _ in range(count):
         i = int(rng.integers(len(segmentation)))
-        ys, xs = np.nonzero(segmentation.masks[i])
+        ys, xs = np.nonzero(segmentation.full_mask(i))
         k = int(rng.integers(len(xs)))
         points.append(Prompt(points=((xs[k] + 0.5, ys[k] + 0.5),), labels=(1,)))
         x1, y1, x2, y2 = segmentation.boxes[i] + rng.uniform(-4, 4, 4)

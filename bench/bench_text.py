@@ -47,7 +47,7 @@ def _new_frame(segmentation: Segmentation) -> Segmentation:
     """The same instances as a new frame's result (a distinct object: nothing cached for it)."""
     return Segmentation(
         masks=segmentation.masks, boxes=segmentation.boxes, scores=segmentation.scores,
-        areas=segmentation.areas, geometry=segmentation.geometry,
+        geometry=segmentation.geometry,
     )
 
 

@@ -30,9 +30,9 @@ PAN_PX = 12  # camera pan per frame
 
 def _panned(segmentation: Segmentation, world: np.ndarray, shift: int) -> tuple[Segmentation, np.ndarray]:
     """The frame with the camera moved ``shift`` pixels right: everything moves left (wrapping around)."""
-    masks = np.roll(segmentation.masks, -shift, axis=2)
+    masks = np.roll(segmentation.masks.dense(), -shift, axis=2)
     boxes = segmentation.boxes - np.array([shift, 0, shift, 0], dtype=np.float32)
-    moved = Segmentation(masks, boxes, segmentation.scores, segmentation.areas, segmentation.geometry)
+    moved = Segmentation(masks, boxes, segmentation.scores, segmentation.geometry)
     return moved, np.ascontiguousarray(np.roll(world, -shift, axis=1))
 
 

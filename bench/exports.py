@@ -26,10 +26,10 @@ FORMATS = ("onnx", "openvino")
 
 def _mean_iou(reference: Any, other: Any) -> float | None:
     """Mean best-match mask IoU of ``other``'s instances against ``reference``'s, at network resolution."""
-    if len(reference) == 0 or len(other) == 0 or reference.masks.shape[1:] != other.masks.shape[1:]:
+    if len(reference) == 0 or len(other) == 0 or reference.masks.shape != other.masks.shape:
         return None
-    a = reference.masks.reshape(len(reference), -1).astype(np.float32)
-    b = other.masks.reshape(len(other), -1).astype(np.float32)
+    a = reference.masks.dense().reshape(len(reference), -1).astype(np.float32)
+    b = other.masks.dense().reshape(len(other), -1).astype(np.float32)
     inter = a @ b.T
     union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
     return round(float(np.mean((inter / np.maximum(union, 1)).max(axis=1))), 4)

@@ -389,8 +389,12 @@ class BackendSwitch:
     """
 
     def __init__(self, pytorch_model: Any, plan: Plan, *, machine: Probe, imgsz: int, device: str,
-                 cpu_threads: int, cache: ExportCache, log: Callable[[str], None]) -> None:
+                 cpu_threads: int, cache: ExportCache, log: Callable[[str], None],
+                 predict: Callable[[Any, bool, Any], Any]) -> None:
         self._pytorch = pytorch_model
+        # the engine's own prediction (model, half, image): the export's first run builds the same predictor the
+        # engine uses (ultralytics rebuilds it, runtime session included, when the predictor class changes)
+        self._predict = predict
         self._plan = plan
         self._machine = machine
         self._imgsz = imgsz
@@ -485,6 +489,5 @@ class BackendSwitch:
         from ultralytics import FastSAM
 
         model = FastSAM(str(path))
-        blank = np.zeros((*shape, 3), dtype=np.uint8)  # creates the predictor (and checks the export runs)
-        model.predict(blank, device=self._device, verbose=False, **({"half": True} if self._plan.half else {}))
+        self._predict(model, self._plan.half, np.zeros((*shape, 3), dtype=np.uint8))  # its predictor; it runs
         return model

@@ -7,9 +7,12 @@ that keeps masks at network resolution.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fastsam_ros import backends
+from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate
 from fastsam_ros.masks import MaskGeometry
 from fastsam_ros.types import Segmentation, Timings
 
@@ -93,7 +97,8 @@ class FastSAMEngine:
             reason = f"{error.__class__.__name__}: {error}"
             raise ModelLoadError(f"could not load model {source!r}: {reason}. {hint}") from error
         self._threads_applied = config.cpu_threads <= 0
-        self._backends = _backend_switch(self._model, config, log or logging.getLogger("fastsam_ros").info)
+        self._backends = _backend_switch(self._model, config, log or logging.getLogger("fastsam_ros").info,
+                                         self._predict)
         self._last_model = self._model
 
     @property
@@ -111,7 +116,7 @@ class FastSAMEngine:
         config = self.config
         results = model.predict(
             image_bgr, device=config.device, imgsz=config.imgsz, conf=config.conf, iou=config.iou,
-            max_det=config.max_det, retina_masks=False, verbose=False,
+            max_det=config.max_det, retina_masks=False, verbose=False, predictor=deferred_mask_predictor(),
             **({"half": True} if half else {}),  # passing half=False makes new ultralytics warn per call
         )
         self._last_model = model
@@ -123,8 +128,21 @@ class FastSAMEngine:
         return results[0]
 
     def segment(self, image_bgr: np.ndarray) -> Segmentation:
-        """Every instance in one ``HxWx3`` uint8 BGR image."""
-        return segmentation_from_result(self.predict_raw(image_bgr))
+        """Every instance in one ``HxWx3`` uint8 BGR image (masks made on demand: see :mod:`instance_masks`)."""
+        with deferred_masks():
+            return segmentation_from_result(self.predict_raw(image_bgr))
+
+    def segment_with_result(self, image_bgr: np.ndarray) -> tuple[Segmentation, Any]:
+        """:meth:`segment`, and the ultralytics ``Results`` of the same run with every mask made (for
+        ultralytics' own prompt rules in the evaluation: one inference serves both)."""
+        import torch
+
+        with deferred_masks():
+            result = self.predict_raw(image_bgr)
+        segmentation = segmentation_from_result(result)
+        if getattr(result, "instance_masks", None) is not None:
+            result.update(masks=torch.from_numpy(segmentation.masks.dense().view(np.uint8)))
+        return segmentation, result
 
     def warmup(self) -> None:
         """Run PyTorch once on a blank frame so the first real frame does not pay for lazy setup.
@@ -134,7 +152,8 @@ class FastSAMEngine:
         """
         self._backends.preload()
         blank = np.zeros((self.config.imgsz // 2, self.config.imgsz, 3), dtype=np.uint8)
-        segmentation_from_result(self._predict(self._model, self._backends.pytorch_half, blank))
+        with deferred_masks():
+            segmentation_from_result(self._predict(self._model, self._backends.pytorch_half, blank))
 
     @property
     def predictor(self) -> Any:
@@ -142,7 +161,8 @@ class FastSAMEngine:
         return self._last_model.predictor
 
 
-def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None]) -> backends.BackendSwitch:
+def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None],
+                    predict: Callable[[Any, bool, np.ndarray], Any]) -> backends.BackendSwitch:
     """Choose the backend for this machine and log the choice (see :mod:`fastsam_ros.backends`)."""
     machine = backends.probe(config.device)
     if Path(str(model.ckpt_path)).suffix == ".pt":
@@ -153,7 +173,7 @@ def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None]
         plan = backends.Plan(backends.backend_of(Path(str(model.ckpt_path))), config.half, "the model is an export")
     cache = backends.ExportCache(Path(config.export_cache) if config.export_cache else backends.default_cache_dir())
     return backends.BackendSwitch(model, plan, machine=machine, imgsz=config.imgsz, device=config.device,
-                                  cpu_threads=config.cpu_threads, cache=cache, log=log)
+                                  cpu_threads=config.cpu_threads, cache=cache, log=log, predict=predict)
 
 
 def check_image(image: np.ndarray) -> None:
@@ -167,7 +187,7 @@ def check_image(image: np.ndarray) -> None:
 
 
 def segmentation_from_result(result: Any) -> Segmentation:
-    """Convert one ultralytics ``Results`` into a :class:`Segmentation` (masks move to the CPU as bool)."""
+    """Convert one ultralytics ``Results`` into a :class:`Segmentation` (masks move to the CPU)."""
     image_shape = (int(result.orig_shape[0]), int(result.orig_shape[1]))
     speed = result.speed or {}
     timings = Timings(
@@ -175,20 +195,17 @@ def segmentation_from_result(result: Any) -> Segmentation:
         inference_ms=float(speed.get("inference") or 0.0),
         postprocess_ms=float(speed.get("postprocess") or 0.0),
     )
-    if result.masks is None or len(result) == 0:
-        geometry = MaskGeometry(image_shape, image_shape)
-        return Segmentation(
-            masks=np.zeros((0, *image_shape), dtype=bool), boxes=np.zeros((0, 4), dtype=np.float32),
-            scores=np.zeros(0, dtype=np.float32), areas=np.zeros(0, dtype=np.int64), geometry=geometry, timings=timings,
-        )
-    masks = binary_masks(result.masks.data)
-    geometry = MaskGeometry(image_shape, (int(masks.shape[1]), int(masks.shape[2])))
+    masks = getattr(result, "instance_masks", None)  # set by the deferred-mask predictor
+    if masks is None:
+        if result.masks is None or len(result) == 0:
+            masks = InstanceMasks.from_dense(np.zeros((0, *image_shape), dtype=bool))
+        else:
+            masks = InstanceMasks.from_dense(binary_masks(result.masks.data))
     return Segmentation(
         masks=masks,
-        boxes=result.boxes.xyxy.float().cpu().numpy().copy(),  # on CPU .numpy() would share the Results' memory
-        scores=result.boxes.conf.float().cpu().numpy().copy(),
-        areas=estimated_areas(masks, geometry),
-        geometry=geometry,
+        boxes=result.boxes.xyxy.float().cpu().numpy().copy().reshape(-1, 4),  # .numpy() would share the Results' memory
+        scores=result.boxes.conf.float().cpu().numpy().copy().reshape(-1),
+        geometry=MaskGeometry(image_shape, masks.shape),
         timings=timings,
     )
 
@@ -204,15 +221,99 @@ def binary_masks(data: Any) -> np.ndarray:
     return array.view(bool) if array.dtype == np.uint8 else array > 0.5
 
 
-def estimated_areas(masks: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
-    """Instance areas in image pixels, estimated from network-resolution masks.
+# ------------------------------------------------------------------------------------- deferred masks
+_deferral = threading.local()
 
-    Counts only cells over the image (instances at the border spill into the letterbox padding), each worth
-    (H / content_h) x (W / content_w) image pixels: within ~0.5 % of the upsampled mask's pixel count.
-    One ``count_nonzero`` per mask: a reduction over axes (1, 2) is ~10x slower in numpy and ~60x in torch.
-    """
-    left, top, content_w, content_h = geometry.content
-    cells = np.array([np.count_nonzero(mask[top : top + content_h, left : left + content_w]) for mask in masks],
-                     dtype=np.float64)
-    scale = geometry.image_shape[0] * geometry.image_shape[1] / (content_w * content_h)
-    return np.rint(cells * scale).astype(np.int64)
+
+@contextlib.contextmanager
+def deferred_masks() -> Iterator[None]:
+    """Within this block (on this thread) the predictor of :func:`deferred_mask_predictor` keeps prototype logits."""
+    _deferral.on = True
+    try:
+        yield
+    finally:
+        _deferral.on = False
+
+
+@functools.lru_cache(maxsize=8)
+def _upsampler(device: str) -> Callable[[np.ndarray, tuple[int, int]], np.ndarray]:
+    """``process_mask``'s bilinear upsample (the same PyTorch kernel, on ``device``) of ``(K, h, w)`` logit crops."""
+    import torch
+    import torch.nn.functional as F
+
+    def upsample(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(logits)).to(device)[None]
+        return F.interpolate(tensor, size, mode="bilinear")[0].cpu().numpy()
+
+    return upsample
+
+
+@functools.lru_cache(maxsize=8)
+def _arithmetic(device: str) -> Arithmetic | None:
+    """How the installed bilinear kernel rounds on ``device`` (measured once; None: no emulation matches)."""
+    import torch
+    import torch.nn.functional as F
+
+    def interpolate(logits: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(logits).to(device)[None]
+        size = (4 * logits.shape[1], 4 * logits.shape[2])
+        return F.interpolate(tensor, size, mode="bilinear")[0].cpu().numpy()
+
+    return calibrate(interpolate)
+
+
+@functools.lru_cache(maxsize=1)
+def _deferred_predictor_class() -> type:
+    from ultralytics.engine.results import Results
+    from ultralytics.models.fastsam import FastSAMPredictor
+    from ultralytics.utils import ops
+
+    class _DeferredMaskPredictor(FastSAMPredictor):
+        """ultralytics' FastSAM predictor whose results keep masks as prototype logits (:class:`InstanceMasks`).
+
+        Everything else (pre-processing, the network, NMS, box scaling, FastSAM's border rule) is ultralytics'
+        own; only ``process_mask``'s upsample, threshold and crop of every mask are left to be done on demand,
+        exactly (its ``amax > 0`` filter of empty masks is applied here, exactly too). Outside
+        :func:`deferred_masks`, or where the emulation does not apply, it is ultralytics' predictor unchanged.
+        """
+
+        def construct_result(self, pred: Any, img: Any, orig_img: Any, img_path: Any, proto: Any) -> Any:
+            masks = self._deferred(pred, img, proto) if getattr(_deferral, "on", False) else None
+            if masks is None:
+                return super().construct_result(pred, img, orig_img, img_path, proto)
+            pred[:, :4] = ops.scale_boxes(img.shape[2:], pred[:, :4], orig_img.shape)
+            keep = masks.nonempty()
+            if getattr(self, "_feats", None) is None and not keep.all():  # as ultralytics: drop empty masks
+                pred, masks = pred[torch_bool(keep, pred.device)], masks.subset(keep)
+            result = Results(orig_img, path=img_path, names=self.model.names, boxes=pred[:, :6])
+            result.instance_masks = masks
+            return result
+
+        def _deferred(self, pred: Any, img: Any, proto: Any) -> InstanceMasks | None:
+            import torch
+
+            count, (height, width) = pred.shape[0], img.shape[2:]
+            if count == 0 or self.args.retina_masks or height + width <= 128:  # other kernels: see module doc
+                return None
+            if pred.dtype != torch.float32 or proto.dtype != torch.float32:  # FP16: leave it all to ultralytics
+                return None
+            if proto.device.type == "cpu" and count == 3 and torch.get_num_threads() == 1:
+                return None  # PyTorch's channels-last kernel runs there, with other rounding
+            arithmetic = _arithmetic(str(proto.device))  # None: point lookups make the instance's pixels
+            channels, ph, pw = proto.shape
+            logits = (pred[:, 6:] @ proto.float().view(channels, -1)).view(-1, ph, pw)  # as process_mask
+            return InstanceMasks.from_logits(logits.cpu().numpy(), pred[:, :4].float().cpu().numpy().copy(),
+                                             (int(height), int(width)), arithmetic, _upsampler(str(proto.device)))
+
+    return _DeferredMaskPredictor
+
+
+def deferred_mask_predictor() -> type:
+    """The predictor class passed to ultralytics (one class object, so ultralytics keeps its instance)."""
+    return _deferred_predictor_class()
+
+
+def torch_bool(mask: np.ndarray, device: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(mask, dtype=bool)).to(device)

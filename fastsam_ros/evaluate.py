@@ -221,8 +221,6 @@ def iter_frames(
     """Run the engine once per image that has instances to evaluate, and yield what the methods need."""
     from tqdm import tqdm
 
-    from fastsam_ros.engine import segmentation_from_result
-
     pairs = image_pairs(Path(data_dir))[:limit]
     for image_path, label_path in tqdm(pairs, desc="evaluate", unit="img", disable=not progress):
         image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
@@ -231,10 +229,9 @@ def iter_frames(
         instances = read_instances(label_path, image.shape[:2], min_area)
         if not instances:
             continue
-        result = engine.predict_raw(image)
-        segmentation = segmentation_from_result(result)
+        segmentation, result = engine.segment_with_result(image)
         if len(segmentation):
-            full_masks = np.stack([segmentation.geometry.upsample(m) for m in segmentation.masks])
+            full_masks = np.stack([segmentation.full_mask(i) for i in range(len(segmentation))])
         else:
             full_masks = np.zeros((0, *segmentation.image_shape), dtype=bool)
         full_areas = full_masks.sum(axis=(1, 2))

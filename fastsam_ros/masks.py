@@ -15,7 +15,7 @@ import numpy as np
 class MaskGeometry:
     """How a letterboxed network-resolution mask lines up with the source image.
 
-    Follows ultralytics' letterbox: the image is scaled by ``gain`` and centred (see ``content``).
+    Follows ultralytics' letterbox: the image is scaled by ``gain`` and centred (:attr:`content`).
     """
 
     image_shape: tuple[int, int]  # (H, W) of the source image
@@ -44,6 +44,12 @@ class MaskGeometry:
         left, top, width, height = self.content
         return width / self.image_shape[1], height / self.image_shape[0], float(left), float(top)
 
+    @property
+    def pixels_per_cell(self) -> float:
+        """Image pixels one mask cell inside the letterbox content stands for (the area scale)."""
+        _, _, content_w, content_h = self.content
+        return (self.image_shape[0] / content_h) * (self.image_shape[1] / content_w)
+
     def to_mask_coords(self, xy: np.ndarray) -> np.ndarray:
         """Integer mask indices ``(mx, my)`` of image points ``xy`` (shape (K, 2)), clipped into the mask."""
         scale_x, scale_y, offset_x, offset_y = self._affine()
@@ -53,14 +59,19 @@ class MaskGeometry:
         cells[:, 1] = np.clip(cells[:, 1], 0, self.mask_shape[0] - 1)
         return cells
 
-    def box_to_mask_coords(self, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
-        """Mask-index slice bounds ``(x1, y1, x2, y2)`` covering an image-pixel box (end exclusive)."""
+    def boxes_to_mask_cells(self, boxes: np.ndarray) -> np.ndarray:
+        """``(K, 4)`` int mask-index slice bounds ``(x1, y1, x2, y2)`` (end exclusive) covering image-pixel boxes."""
         scale_x, scale_y, offset_x, offset_y = self._affine()
-        x1 = int(np.clip(np.floor(box[0] * scale_x + offset_x), 0, self.mask_shape[1]))
-        y1 = int(np.clip(np.floor(box[1] * scale_y + offset_y), 0, self.mask_shape[0]))
-        x2 = int(np.clip(np.ceil(box[2] * scale_x + offset_x), 0, self.mask_shape[1]))
-        y2 = int(np.clip(np.ceil(box[3] * scale_y + offset_y), 0, self.mask_shape[0]))
-        return x1, y1, x2, y2
+        scale = np.array([scale_x, scale_y, scale_x, scale_y])
+        mapped = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale + (offset_x, offset_y, offset_x, offset_y)
+        cells = np.concatenate([np.floor(mapped[:, :2]), np.ceil(mapped[:, 2:])], axis=1)
+        limit = np.array([self.mask_shape[1], self.mask_shape[0]] * 2)
+        return np.clip(cells, 0, limit).astype(np.int64)
+
+    def content_cells(self) -> tuple[int, int, int, int]:
+        """The letterbox content as mask-index bounds ``(x0, y0, x1, y1)`` (end exclusive)."""
+        left, top, width, height = self.content
+        return left, top, left + width, top + height
 
     def cells_to_image_region(self, cells: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """Image-pixel region ``(x0, y0, x1, y1)`` (end exclusive, inside the image) that :meth:`upsample` can set
@@ -86,26 +97,41 @@ class MaskGeometry:
         (x0, x1), (y0, y1) = bounds
         return x0, y0, x1, y1
 
-    def upsample_region(self, mask: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    def source_window(self, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+        """Mask-index bounds ``(x0, y0, x1, y1)`` (end exclusive) of the cells the image region ``[y0:y1, x0:x1]``
+        reads when upsampled (empty for an empty region)."""
+        if x1 <= x0 or y1 <= y0:
+            return 0, 0, 0, 0
+        if self.mask_shape == self.image_shape:
+            return x0, y0, x1, y1
+        left, top, content_w, content_h = self.content
+        rows0, rows1, _, _ = linear_taps(y0, y1, content_h, self.image_shape[0])
+        cols0, cols1, _, _ = linear_taps(x0, x1, content_w, self.image_shape[1])
+        return left + int(cols0[0]), top + int(rows0[0]), left + int(cols1[-1]) + 1, top + int(rows1[-1]) + 1
+
+    def upsample_window(self, cells: np.ndarray, window: tuple[int, int, int, int],
+                        x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """The image-resolution mask inside ``[y0:y1, x0:x1]`` only, exactly as ultralytics' ``scale_masks``.
 
-        That is: crop the letterbox padding, bilinear resize (``align_corners=False``) to the image, ``> 0.5``.
-        Computed separably in float32 with PyTorch's index and weight arithmetic, so ties at exactly 0.5 fall
-        the same way, and only for the requested region: the cost is the region's pixels, not the frame's,
-        and a region is exactly the same crop of :meth:`upsample`.
+        ``cells`` is the network-resolution mask over ``window`` (mask-index bounds, end exclusive), which must
+        cover :meth:`source_window` of the region. That is: crop the letterbox padding, bilinear resize
+        (``align_corners=False``) to the image, ``> 0.5``, computed separably in float32 with PyTorch's index
+        and weight arithmetic, so ties at exactly 0.5 fall the same way, and only for the requested region: the
+        cost is the region's pixels, not the frame's, and a region is exactly the same crop of :meth:`upsample`.
         """
         height, width = y1 - y0, x1 - x0
         if height <= 0 or width <= 0:
             return np.zeros((max(height, 0), max(width, 0)), dtype=bool)
+        wx0, wy0 = window[0], window[1]
         if self.mask_shape == self.image_shape:  # scale_masks returns such masks unchanged
-            return np.asarray(mask[y0:y1, x0:x1], dtype=bool)
+            return np.asarray(cells[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0], dtype=bool)
         left, top, content_w, content_h = self.content
-        crop = mask[top : top + content_h, left : left + content_w]
-        rows0, rows1, row_w0, row_w1 = _linear_taps(y0, y1, crop.shape[0], self.image_shape[0])
-        cols0, cols1, col_w0, col_w1 = _linear_taps(x0, x1, crop.shape[1], self.image_shape[1])
+        rows0, rows1, row_w0, row_w1 = linear_taps(y0, y1, content_h, self.image_shape[0])
+        cols0, cols1, col_w0, col_w1 = linear_taps(x0, x1, content_w, self.image_shape[1])
         r_lo, r_hi = int(rows0[0]), int(rows1[-1]) + 1  # taps are monotonic: only these source rows matter
         c_lo, c_hi = int(cols0[0]), int(cols1[-1]) + 1
-        source = crop[r_lo:r_hi, c_lo:c_hi].astype(np.float32)
+        sy, sx = top + r_lo - wy0, left + c_lo - wx0
+        source = cells[sy : sy + r_hi - r_lo, sx : sx + c_hi - c_lo].astype(np.float32)
         # Same order of float operations as PyTorch's CPU kernel: along x first, then along y (in place: 2x faster).
         along_x = np.take(source, cols0 - c_lo, axis=1)
         along_x *= col_w0
@@ -119,23 +145,16 @@ class MaskGeometry:
         result += below
         return result > 0.5
 
-    def upsample_own_region(self, mask: np.ndarray) -> tuple[np.ndarray, int, int]:
-        """``(region, x0, y0)``: ``mask`` at image resolution over just the region its cells can reach.
-
-        Every pixel the full :meth:`upsample` would set lies in that region; empty masks give a 0x0 region.
-        """
-        cells = mask_box(mask)
-        if cells is None:
-            return np.zeros((0, 0), dtype=bool), 0, 0
-        x0, y0, x1, y1 = self.cells_to_image_region(cells)
-        return self.upsample_region(mask, x0, y0, x1, y1), x0, y0
+    def upsample_region(self, mask: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """:meth:`upsample_window` of a whole network-resolution ``mask``."""
+        return self.upsample_window(mask, (0, 0, mask.shape[1], mask.shape[0]), x0, y0, x1, y1)
 
     def upsample(self, mask: np.ndarray) -> np.ndarray:
         """The whole mask at image resolution, ``(H, W)`` bool."""
         return self.upsample_region(mask, 0, 0, self.image_shape[1], self.image_shape[0])
 
 
-def _linear_taps(start: int, stop: int, in_size: int, out_size: int) -> tuple[np.ndarray, ...]:
+def linear_taps(start: int, stop: int, in_size: int, out_size: int) -> tuple[np.ndarray, ...]:
     """Source indices and weights of output pixels ``start..stop-1`` for a bilinear resize ``in_size -> out_size``.
 
     Mirrors PyTorch's ``area_pixel_compute_source_index`` (``align_corners=False``) in float32.
@@ -168,6 +187,11 @@ class EncodedMask:
     def nbytes(self) -> int:
         return 16 + self.counts.nbytes
 
+    @property
+    def area(self) -> int:
+        """Pixels set: the sum of the foreground (odd) runs."""
+        return int(self.counts[1::2].sum(dtype=np.int64))
+
 
 def encode_crop(crop: np.ndarray) -> np.ndarray:
     """Row-major run lengths of a 2-D bool crop, background first."""
@@ -191,13 +215,49 @@ def decode_crop(counts: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.repeat(values, counts).reshape(height, width)
 
 
-def encode_mask(mask: np.ndarray) -> EncodedMask:
-    """Encode a full-resolution ``(H, W)`` bool mask by cropping it to its own box."""
-    box = mask_box(mask)
+def encode_region(region: np.ndarray, x0: int = 0, y0: int = 0, tight: bool = False) -> EncodedMask:
+    """Encode the mask ``region`` whose top-left pixel is ``(x0, y0)``, cropped to its own box first.
+
+    ``tight``: the caller knows ``region`` is already its own box (no scan for it).
+    """
+    box = (0, 0, region.shape[1], region.shape[0]) if tight and region.size else mask_box(region)
     if box is None:
         return EncodedMask(0, 0, 0, 0, np.zeros(0, dtype=np.uint32))
-    x0, y0, x1, y1 = box
-    return EncodedMask(x0, y0, x1 - x0, y1 - y0, encode_crop(mask[y0:y1, x0:x1]))
+    bx0, by0, bx1, by1 = box
+    return EncodedMask(x0 + bx0, y0 + by0, bx1 - bx0, by1 - by0, encode_crop(region[by0:by1, bx0:bx1]))
+
+
+def encode_mask(mask: np.ndarray) -> EncodedMask:
+    """Encode a full-resolution ``(H, W)`` bool mask by cropping it to its own box."""
+    return encode_region(mask)
+
+
+def region_stats(region: np.ndarray, x0: int = 0, y0: int = 0) -> tuple[tuple[float, float, float, float], int,
+                                                                        tuple[float, float]] | None:
+    """``(box, area, centroid)`` in image pixels of the mask ``region`` whose top-left pixel is ``(x0, y0)``.
+
+    None when it has no pixel. One pass over the region (row and column counts); integer sums keep the
+    centroid the exact mean of the pixel coordinates.
+    """
+    per_column = region.view(np.uint8).sum(axis=0, dtype=np.int64)
+    per_row = region.view(np.uint8).sum(axis=1, dtype=np.int64)
+    area = int(per_row.sum())
+    if area == 0:
+        return None
+    columns, rows = np.flatnonzero(per_column), np.flatnonzero(per_row)
+    box = (float(x0 + columns[0]), float(y0 + rows[0]), float(x0 + columns[-1] + 1), float(y0 + rows[-1] + 1))
+    sum_x = int(per_column @ np.arange(len(per_column))) + area * x0
+    sum_y = int(per_row @ np.arange(len(per_row))) + area * y0
+    return box, area, (sum_x / area, sum_y / area)
+
+
+def box_intersections(boxes: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """``(K,)`` float64 intersection areas of ``boxes`` ``(K, 4)`` xyxy with one ``box``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    width = np.clip(np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1), 0, None)
+    height = np.clip(np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1), 0, None)
+    return width * height
 
 
 def decode_mask(encoded: EncodedMask, image_shape: tuple[int, int]) -> np.ndarray:

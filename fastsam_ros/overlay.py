@@ -84,9 +84,10 @@ def _draw_instances(image_bgr: np.ndarray, segmentation: Segmentation, thickness
     colors = instance_colors(count)
     painted = image_bgr.copy()
     outlines: list[tuple[int, list[np.ndarray]]] = []
+    segmentation.masks.make()  # every instance's pixels, in few kernel calls
     # Largest first, so where instances nest the smaller one's colour ends up on top.
     for index in np.argsort(-segmentation.areas, kind="stable"):
-        region, x0, y0 = segmentation.geometry.upsample_own_region(segmentation.masks[index])
+        region, x0, y0 = segmentation.instance_region(int(index))
         if region.size == 0:
             continue
         region = np.ascontiguousarray(region).view(np.uint8)  # 0/1, no copy

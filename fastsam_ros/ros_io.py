@@ -83,19 +83,26 @@ def mask_from_msg(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
 def instances_msg(
     segmentation: Segmentation, header: Any, with_masks: bool, ids: np.ndarray | None = None
 ) -> InstancesMsg:
-    """Every instance of a frame; masks are encoded one by one so overlaps survive. ``ids``: track ids (else 0)."""
+    """Every instance of a frame; masks are encoded one by one so overlaps survive. ``ids``: track ids (else 0).
+
+    With masks, ``area`` is the encoded mask's own pixel count (exact); without, the segmentation's estimate
+    (:attr:`Segmentation.areas`), so no mask is made at image resolution.
+    """
     height, width = segmentation.image_shape
     out = InstancesMsg(header=header, height=height, width=width,
                        inference_ms=float(segmentation.timings.inference_ms))
-    out.instances = [
-        InstanceMsg(
-            box=_box_msg(segmentation.boxes[i]), score=float(segmentation.scores[i]),
-            area=int(segmentation.areas[i]),
-            mask=mask_msg(segmentation.encoded_mask(i)) if with_masks else MaskMsg(),
-            id=int(ids[i]) if ids is not None else 0,
-        )
-        for i in range(len(segmentation))
-    ]
+    instances = []
+    if with_masks:
+        segmentation.masks.make()  # every instance's pixels, in few kernel calls
+    for i in range(len(segmentation)):
+        if with_masks:
+            encoded = segmentation.encoded_mask(i)
+            mask, area = mask_msg(encoded), encoded.area
+        else:
+            mask, area = MaskMsg(), int(segmentation.areas[i])
+        instances.append(InstanceMsg(box=_box_msg(segmentation.boxes[i]), score=float(segmentation.scores[i]),
+                                     area=area, mask=mask, id=int(ids[i]) if ids is not None else 0))
+    out.instances = instances
     return out
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.masks import MaskGeometry
+from fastsam_ros.masks import box_intersections
 from fastsam_ros.objects import build_object
 from fastsam_ros.text import DEFAULT_MIN_TEXT_SCORE, TextScorer, rank_by_text
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Box, Prompt, Segmentation, SelectedObject, Selection, Status
@@ -147,20 +147,21 @@ def _point_hits(segmentation: Segmentation, points: np.ndarray) -> np.ndarray:
     if len(points) == 0:
         return np.zeros((len(segmentation), 0), dtype=bool)
     cells = segmentation.geometry.to_mask_coords(points)
-    return segmentation.masks[:, cells[:, 1], cells[:, 0]]
+    return segmentation.masks.at(cells[:, 0], cells[:, 1])
 
 
-def _smallest(areas: np.ndarray, candidates: np.ndarray) -> int | None:
+def _smallest(segmentation: Segmentation, candidates: np.ndarray) -> int | None:
+    """The candidate with the smallest area (only the candidates' areas are made)."""
     indices = np.flatnonzero(candidates)
-    return int(indices[np.argmin(areas[indices])]) if indices.size else None
+    return int(indices[np.argmin(segmentation.areas_of(indices))]) if indices.size else None
 
 
-def _pick_for_points(areas: np.ndarray, foreground: np.ndarray, allowed: np.ndarray) -> list[int]:
+def _pick_for_points(segmentation: Segmentation, foreground: np.ndarray, allowed: np.ndarray) -> list[int]:
     """The smallest allowed mask holding every foreground point, else the smallest under each point."""
-    whole = _smallest(areas, allowed & foreground.all(axis=1))
+    whole = _smallest(segmentation, allowed & foreground.all(axis=1))
     if whole is not None:
         return [whole]
-    per_point = (_smallest(areas, allowed & foreground[:, k]) for k in range(foreground.shape[1]))
+    per_point = (_smallest(segmentation, allowed & foreground[:, k]) for k in range(foreground.shape[1]))
     return sorted({i for i in per_point if i is not None})
 
 
@@ -175,9 +176,9 @@ def _select_by_points(
     hits = _point_hits(segmentation, points)
     foreground = hits[:, labels == FOREGROUND]
     vetoed = hits[:, labels == BACKGROUND].any(axis=1)
-    picked, removed, note = _pick_for_points(segmentation.areas, foreground, ~vetoed), [], ""
+    picked, removed, note = _pick_for_points(segmentation, foreground, ~vetoed), [], ""
     if not picked and vetoed.any():
-        picked = _pick_for_points(segmentation.areas, foreground, np.ones(len(segmentation), dtype=bool))
+        picked = _pick_for_points(segmentation, foreground, np.ones(len(segmentation), dtype=bool))
         removed, note = np.flatnonzero(vetoed & ~foreground.any(axis=1)).tolist(), _CUT_OUT
     if not picked:
         return None, "no mask contains a foreground point"
@@ -199,18 +200,6 @@ def _without_background(
     return obj, note
 
 
-def _mask_cells(geometry: MaskGeometry, boxes: np.ndarray) -> np.ndarray:
-    """``(K, 4)`` int mask-index slice bounds of image-pixel boxes ``(K, 4)``: vectorised ``box_to_mask_coords``."""
-    left, top, content_w, content_h = geometry.content
-    height, width = geometry.image_shape
-    scale = np.array([content_w / width, content_h / height] * 2)
-    offset = np.array([left, top] * 2, dtype=np.float64)
-    mapped = np.asarray(boxes, dtype=np.float64) * scale + offset
-    cells = np.concatenate([np.floor(mapped[:, :2]), np.ceil(mapped[:, 2:])], axis=1)
-    limit = np.array([geometry.mask_shape[1], geometry.mask_shape[0]] * 2)
-    return np.clip(cells, 0, limit).astype(np.int64)
-
-
 def box_scores(segmentation: Segmentation, box: Box) -> tuple[np.ndarray, np.ndarray]:
     """Per instance: IoU of its mask with the box region, and IoU of its box with the box.
 
@@ -219,9 +208,7 @@ def box_scores(segmentation: Segmentation, box: Box) -> tuple[np.ndarray, np.nda
     """
     boxes = segmentation.boxes.astype(np.float64)
     x1, y1, x2, y2 = (float(v) for v in box)
-    ix1, iy1 = np.maximum(boxes[:, 0], x1), np.maximum(boxes[:, 1], y1)
-    ix2, iy2 = np.minimum(boxes[:, 2], x2), np.minimum(boxes[:, 3], y2)
-    overlap = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    overlap = box_intersections(boxes, box)
     box_area = (x2 - x1) * (y2 - y1)
     inst_box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     box_iou = overlap / np.maximum(box_area + inst_box_area - overlap, 1e-9)
@@ -231,18 +218,18 @@ def box_scores(segmentation: Segmentation, box: Box) -> tuple[np.ndarray, np.nda
     if touching.size == 0:
         return mask_iou, box_iou
     geometry = segmentation.geometry
-    prompt_cells = _mask_cells(geometry, np.array([[x1, y1, x2, y2]]))[0]
-    inst_cells = _mask_cells(geometry, boxes[touching]) + (-1, -1, 1, 1)
+    prompt_cells = geometry.boxes_to_mask_cells(np.array([[x1, y1, x2, y2]]))[0]
+    inst_cells = geometry.boxes_to_mask_cells(boxes[touching]) + (-1, -1, 1, 1)
     lo = np.maximum(inst_cells[:, :2], prompt_cells[:2])
     hi = np.minimum(inst_cells[:, 2:], prompt_cells[2:])
     masks = segmentation.masks
     inside = np.array(
-        [np.count_nonzero(masks[i, ly:hy, lx:hx]) for i, (lx, ly), (hx, hy) in zip(touching, lo, hi, strict=True)],
+        [masks.count(int(i), (int(lx), int(ly), int(hx), int(hy)))
+         for i, (lx, ly), (hx, hy) in zip(touching, lo, hi, strict=True)],
         dtype=np.float64,
     )
-    left, top, content_w, content_h = geometry.content
-    inside *= (geometry.image_shape[0] / content_h) * (geometry.image_shape[1] / content_w)  # cells -> pixels
-    mask_iou[touching] = inside / np.maximum(box_area + segmentation.areas[touching] - inside, 1e-9)
+    inside *= geometry.pixels_per_cell  # cells -> pixels
+    mask_iou[touching] = inside / np.maximum(box_area + segmentation.areas_of(touching) - inside, 1e-9)
     return mask_iou, box_iou
 
 

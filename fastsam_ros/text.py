@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from fastsam_ros.masks import mask_box
+from fastsam_ros.masks import box_intersections, mask_box
 from fastsam_ros.objects import build_object
 from fastsam_ros.types import Box, Prompt, Segmentation, SelectedObject, Selection, Status
 
@@ -150,11 +150,8 @@ def _candidates_in_box(segmentation: Segmentation, box: Box | None, min_overlap:
     if box is None:
         return np.arange(len(segmentation))
     boxes = segmentation.boxes.astype(np.float64)
-    x1, y1, x2, y2 = (float(v) for v in box)
-    overlap_w = np.clip(np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1), 0, None)
-    overlap_h = np.clip(np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1), 0, None)
     own = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
-    return np.flatnonzero((overlap_w * overlap_h) / own >= min_overlap)
+    return np.flatnonzero(box_intersections(boxes, box) / own >= min_overlap)
 
 
 def _pick(
@@ -200,10 +197,10 @@ def make_crops(
     """
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.shape[:2] != segmentation.image_shape:
         raise ValueError(f"expected a {segmentation.image_shape} x 3 BGR image, got {image_bgr.shape}")
-    geometry = segmentation.geometry
     crops: list[np.ndarray | None] = []
+    segmentation.masks.make(indices)  # the candidates' pixels, in few kernel calls
     for index in indices:
-        region, x0, y0 = geometry.upsample_own_region(segmentation.masks[index])
+        region, x0, y0 = segmentation.instance_region(index)
         tight = mask_box(region)
         if tight is None or np.count_nonzero(region) <= min_pixels:
             crops.append(None)

@@ -110,7 +110,9 @@ class InstanceTracker:
             self._shape = shape
             self._step = max(1, math.ceil(max(shape[1]) / GRID_CELLS))
         step = self._step
-        grid = np.ascontiguousarray(segmentation.masks[:, step // 2 :: step, step // 2 :: step])
+        mask_h, mask_w = segmentation.geometry.mask_shape
+        ys, xs = np.meshgrid(np.arange(step // 2, mask_h, step), np.arange(step // 2, mask_w, step), indexing="ij")
+        grid = segmentation.masks.at(xs.ravel(), ys.ravel()).reshape(len(segmentation), *xs.shape)
         if image is not None and self.params.motion_from_picture:
             picture = _shrunk(image).astype(np.float32)
             to_cells = segmentation.geometry.gain * image.shape[1] / (MOTION_WIDTH * step)

@@ -7,11 +7,13 @@ Images are ``HxWx3`` uint8 BGR arrays, the OpenCV and ultralytics convention.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_crop, mask_box
+from fastsam_ros.instance_masks import InstanceMasks
+from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_region, region_stats
 
 Box = tuple[float, float, float, float]
 PointXY = tuple[float, float]
@@ -37,23 +39,25 @@ class Timings:
 class Segmentation:
     """Every instance the all-instance stage found in one image.
 
-    Masks stay at the network's output resolution (cheap to keep and to select from);
-    ``geometry`` maps image pixels into them and upsamples only what is asked for.
+    Masks stay at the network's input resolution and are made on demand (:class:`InstanceMasks`: from the
+    prototype logits, only where asked); ``geometry`` maps image pixels into them and upsamples only what is
+    asked for. ``masks`` may be given as a dense ``(N, mh, mw)`` bool array (tests, hand-made masks).
     """
 
-    masks: np.ndarray  # (N, mh, mw) bool, network resolution, letterboxed
+    masks: InstanceMasks
     boxes: np.ndarray  # (N, 4) float32, xyxy image pixels
     scores: np.ndarray  # (N,) float32
-    areas: np.ndarray  # (N,) int64, pixels at image resolution (estimated from the mask)
     geometry: MaskGeometry
     timings: Timings = field(default_factory=Timings)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.masks, InstanceMasks):
+            object.__setattr__(self, "masks", InstanceMasks.from_dense(self.masks))
         n = len(self.masks)
-        if not (len(self.boxes) == len(self.scores) == len(self.areas) == n):
-            raise ValueError("masks, boxes, scores and areas must describe the same instances")
-        if self.masks.shape[1:] != self.geometry.mask_shape:
-            raise ValueError(f"masks are {self.masks.shape[1:]}, geometry says {self.geometry.mask_shape}")
+        if not (len(self.boxes) == len(self.scores) == n):
+            raise ValueError("masks, boxes and scores must describe the same instances")
+        if self.masks.shape != self.geometry.mask_shape:
+            raise ValueError(f"masks are {self.masks.shape}, geometry says {self.geometry.mask_shape}")
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -63,18 +67,65 @@ class Segmentation:
         """``(height, width)`` of the source image."""
         return self.geometry.image_shape
 
+    @functools.cached_property
+    def areas(self) -> np.ndarray:
+        """``(N,)`` int64 instance areas in image pixels, from the network-resolution masks: :meth:`areas_of`."""
+        self.masks.make()  # all at once: fewer kernel calls
+        return self.areas_of(np.arange(len(self)))
+
+    def areas_of(self, indices: np.ndarray) -> np.ndarray:
+        """Areas of instances ``indices`` in image pixels (int64), each made on first use and kept.
+
+        Counts the mask's network pixels inside the letterbox content times the image pixels each stands for
+        (:attr:`MaskGeometry.pixels_per_cell`), rounded: exact when the image is the letterbox's own size
+        (640x480 at imgsz 640), else within ~0.2 % of the upsampled mask's pixel count. Making an area makes
+        that instance's network-resolution pixels (kept for the other readers), so rules ask only for the
+        instances they compare.
+        """
+        cache = self._area_cache
+        content, scale = self.geometry.content_cells(), self.geometry.pixels_per_cell
+        out = np.empty(len(indices), dtype=np.int64)
+        for k, index in enumerate(np.asarray(indices, dtype=np.int64).tolist()):
+            if index not in cache:
+                cache[index] = int(np.rint(self.masks.count(index, content) * scale))
+            out[k] = cache[index]
+        return out
+
+    @functools.cached_property
+    def _area_cache(self) -> dict[int, int]:
+        return {}
+
+    def instance_region(self, index: int) -> tuple[np.ndarray, int, int]:
+        """``(region, x0, y0)``: instance ``index`` at image resolution over just the region its cells can reach.
+
+        Every pixel of :meth:`full_mask` lies in that region; an empty instance gives a 0x0 region. The region
+        may share memory with the segmentation's cached pixels: read it, do not modify it.
+        """
+        if self.geometry.mask_shape == self.image_shape:  # no resize: the cells are the pixels
+            tight = self.masks.tight(index)
+            if tight is None:
+                return np.zeros((0, 0), dtype=bool), 0, 0
+            return tight[0], tight[1][0], tight[1][1]
+        cells = self.masks.bounds(index)
+        if cells is None:
+            return np.zeros((0, 0), dtype=bool), 0, 0
+        x0, y0, x1, y1 = self.geometry.cells_to_image_region(cells)
+        return self.upsample(index, x0, y0, x1, y1), x0, y0
+
+    def upsample(self, index: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """Instance ``index`` at image resolution inside ``[y0:y1, x0:x1]`` only."""
+        window = self.geometry.source_window(x0, y0, x1, y1)
+        return self.geometry.upsample_window(self.masks.window(index, window), window, x0, y0, x1, y1)
+
     def full_mask(self, index: int) -> np.ndarray:
         """Instance ``index`` as an ``(H, W)`` bool mask at image resolution."""
-        return self.geometry.upsample(self.masks[index])
+        height, width = self.image_shape
+        return self.upsample(index, 0, 0, width, height)
 
     def encoded_mask(self, index: int) -> EncodedMask:
         """Instance ``index`` at image resolution, lossless, upsampling only the region its cells can reach."""
-        region, x0, y0 = self.geometry.upsample_own_region(self.masks[index])
-        box = mask_box(region)
-        if box is None:
-            return EncodedMask(0, 0, 0, 0, np.zeros(0, dtype=np.uint32))
-        bx0, by0, bx1, by1 = box
-        return EncodedMask(x0 + bx0, y0 + by0, bx1 - bx0, by1 - by0, encode_crop(region[by0:by1, bx0:bx1]))
+        region, x0, y0 = self.instance_region(index)
+        return encode_region(region, x0, y0, tight=self.geometry.mask_shape == self.image_shape)
 
 
 @dataclass(frozen=True)
@@ -139,21 +190,16 @@ class SelectedObject:
 
     @classmethod
     def from_mask(cls, mask: np.ndarray, score: float, instances: tuple[int, ...]) -> SelectedObject:
-        bounds = mask_box(mask)
-        if bounds is None:
+        stats = region_stats(mask)
+        if stats is None:
             raise ValueError("a selected object needs at least one pixel")
-        x0, y0, x1, y1 = bounds
-        ys, xs = np.nonzero(mask[y0:y1, x0:x1])  # pixels of the box only, not of the whole frame
-        area = len(xs)
-        # Integer sums are exact, so this is the same float as the mean over whole-frame coordinates.
-        centroid = (float((int(xs.sum()) + area * x0) / area), float((int(ys.sum()) + area * y0) / area))
-        return cls(mask=mask, box=(float(x0), float(y0), float(x1), float(y1)), score=float(score), area=area,
-                   centroid=centroid, instances=instances)
+        box, area, centroid = stats
+        return cls(mask=mask, box=box, score=float(score), area=area, centroid=centroid, instances=instances)
 
     def encoded_mask(self) -> EncodedMask:
         """The mask, lossless, encoded from its box crop (``box`` is tight: no scan of the whole frame)."""
         x0, y0, x1, y1 = (int(v) for v in self.box)
-        return EncodedMask(x0, y0, x1 - x0, y1 - y0, encode_crop(self.mask[y0:y1, x0:x1]))
+        return encode_region(self.mask[y0:y1, x0:x1], x0, y0, tight=True)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def segmentation_from_instances(msg: Any) -> Segmentation:
         masks=masks, boxes=np.array([[i.box.x1, i.box.y1, i.box.x2, i.box.y2] for i in msg.instances],
                                     dtype=np.float32).reshape(-1, 4),
         scores=np.array([i.score for i in msg.instances], dtype=np.float32),
-        areas=np.array([i.area for i in msg.instances], dtype=np.int64), geometry=MaskGeometry(shape, shape),
+        geometry=MaskGeometry(shape, shape),
     )
 
 
@@ -85,7 +85,7 @@ def play(client: FastSAMClient, sequence: TrackSequence, first_stamp: int, timeo
         for name, follower in followers.items():
             (answer,) = follower.answer(segmentation, frame, [sequence.prompt], lambda p, s=segmentation: select(s, p))
             scores[name].append(iou(answer.union_mask(truth.shape), truth))
-        scores["oracle"].append(oracle_iou(list(segmentation.masks), truth))
+        scores["oracle"].append(oracle_iou(list(segmentation.masks.dense()), truth))
     for prompt_id in (FOLLOW, FIXED):
         client.prompt_pub.publish(client.prompt(prompt_id, clear=True))
     for name in ("instances", "selection"):  # keep memory flat over hundreds of frames

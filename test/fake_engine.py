@@ -28,7 +28,6 @@ def segmentation_from_masks(masks: list[np.ndarray], scores: list[float] | None 
     return Segmentation(
         masks=stack, boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
         scores=np.array(scores if scores is not None else [0.9] * len(stack), dtype=np.float32),
-        areas=np.array([np.count_nonzero(mask) for mask in stack], dtype=np.int64),
         geometry=MaskGeometry(tuple(image_shape), tuple(image_shape)), timings=Timings(inference_ms=1.0),
     )
 
@@ -67,5 +66,5 @@ class FakeEngine:
 
 def _empty(image_shape: tuple[int, int]) -> Segmentation:
     return Segmentation(masks=np.zeros((0, *image_shape), dtype=bool), boxes=np.zeros((0, 4), dtype=np.float32),
-                        scores=np.zeros(0, dtype=np.float32), areas=np.zeros(0, dtype=np.int64),
+                        scores=np.zeros(0, dtype=np.float32),
                         geometry=MaskGeometry(image_shape, image_shape), timings=Timings(inference_ms=1.0))

@@ -62,9 +62,9 @@ def test_segment_shapes_are_consistent(tiny_engine: FastSAMEngine, height: int, 
     assert n <= tiny_engine.config.max_det
 
     masks = segmentation.masks
-    assert masks.dtype == bool and masks.ndim == 3 and masks.shape[0] == n
-    assert masks.shape[1:] == segmentation.geometry.mask_shape
-    assert max(masks.shape[1:]) == tiny_engine.config.imgsz  # network resolution, letterboxed
+    assert masks.is_lazy and len(masks) == n
+    assert masks.shape == segmentation.geometry.mask_shape
+    assert max(masks.shape) == tiny_engine.config.imgsz  # network resolution, letterboxed
     assert segmentation.image_shape == (height, width) == segmentation.geometry.image_shape
 
     boxes = segmentation.boxes
@@ -118,11 +118,42 @@ def test_full_masks_equal_ultralytics_own_upsampling(tiny_engine: FastSAMEngine)
         assert np.array_equal(segmentation.full_mask(i), reference[i].numpy()), i
 
 
+@pytest.mark.parametrize(("height", "width", "conf"), [(240, 320, 0.25), (97, 161, 0.01), (300, 200, 0.01)])
+def test_deferred_masks_equal_ultralytics_masks(tiny_model: Path, height: int, width: int, conf: float) -> None:
+    """segment() keeps prototype logits; every pixel, box, score and area equals ultralytics' eager predict."""
+    engine = FastSAMEngine(EngineConfig(model=str(tiny_model), imgsz=160, conf=conf, max_det=300))
+    image = _synthetic_image(height, width, seed=5)
+    lazy = engine.segment(image)
+    eager = segmentation_from_result(engine.predict_raw(image))
+    assert lazy.masks.is_lazy and not eager.masks.is_lazy
+    assert len(lazy) == len(eager) > 0
+    assert np.array_equal(lazy.boxes, eager.boxes) and np.array_equal(lazy.scores, eager.scores)
+    assert np.array_equal(lazy.masks.dense(), eager.masks.dense())
+    assert np.array_equal(lazy.areas, eager.areas)
+    for i in range(len(lazy)):
+        assert np.array_equal(lazy.full_mask(i), eager.full_mask(i)), i
+        a, b = lazy.encoded_mask(i), eager.encoded_mask(i)
+        assert (a.x, a.y, a.width, a.height) == (b.x, b.y, b.width, b.height) and np.array_equal(a.counts, b.counts)
+    points = np.array([[5, 7], [width // 2, height // 2], [width - 1, height - 1]])
+    cells = lazy.geometry.to_mask_coords(points)
+    assert np.array_equal(lazy.masks.at(cells[:, 0], cells[:, 1]), eager.masks.at(cells[:, 0], cells[:, 1]))
+
+
+def test_segment_with_result_gives_ultralytics_masks(tiny_engine: FastSAMEngine) -> None:
+    """The evaluation's one inference: the Results it hands ultralytics' prompt rules carry ultralytics' masks."""
+    image = _synthetic_image(240, 320, seed=4)
+    segmentation, result = tiny_engine.segment_with_result(image)
+    reference = tiny_engine.predict_raw(image)
+    assert segmentation.masks.is_lazy
+    assert np.array_equal(result.masks.data.numpy(), reference.masks.data.numpy())
+    assert np.array_equal(result.boxes.data.numpy(), reference.boxes.data.numpy())
+
+
 def test_segment_without_detections(tiny_model: Path) -> None:
     engine = FastSAMEngine(EngineConfig(model=str(tiny_model), imgsz=160, conf=0.999))
     segmentation = engine.segment(_synthetic_image(120, 200))
     assert len(segmentation) == 0
-    assert segmentation.masks.shape[0] == 0 and segmentation.boxes.shape == (0, 4)
+    assert len(segmentation.masks) == 0 and segmentation.boxes.shape == (0, 4)
     assert segmentation.image_shape == (120, 200)
     assert segmentation.timings.inference_ms > 0
 
@@ -282,7 +313,8 @@ def test_onnx_export_of_tiny_model_loads_and_matches_pt_slowish(
     pt_result = tiny_engine.segment(image)
     assert len(onnx_result) > 0
     assert onnx_result.geometry == pt_result.geometry == MaskGeometry((320, 320), (160, 160))
-    assert onnx_result.masks.dtype == bool and onnx_result.boxes.shape == (len(onnx_result), 4)
+    assert onnx_result.masks.is_lazy and onnx_result.boxes.shape == (len(onnx_result), 4)
+    assert onnx_result.masks.dense().dtype == bool
     # The random network's scores saturate into ties, so NMS may keep different instances: compare the
     # raw network outputs on the identical preprocessed frame instead of the kept instances.
     frame = tiny_engine.predictor.preprocess([image])

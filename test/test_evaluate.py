@@ -145,7 +145,7 @@ def synthetic_frame(masks: list[np.ndarray], instances: list[ev.GroundTruth]) ->
         boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
     segmentation = Segmentation(
         masks=stack, boxes=np.array(boxes, dtype=np.float32), scores=np.full(len(stack), 0.9, dtype=np.float32),
-        areas=stack.sum(axis=(1, 2)), geometry=MaskGeometry(shape, shape),
+        geometry=MaskGeometry(shape, shape),
     )
     return ev.Frame("synthetic", None, None, segmentation, stack, stack.sum(axis=(1, 2)), instances)
 

@@ -13,7 +13,7 @@ from fastsam_ros.types import Segmentation
 
 def frame(stamp: int) -> Frame:
     empty = Segmentation(np.zeros((0, 2, 2), bool), np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                         np.zeros(0, np.int64), MaskGeometry((2, 2), (2, 2)))
+                         MaskGeometry((2, 2), (2, 2)))
     return Frame(stamp, header=None, image=np.zeros((2, 2, 3), np.uint8), segmentation=empty)
 
 

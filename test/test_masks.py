@@ -9,12 +9,15 @@ import pytest
 from fastsam_ros.masks import (
     EncodedMask,
     MaskGeometry,
+    box_intersections,
     decode_crop,
     decode_mask,
     encode_crop,
     encode_mask,
+    encode_region,
     iou,
     mask_box,
+    region_stats,
 )
 
 # (image (H, W), network mask (h, w)) as ultralytics' rect letterbox produces them (auto=True, stride 32).
@@ -231,18 +234,22 @@ def test_to_mask_coords_lands_inside_the_upsampled_cell() -> None:
             assert cell[hits[:, 1], hits[:, 0]].all(), (image_shape, mask_shape)
 
 
-def test_box_to_mask_coords() -> None:
+def _cells(geometry: MaskGeometry, box: tuple[float, ...]) -> tuple[int, ...]:
+    return tuple(int(v) for v in geometry.boxes_to_mask_cells(np.asarray(box))[0])
+
+
+def test_boxes_to_mask_cells() -> None:
     geometry = MaskGeometry((720, 1280), (384, 640))
-    assert geometry.box_to_mask_coords((0, 0, 1280, 720)) == (0, 12, 640, 372)  # the image content
-    assert geometry.box_to_mask_coords((100, 100, 301, 201)) == (50, 62, 151, 113)  # floor start, ceil end
-    assert geometry.box_to_mask_coords((-100, -100, 5000, 5000)) == (0, 0, 640, 384)  # clipped to the mask
+    assert _cells(geometry, (0, 0, 1280, 720)) == (0, 12, 640, 372)  # the image content
+    assert _cells(geometry, (100, 100, 301, 201)) == (50, 62, 151, 113)  # floor start, ceil end
+    assert _cells(geometry, (-100, -100, 5000, 5000)) == (0, 0, 640, 384)  # clipped to the mask
     portrait = MaskGeometry((1280, 720), (640, 384))
-    assert portrait.box_to_mask_coords((0, 0, 720, 1280)) == (12, 0, 372, 640)
+    assert _cells(portrait, (0, 0, 720, 1280)) == (12, 0, 372, 640)
     identity = MaskGeometry((480, 640), (480, 640))
-    assert identity.box_to_mask_coords((10.5, 20.5, 30.5, 40.5)) == (10, 20, 31, 41)
+    assert _cells(identity, (10.5, 20.5, 30.5, 40.5)) == (10, 20, 31, 41)
 
 
-def test_box_to_mask_coords_covers_the_points_inside() -> None:
+def test_boxes_to_mask_cells_cover_the_points_inside() -> None:
     rng = np.random.default_rng(5)
     for image_shape, mask_shape in LETTERBOXES:
         geometry = MaskGeometry(image_shape, mask_shape)
@@ -250,7 +257,7 @@ def test_box_to_mask_coords_covers_the_points_inside() -> None:
         for _ in range(10):
             x1, x2 = np.sort(rng.uniform(0, w, 2))
             y1, y2 = np.sort(rng.uniform(0, h, 2))
-            mx1, my1, mx2, my2 = geometry.box_to_mask_coords((x1, y1, x2, y2))
+            mx1, my1, mx2, my2 = _cells(geometry, (x1, y1, x2, y2))
             inside = np.stack([rng.uniform(x1, x2, 50), rng.uniform(y1, y2, 50)], axis=1)
             cells = geometry.to_mask_coords(inside)
             assert ((cells[:, 0] >= mx1) & (cells[:, 0] < mx2) & (cells[:, 1] >= my1) & (cells[:, 1] < my2)).all()
@@ -351,3 +358,34 @@ def test_cells_to_image_region_holds_every_upsampled_pixel(
         if solid and tight is not None:  # edges of a solid block land on cell edges: ~2 pixels of slack
             assert max(tight[0] - x0, tight[1] - y0, x1 - tight[2], y1 - tight[3]) <= 3, (tight, (x0, y0, x1, y1))
     assert geometry.cells_to_image_region((0, 0, 0, 0)) == (0, 0, 0, 0)
+
+
+def test_region_stats_and_encoding_place_a_region_in_the_frame() -> None:
+    """Box, area, centroid and the encoding of a region at (x0, y0) equal those of the same pixels in a frame."""
+    rng = np.random.default_rng(7)
+    region = rng.random((23, 31)) > 0.6
+    region[0], region[:, 0] = False, False  # the tight box starts inside the region
+    frame = np.zeros((80, 90), dtype=bool)
+    frame[40:63, 11:42] = region
+    ys, xs = np.nonzero(frame)
+    box, area, centroid = region_stats(region, 11, 40)
+    assert box == tuple(float(v) for v in mask_box(frame)) and area == len(xs)
+    assert centroid == (float(xs.mean()), float(ys.mean()))
+    encoded = encode_region(region, 11, 40)
+    assert encoded.area == area and np.array_equal(decode_mask(encoded, frame.shape), frame)
+    whole = encode_mask(frame)
+    assert (whole.x, whole.y, whole.width, whole.height) == (encoded.x, encoded.y, encoded.width, encoded.height)
+    assert np.array_equal(whole.counts, encoded.counts)
+    assert region_stats(np.zeros((4, 4), dtype=bool)) is None
+
+
+def test_box_intersections() -> None:
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 25], [20, 20, 30, 30]], dtype=np.float32)
+    assert box_intersections(boxes, (5, 0, 12, 8)).tolist() == [40.0, 21.0, 0.0]
+
+
+def test_pixels_per_cell_and_boxes_to_cells() -> None:
+    geometry = MaskGeometry((720, 1280), (384, 640))  # content 640x360 at (0, 12)
+    assert geometry.pixels_per_cell == pytest.approx(4.0)
+    cells = geometry.boxes_to_mask_cells(np.array([[0, 0, 1280, 720], [100, 100, 301, 201]]))
+    assert cells.tolist() == [[0, 12, 640, 372], [50, 62, 151, 113]]

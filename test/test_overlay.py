@@ -35,7 +35,7 @@ def make_segmentation(
     masks = np.zeros((len(rects), *mask_shape), dtype=bool)
     boxes, areas = [], []
     for i, rect in enumerate(rects):
-        x1, y1, x2, y2 = geometry.box_to_mask_coords(rect)
+        x1, y1, x2, y2 = geometry.boxes_to_mask_cells(np.asarray(rect))[0]
         masks[i, y1:y2, x1:x2] = True
         full = geometry.upsample(masks[i])
         boxes.append(mask_box(full))
@@ -43,7 +43,7 @@ def make_segmentation(
     boxes = np.array(boxes, dtype=np.float32) - (0, 0, spill, spill)
     return Segmentation(masks=masks, boxes=boxes,
                         scores=np.linspace(0.9, 0.5, len(rects)).astype(np.float32),
-                        areas=np.array(areas, dtype=np.int64), geometry=geometry)
+                        geometry=geometry)
 
 
 @pytest.fixture()
@@ -113,7 +113,7 @@ def test_failed_selections_only_appear_in_the_legend(image: np.ndarray) -> None:
 
 def test_empty_segmentation_and_mismatched_image(image: np.ndarray) -> None:
     empty = Segmentation(masks=np.zeros((0, *IMAGE_SHAPE), dtype=bool), boxes=np.zeros((0, 4), np.float32),
-                         scores=np.zeros(0, np.float32), areas=np.zeros(0, np.int64),
+                         scores=np.zeros(0, np.float32),
                          geometry=MaskGeometry(IMAGE_SHAPE, IMAGE_SHAPE))
     assert np.array_equal(draw_overlay(image, empty), image)
     out = draw_overlay(image, empty, [], [Prompt(id="a", points=((10.0, 10.0),))])

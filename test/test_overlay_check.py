@@ -20,7 +20,6 @@ def segmentation() -> Segmentation:
         masks[i, y1:y2, x1:x2] = True
     return Segmentation(masks=masks, boxes=np.array([mask_box(m) for m in masks], dtype=np.float32),
                         scores=np.full(len(RECTS), 0.9, dtype=np.float32),
-                        areas=masks.reshape(len(RECTS), -1).sum(axis=1).astype(np.int64),
                         geometry=MaskGeometry(SHAPE, SHAPE))
 
 

@@ -13,9 +13,9 @@ from std_msgs.msg import Header
 
 from fastsam_ros import ros_io
 from fastsam_ros.images import ImageError
-from fastsam_ros.masks import encode_mask
+from fastsam_ros.masks import MaskGeometry, encode_mask
 from fastsam_ros.msg import Box, Prompt
-from fastsam_ros.types import SelectedObject, Selection, Status
+from fastsam_ros.types import Segmentation, SelectedObject, Selection, Status
 
 
 def test_prompt_message_becomes_a_core_prompt() -> None:
@@ -35,6 +35,24 @@ def test_mask_message_round_trip_keeps_every_pixel() -> None:
     mask[20, 3] = True
     decoded = ros_io.mask_from_msg(ros_io.mask_msg(encode_mask(mask)), (30, 40))
     assert np.array_equal(decoded, mask)
+
+
+def test_instance_area_is_the_exact_pixel_count_of_its_mask() -> None:
+    """With masks, ``area`` counts the published mask's pixels; without, it is the segmentation's estimate."""
+    geometry = MaskGeometry((30, 45), (20, 30))  # letterboxed 2/3: the estimate differs from the true count
+    masks = np.zeros((2, 20, 30), dtype=bool)
+    masks[0, 3:9, 4:13] = True
+    masks[1, 10:11, 20:29] = True
+    segmentation = Segmentation(masks=masks, boxes=np.array([[6, 4, 20, 14], [30, 15, 44, 17]], np.float32),
+                                scores=np.array([0.9, 0.8], np.float32), geometry=geometry)
+    with_masks = ros_io.instances_msg(segmentation, Header(), with_masks=True)
+    for i, instance in enumerate(with_masks.instances):
+        full = ros_io.mask_from_msg(instance.mask, (30, 45))
+        assert np.array_equal(full, segmentation.full_mask(i))
+        assert instance.area == int(full.sum())
+    boxes_only = ros_io.instances_msg(segmentation, Header(), with_masks=False)
+    assert [i.area for i in boxes_only.instances] == segmentation.areas.tolist()
+    assert [i.area for i in boxes_only.instances] != [i.area for i in with_masks.instances]
 
 
 def test_selection_message_carries_header_status_and_objects() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastsam_ros.masks import MaskGeometry, mask_box
-from fastsam_ros.selection import InvalidPrompt, SelectionParams, _mask_cells, box_scores, check_prompt, select
+from fastsam_ros.selection import InvalidPrompt, SelectionParams, box_scores, check_prompt, select
 from fastsam_ros.types import Prompt, Segmentation, Status
 
 IMAGE = (120, 160)  # (H, W)
@@ -34,7 +34,7 @@ def make_segmentation(masks: list[np.ndarray], image_shape: tuple[int, int] = IM
     return Segmentation(
         masks=stack, boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
         scores=np.array(scores if scores is not None else [0.9] * len(stack), dtype=np.float32),
-        areas=np.array(areas, dtype=np.int64), geometry=geometry,
+        geometry=geometry,
     )
 
 
@@ -289,15 +289,6 @@ def test_letterboxed_point_and_box_selection_map_back_to_image_pixels() -> None:
     assert np.array_equal(boxed.mask, LETTERBOX.upsample(large))
     assert boxed.box == (75.0, 15.0, 125.0, 90.0)
     assert select(segmentation, Prompt(points=((60.0, 100.0),))).status is Status.NO_MATCH
-
-
-def test_vectorised_box_cells_match_the_geometry() -> None:
-    rng = np.random.default_rng(1)
-    corners = rng.uniform(0, 1, (200, 4)) * (160, 120, 160, 120)
-    boxes = np.concatenate([np.minimum(corners[:, :2], corners[:, 2:]), np.maximum(corners[:, :2], corners[:, 2:])], 1)
-    boxes[:5] = np.round(boxes[:5])  # whole pixels too
-    cells = _mask_cells(LETTERBOX, boxes)
-    assert [tuple(row) for row in cells] == [LETTERBOX.box_to_mask_coords(tuple(box)) for box in boxes]
 
 
 # ---------------------------------------------------------------- invalid prompts

@@ -31,7 +31,7 @@ def _segmentation(masks: np.ndarray, image_shape: tuple[int, int] = IMAGE_SHAPE)
     boxes = np.array([mask_box(f) or (0, 0, 0, 0) for f in full], dtype=np.float32).reshape(-1, 4)
     return Segmentation(
         masks=masks, boxes=boxes, scores=np.full(len(masks), 0.9, dtype=np.float32),
-        areas=np.array([f.sum() for f in full], dtype=np.int64), geometry=geometry,
+        geometry=geometry,
     )
 
 

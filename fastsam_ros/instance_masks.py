@@ -1,0 +1,378 @@
+"""Instance masks at the network's input resolution, computed on demand from prototype logits.
+
+ultralytics' ``process_mask`` makes every mask at full network resolution: ``coefficients @ prototypes``
+(``(N, h/4, w/4)`` logits), a bilinear upsample of all N to ``(h, w)``, ``> 0``, and a crop to each box. At
+FastSAM's 100 instances per frame that is half of a frame's CPU time, for pixels nobody looks at.
+:class:`InstanceMasks` keeps the logits and boxes and computes a pixel only when asked, with the same
+arithmetic, so every pixel is the one ultralytics would have made:
+
+* an instance's pixels over its box are made by the same PyTorch kernel on just the prototype cells the box
+  reads (``upsample``, injected by the engine): with the 4x upsample every YOLOv8-seg network has, an output
+  pixel's source position shifts by whole cells with the crop, so its taps, weights and rounding are the
+  full-frame ones (the crop keeps the kernel on its generic path: see :meth:`InstanceMasks.make`);
+* single pixels (point prompts) are evaluated in numpy with the kernel's index, weight and rounding steps
+  (:class:`Arithmetic`: which operations the installed kernel fuses is measured once by :func:`calibrate`);
+* whether an instance has any pixel (ultralytics drops those without) is decided from the logits where a
+  block of four positive logits proves it (bilinear weights are non-negative), else by making its pixels.
+
+Dense masks (hand-made in tests, or made by ultralytics when the lazy path does not apply) are served
+through the same interface.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastsam_ros.masks import linear_taps, mask_box
+
+Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
+Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (K, h, w) float32 -> (K, H, W): the real kernel
+
+_BUCKET = 8  # prototype cells: crops are rounded up to multiples of this to share kernel calls
+_POSITIVE_FLOOR = np.float32(1e-30)  # logits this small could underflow a weighted sum: evaluate them exactly
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """How the bilinear kernel rounds ``a * w0 + b * w1`` (first along x, then along y, as PyTorch's CPU kernel).
+
+    ``fused_x``/``fused_y``: the sum is one fused multiply-add ``fma(a, w0, round(b * w1))`` instead of two
+    rounded products and a rounded sum. Compilers make this choice per build and CPU, so it is measured.
+    """
+
+    fused_x: bool
+    fused_y: bool
+
+
+def _combine(a: np.ndarray, w0: np.ndarray, b: np.ndarray, w1: np.ndarray, fused: bool) -> np.ndarray:
+    """``a * w0 + b * w1`` in float32, rounded as the kernel does (a fused add emulated exactly in float64)."""
+    second = b * w1
+    if fused:  # a * w0 is exact in float64 (24 + 24 bits); one float64 add, one rounding to float32
+        return (a.astype(np.float64) * w0 + second).astype(np.float32)
+    first = a * w0
+    first += second
+    return first
+
+
+@functools.lru_cache(maxsize=16)
+def _taps(in_size: int, out_size: int) -> tuple[np.ndarray, ...]:
+    """:func:`fastsam_ros.masks.linear_taps` of every output pixel, made once per size (read-only)."""
+    taps = tuple(linear_taps(0, out_size, in_size, out_size))
+    for array in taps:
+        array.setflags(write=False)
+    return taps
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One axis of the upsample: per output pixel its two source taps and their weights."""
+
+    index0: np.ndarray
+    index1: np.ndarray
+    weight0: np.ndarray
+    weight1: np.ndarray
+
+    @classmethod
+    @functools.lru_cache(maxsize=16)
+    def of(cls, in_size: int, out_size: int) -> _Axis:
+        return cls(*_taps(in_size, out_size))
+
+
+class InstanceMasks:
+    """``N`` bool masks of shape ``(h, w)`` (network input resolution, letterboxed), served by window.
+
+    Build with :meth:`from_logits` (lazy, exact) or :meth:`from_dense` (given masks). Thread-safe for readers:
+    an instance's pixels may be made twice by racing threads, never differently.
+    """
+
+    def __init__(self, shape: tuple[int, int], count: int, *, dense: np.ndarray | None = None,
+                 logits: np.ndarray | None = None, crops: np.ndarray | None = None,
+                 arithmetic: Arithmetic | None = None, upsample: Upsample | None = None) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self._count = int(count)
+        self._dense = dense
+        self._logits = logits
+        self._crops = crops  # (N, 4) int: the box crop (x0, y0, x1, y1) every mask is cut to
+        self._arithmetic = arithmetic
+        self._upsample = upsample
+        self._windows: dict[int, np.ndarray] = {}  # instance -> its pixels over its crop
+        self._bounds: dict[int, Window | None] = {}  # instance -> tight bounds of its pixels
+        if crops is not None:
+            self._crop_tuples: list[Window] = [(x0, y0, x1, y1) for x0, y0, x1, y1 in crops.tolist()]
+        if logits is not None:
+            self._rows = _Axis.of(logits.shape[1], self.shape[0])
+            self._cols = _Axis.of(logits.shape[2], self.shape[1])
+            exact_crops = self.shape == (4 * logits.shape[1], 4 * logits.shape[2])
+            if not exact_crops:
+                self._upsample = None  # a crop's taps would not be the frame's: evaluate in numpy
+            if self._upsample is None and arithmetic is None:
+                raise ValueError("lazy masks need the kernel (upsample, 4x) or its measured arithmetic")
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_dense(cls, masks: np.ndarray) -> InstanceMasks:
+        masks = np.asarray(masks)
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be (N, h, w), got shape {masks.shape}")
+        if masks.dtype != bool:
+            masks = masks.astype(bool)
+        return cls((masks.shape[1], masks.shape[2]), len(masks), dense=masks)
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray, boxes: np.ndarray, shape: tuple[int, int],
+                    arithmetic: Arithmetic | None, upsample: Upsample | None) -> InstanceMasks:
+        """Masks ``upsample(logits) > 0`` cut to ``boxes`` (network pixels xyxy), as ``process_mask(upsample=True)``.
+
+        ``logits`` is ``(N, ph, pw)`` float32 (``coefficients @ prototypes``); ``shape`` is ``(h, w)``.
+        """
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if len(logits) != len(boxes) or logits.ndim != 3:
+            raise ValueError(f"logits {logits.shape} and boxes {boxes.shape} do not describe the same instances")
+        height, width = shape
+        # crop_mask keeps column r where r >= x1 and r < x2 (r an integer): [ceil(x1), ceil(x2)) in whole pixels
+        limits = np.array([width, height, width, height], dtype=np.float64)
+        crops = np.clip(np.ceil(boxes.astype(np.float64)), 0, limits).astype(np.int64)
+        return cls(shape, len(logits), logits=logits, crops=crops, arithmetic=arithmetic, upsample=upsample)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def is_lazy(self) -> bool:
+        return self._dense is None
+
+    def subset(self, keep: np.ndarray) -> InstanceMasks:
+        """The instances where ``keep`` (bool, or indices) selects, in order."""
+        keep = np.asarray(keep)
+        indices = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
+        if self._dense is not None:
+            return InstanceMasks.from_dense(self._dense[indices])
+        logits = self._logits
+        kept = InstanceMasks(self.shape, len(indices), logits=None if logits is None else logits[indices],
+                             crops=self._crops[indices], arithmetic=self._arithmetic, upsample=self._upsample)
+        for new, old in enumerate(indices.tolist()):  # pixels already made stay made
+            if old in self._windows:
+                kept._windows[new] = self._windows[old]
+            if old in self._bounds:
+                kept._bounds[new] = self._bounds[old]
+        return kept
+
+    # ---------------------------------------------------------------------------------------------- queries
+    def crop(self, index: int) -> Window:
+        """The window outside which instance ``index`` has no pixel (its box crop; the frame for dense masks)."""
+        if self._crops is None:
+            return 0, 0, self.shape[1], self.shape[0]
+        return self._crop_tuples[index]
+
+    def window(self, index: int, window: Window) -> np.ndarray:
+        """Instance ``index`` over ``window`` (``(y1 - y0, x1 - x0)`` bool; windows may reach outside the frame)."""
+        x0, y0, x1, y1 = window
+        out = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+        pixels, (cx0, cy0, cx1, cy1) = self._own(index)
+        ix0, iy0, ix1, iy1 = max(x0, cx0), max(y0, cy0), min(x1, cx1), min(y1, cy1)
+        if ix1 > ix0 and iy1 > iy0:
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = pixels[iy0 - cy0 : iy1 - cy0, ix0 - cx0 : ix1 - cx0]
+        return out
+
+    def bounds(self, index: int) -> Window | None:
+        """Tight ``(x0, y0, x1, y1)`` of instance ``index``'s pixels (end exclusive), or None when it has none."""
+        if index not in self._bounds:
+            pixels, (cx0, cy0, _, _) = self._own(index)
+            tight = mask_box(pixels)
+            self._bounds[index] = None if tight is None else (
+                cx0 + tight[0], cy0 + tight[1], cx0 + tight[2], cy0 + tight[3])
+        return self._bounds[index]
+
+    def tight(self, index: int) -> tuple[np.ndarray, Window] | None:
+        """``(pixels, bounds)``: instance ``index`` over its own tight :meth:`bounds` (a view: do not modify)."""
+        bounds = self.bounds(index)
+        if bounds is None:
+            return None
+        pixels, (cx0, cy0, _, _) = self._own(index)
+        x0, y0, x1, y1 = bounds
+        return pixels[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0], bounds
+
+    def count(self, index: int, window: Window) -> int:
+        """Pixels of instance ``index`` inside ``window``."""
+        pixels, (cx0, cy0, cx1, cy1) = self._own(index)
+        x0, y0, x1, y1 = window
+        x0, y0, x1, y1 = max(x0, cx0), max(y0, cy0), min(x1, cx1), min(y1, cy1)
+        if x1 <= x0 or y1 <= y0:
+            return 0
+        return int(np.count_nonzero(pixels[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]))
+
+    def at(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """``(N, K)`` bool: is pixel ``(xs[k], ys[k])`` (network pixels, inside the frame) set in instance i."""
+        xs, ys = np.asarray(xs, dtype=np.int64), np.asarray(ys, dtype=np.int64)
+        if self._dense is not None:
+            return self._dense[:, ys, xs]
+        crops = self._crops
+        inside = ((xs >= crops[:, 0:1]) & (xs < crops[:, 2:3]) & (ys >= crops[:, 1:2]) & (ys < crops[:, 3:4]))
+        logits = self._logits
+        if self._arithmetic is not None and logits is not None:
+            return inside & (self._values(slice(None), ys, xs, logits) > 0)
+        out = np.zeros_like(inside)
+        for index, k in zip(*np.nonzero(inside), strict=True):
+            pixels, (cx0, cy0, _, _) = self._own(int(index))
+            out[index, k] = pixels[ys[k] - cy0, xs[k] - cx0]
+        return out
+
+    def nonempty(self) -> np.ndarray:
+        """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""
+        if self._dense is not None:
+            return self._dense.reshape(len(self._dense), -1).any(axis=1)
+        if self._logits is None:  # every pixel is made already
+            return np.array([bool(self._own(i)[0].any()) for i in range(self._count)], dtype=bool)
+        out = self._centre_block_positive()
+        for index in np.flatnonzero(~out).tolist():
+            if index in self._windows or self._logits is None:
+                out[index] = bool(self._own(index)[0].any())
+                continue
+            x0, y0, x1, y1 = self.crop(index)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            # Source cells the crop reads; a 2x2 block of positive logits whose outputs lie in the crop proves a pixel.
+            gy0, gy1 = int(self._rows.index0[y0]), int(self._rows.index0[y1 - 1])
+            gx0, gx1 = int(self._cols.index0[x0]), int(self._cols.index0[x1 - 1])
+            patch = self._logits[index, gy0 : gy1 + 2, gx0 : gx1 + 2]
+            if not (patch > 0).any():
+                continue  # every output is a non-negative mix of non-positive logits
+            positive = patch > _POSITIVE_FLOOR
+            blocks = positive[:-1, :-1] & positive[1:, :-1] & positive[:-1, 1:] & positive[1:, 1:]
+            if blocks[: gy1 - gy0 + 1, : gx1 - gx0 + 1].any():
+                out[index] = True
+            else:  # undecided from the logits alone: make the pixels
+                out[index] = bool(self._own(index)[0].any())
+        return out
+
+    def _centre_block_positive(self) -> np.ndarray:
+        """``(N,)`` bool, for all instances at once: are the four logits under the crop's centre pixel positive
+        (then that pixel is set: the common case, decided without a loop)."""
+        crops, rows, cols = self._crops, self._rows, self._cols
+        valid = (crops[:, 2] > crops[:, 0]) & (crops[:, 3] > crops[:, 1])
+        ys = np.clip((crops[:, 1] + crops[:, 3] - 1) // 2, 0, self.shape[0] - 1)
+        xs = np.clip((crops[:, 0] + crops[:, 2] - 1) // 2, 0, self.shape[1] - 1)
+        n = np.arange(self._count)
+        logits, floor = self._logits, _POSITIVE_FLOOR
+        r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
+        return valid & (logits[n, r0, c0] > floor) & (logits[n, r0, c1] > floor) & (
+            logits[n, r1, c0] > floor) & (logits[n, r1, c1] > floor)
+
+    def dense(self) -> np.ndarray:
+        """All masks as one ``(N, h, w)`` bool array (for tests and whole-frame consumers)."""
+        if self._dense is not None:
+            return self._dense
+        self.make()
+        full = (0, 0, self.shape[1], self.shape[0])
+        return np.stack([self.window(i, full) for i in range(self._count)]) if self._count else (
+            np.zeros((0, *self.shape), dtype=bool))
+
+    # ------------------------------------------------------------------------------------------- internals
+    def _own(self, index: int) -> tuple[np.ndarray, Window]:
+        """Instance ``index``'s pixels over its crop (made once, then kept: every consumer reads these)."""
+        if self._dense is not None:
+            return self._dense[index], (0, 0, self.shape[1], self.shape[0])
+        pixels = self._windows.get(index)
+        if pixels is None:
+            self.make((index,))
+            pixels = self._windows[index]
+        return pixels, self.crop(index)
+
+    def _values(self, index: int | slice, ys: np.ndarray, xs: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Upsampled ``logits`` at output pixels ``(ys, xs)``, rounded exactly as the kernel rounds them."""
+        rows, cols, arithmetic = self._rows, self._cols, self._arithmetic
+        logits = logits[index]
+        r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
+        wx0, wx1 = cols.weight0[xs], cols.weight1[xs]
+        top = _combine(logits[..., r0, c0], wx0, logits[..., r0, c1], wx1, arithmetic.fused_x)
+        bottom = _combine(logits[..., r1, c0], wx0, logits[..., r1, c1], wx1, arithmetic.fused_x)
+        return _combine(top, rows.weight0[ys], bottom, rows.weight1[ys], arithmetic.fused_y)
+
+    def make(self, indices: Sequence[int] | None = None) -> None:
+        """Make (and keep) the pixels of instances ``indices`` (default: all) over their crops, in few kernel calls.
+
+        Each instance's source crop starts one cell before its window's first tap (PyTorch clamps the first
+        outputs of a crop to its edge) and ends one cell after its last (it clamps the second tap to the crop's
+        end), unless the crop is at the frame's edge, where the frame clamps the same way. Crops are rounded up
+        to multiples of ``_BUCKET`` cells (starting earlier or ending at the frame's edge) so that instances of
+        one size share a call: a kernel call costs about as much as a few thousand output pixels. Output height
+        + width always exceeds 128, and a call never has exactly 3 channels: PyTorch runs other kernels there.
+        """
+        if self._dense is not None:
+            return
+        todo = [int(i) for i in (range(self._count) if indices is None else indices) if int(i) not in self._windows]
+        logits = self._logits
+        if not todo or logits is None:
+            return
+        if self._upsample is None:
+            for index in todo:
+                x0, y0, x1, y1 = self.crop(index)
+                ys, xs = np.mgrid[y0:y1, x0:x1]
+                values = self._values(index, ys.ravel(), xs.ravel(), logits)
+                self._windows[index] = values.reshape(max(y1 - y0, 0), max(x1 - x0, 0)) > 0
+        else:
+            self._make_by_kernel(todo, logits)
+        if len(self._windows) == self._count:
+            self._logits = None  # every pixel is made: the logits (4 bytes per prototype cell) can go
+
+    def _make_by_kernel(self, todo: list[int], logits: np.ndarray) -> None:
+        ph, pw = logits.shape[1:]
+        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for index in todo:
+            x0, y0, x1, y1 = self.crop(index)
+            if x1 <= x0 or y1 <= y0:
+                self._windows[index] = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+                continue
+            r0 = max(int(self._rows.index0[y0]) - 1, 0)
+            r1 = min(int(self._rows.index1[y1 - 1]) + 2, ph)
+            c0 = max(int(self._cols.index0[x0]) - 1, 0)
+            c1 = min(int(self._cols.index1[x1 - 1]) + 2, pw)
+            height = min(-(-(r1 - r0) // _BUCKET) * _BUCKET, ph)
+            width = min(-(-(c1 - c0) // _BUCKET) * _BUCKET, pw)
+            if height + width <= 32:  # 4 x 32 = 128 outputs: widen
+                width = min(33 - height, pw)
+                height = min(max(height, 33 - width), ph)
+            groups.setdefault((height, width), []).append((index, min(r0, ph - height), min(c0, pw - width)))
+        for (height, width), members in groups.items():
+            stack = np.zeros((max(len(members), 4) if len(members) == 3 else len(members), height, width),
+                             dtype=np.float32)
+            for k, (index, r0, c0) in enumerate(members):
+                stack[k] = logits[index, r0 : r0 + height, c0 : c0 + width]
+            positive = self._upsample(stack, (4 * height, 4 * width)) > 0
+            for k, (index, r0, c0) in enumerate(members):
+                x0, y0, x1, y1 = self.crop(index)
+                top, left, bottom, right = y0 - 4 * r0, x0 - 4 * c0, y1 - 4 * r0, x1 - 4 * c0
+                self._windows[index] = positive[k, top:bottom, left:right]  # a view: what follows is outside it
+                positive[k, :top], positive[k, bottom:], positive[k, :, :left], positive[k, :, right:] = (
+                    False, False, False, False)
+            rows, cols = positive.any(axis=2), positive.any(axis=1)  # tight bounds of all members in two passes
+            for k, (index, r0, c0) in enumerate(members):
+                ys, xs = np.flatnonzero(rows[k]), np.flatnonzero(cols[k])
+                self._bounds[index] = None if ys.size == 0 else (
+                    4 * c0 + int(xs[0]), 4 * r0 + int(ys[0]), 4 * c0 + int(xs[-1]) + 1, 4 * r0 + int(ys[-1]) + 1)
+
+
+def calibrate(interpolate: object, sample: int = 40) -> Arithmetic | None:
+    """Which :class:`Arithmetic` reproduces ``interpolate`` (an ``(N, ph, pw) -> (N, 4ph, 4pw)`` float32 callable
+    running the real kernel, e.g. ``torch.nn.functional.interpolate`` on the inference device) bit for bit, or
+    None when none does (the caller then makes masks the eager way).
+    """
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((4, sample, sample)) * 4).astype(np.float32)
+    expected = np.asarray(interpolate(logits), dtype=np.float32)  # type: ignore[operator]
+    size = 4 * sample
+    ys, xs = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    crops = np.tile(np.array([0, 0, size, size]), (4, 1))
+    for fused_x in (True, False):
+        for fused_y in (True, False):
+            arithmetic = Arithmetic(fused_x, fused_y)
+            probe = InstanceMasks((size, size), 4, logits=logits, crops=crops, arithmetic=arithmetic, upsample=None)
+            values = probe._values(slice(None), ys.ravel(), xs.ravel(), logits).reshape(4, size, size)
+            if np.array_equal(values.view(np.int32), expected.view(np.int32)):
+                return arithmetic
+    return None

@@ -1,0 +1,119 @@
+"""Lazy instance masks (prototype logits, made on demand) against ultralytics' eager ``process_mask``.
+
+Random coefficients, prototypes and boxes: every pixel, count, bound, point lookup and the empty-mask filter
+must equal what ``process_mask(upsample=True)`` makes, whichever way the lazy masks compute them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastsam_ros.engine import _arithmetic, _upsampler
+from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate
+from fastsam_ros.masks import mask_box
+
+torch = pytest.importorskip("torch")
+ops = pytest.importorskip("ultralytics.utils.ops")
+
+
+def _case(seed: int, count: int, proto_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coefficients @ prototypes -> logits, boxes (some at the frame's edges, some tiny), and ultralytics' masks."""
+    rng = np.random.default_rng(seed)
+    ph, pw = proto_shape
+    height, width = 4 * ph, 4 * pw
+    protos = rng.standard_normal((32, ph, pw)).astype(np.float32)
+    protos[0] = 1.0  # a constant prototype: its coefficient shifts the logits, so some masks are tiny or empty
+    coefficients = (rng.standard_normal((count, 32)) * 0.4).astype(np.float32)
+    coefficients[:, 0] = rng.uniform(-9, 2, count)
+    protos, coefficients = torch.from_numpy(protos), torch.from_numpy(coefficients)
+    size = np.array([width, height, width, height], dtype=np.float64)
+    starts = rng.uniform(-0.1, 0.9, (count, 2)) * size[:2]
+    extents = rng.uniform(0.005, 0.8, (count, 2)) * size[:2]
+    corners = np.concatenate([starts, starts + extents], axis=1)
+    corners[::5, 2:] = size[:2]  # reaching the frame's far edges
+    corners[1::7, :2] = 0.0
+    boxes = torch.from_numpy(np.clip(corners, 0, size).astype(np.float32))
+    eager = ops.process_mask(protos, coefficients, boxes.clone(), (height, width), upsample=True).numpy().astype(bool)
+    logits = (coefficients @ protos.float().view(32, -1)).view(-1, ph, pw).numpy()
+    return logits, boxes.numpy(), eager
+
+
+CASES = [(0, 5, (120, 160)), (1, 40, (30, 40)), (2, 1, (17, 23)), (3, 100, (40, 24)), (4, 7, (8, 30))]
+
+
+@pytest.mark.parametrize(("seed", "count", "proto_shape"), CASES)
+@pytest.mark.parametrize("path", ["kernel", "numpy"])
+def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple[int, int], path: str) -> None:
+    logits, boxes, eager = _case(seed, count, proto_shape)
+    arithmetic = _arithmetic("cpu")
+    if path == "numpy" and arithmetic is None:
+        pytest.skip("no emulation reproduces this PyTorch build's bilinear kernel (the kernel path serves)")
+    upsample = _upsampler("cpu") if path == "kernel" else None
+    lazy = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
+    assert np.array_equal(lazy.nonempty(), eager.reshape(count, -1).any(axis=1))
+    one_by_one = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
+    full = (0, 0, eager.shape[2], eager.shape[1])
+    assert np.array_equal(np.stack([one_by_one.window(i, full) for i in range(count)]), eager)  # a call each
+    assert np.array_equal(lazy.dense(), eager)  # batched calls
+    height, width = eager.shape[1:]
+    window = (width // 5, height // 7, width - 3, height - 1)
+    for i in range(count):
+        assert lazy.bounds(i) == mask_box(eager[i])
+        assert lazy.count(i, window) == int(eager[i, window[1] : window[3], window[0] : window[2]].sum())
+        assert np.array_equal(lazy.window(i, (-3, -2, 9, 11)), np.pad(eager[i], ((2, 0), (3, 0)))[:13, :12])
+    rng = np.random.default_rng(seed)
+    xs, ys = rng.integers(0, width, 300), rng.integers(0, height, 300)
+    assert np.array_equal(lazy.at(xs, ys), eager[:, ys, xs])
+    keep = np.arange(count) % 3 == 0
+    assert np.array_equal(lazy.subset(keep).dense(), eager[keep])
+    assert lazy._logits is None  # once every pixel is made the logits are let go; lookups still answer
+    assert np.array_equal(lazy.at(xs, ys), eager[:, ys, xs])
+    assert np.array_equal(lazy.nonempty(), eager.reshape(count, -1).any(axis=1))
+
+
+def test_calibration_finds_the_kernels_rounding() -> None:
+    """The emulation is chosen by measuring the kernel; a kernel no emulation matches is reported as None."""
+    assert isinstance(_arithmetic("cpu"), Arithmetic | None)
+
+    def halved(logits: np.ndarray) -> np.ndarray:  # a "kernel" no emulation reproduces
+        return np.repeat(np.repeat(logits, 4, axis=1), 4, axis=2) * np.float32(0.5)
+
+    assert calibrate(halved) is None
+
+
+def test_dense_masks_serve_the_same_interface() -> None:
+    masks = np.zeros((2, 6, 8), dtype=bool)
+    masks[0, 1:3, 2:5] = True
+    dense = InstanceMasks.from_dense(masks)
+    assert not dense.is_lazy and dense.shape == (6, 8) and len(dense) == 2
+    assert dense.bounds(0) == (2, 1, 5, 3) and dense.bounds(1) is None
+    assert dense.count(0, (0, 0, 3, 6)) == 2
+    assert dense.nonempty().tolist() == [True, False]
+    assert dense.at(np.array([2, 0]), np.array([1, 0])).tolist() == [[True, False], [False, False]]
+
+
+def test_lazy_masks_need_a_way_to_compute() -> None:
+    with pytest.raises(ValueError, match="kernel"):
+        InstanceMasks.from_logits(np.zeros((1, 3, 5), np.float32), np.zeros((1, 4)), (12, 21), None, None)
+
+
+def test_a_click_makes_only_the_pixels_of_the_masks_under_it() -> None:
+    """Masks are made for what a rule reads: a point prompt makes the candidates under the point, no others."""
+    from fastsam_ros.masks import MaskGeometry
+    from fastsam_ros.selection import select
+    from fastsam_ros.types import Prompt, Segmentation
+
+    logits, boxes, eager = _case(3, 100, (40, 24))
+    arithmetic = _arithmetic("cpu")
+    lazy = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, _upsampler("cpu"))
+    shape = eager.shape[1:]
+    segmentation = Segmentation(masks=lazy, boxes=boxes, scores=np.ones(100, np.float32),
+                                geometry=MaskGeometry(shape, shape))
+    x, y = 40, 70
+    answer = select(segmentation, Prompt(id="p", points=((x + 0.5, y + 0.5),), labels=(1,)))
+    under = np.flatnonzero(eager[:, y, x])
+    assert answer.ok and answer.objects[0].instances[0] == under[np.argmin(eager[under].sum(axis=(1, 2)))]
+    if arithmetic is not None:  # the point lookup itself made nothing
+        assert set(lazy._windows) == set(under.tolist())
+    assert len(lazy._windows) < 100

@@ -13,8 +13,9 @@ travels. Models:
   architecture and compute. Its class biases are raised so every anchor scores high, and ``max_det`` sets the
   instance count exactly.
 
-Stages per frame: ``preprocess``, ``inference``, ``postprocess`` (ultralytics: letterbox, network, NMS and mask
-assembly) and ``convert`` (``segmentation_from_result``: masks to the CPU). Wall times are from timed runs
+Stages per frame, as ``FastSAMEngine.segment`` runs them: ``preprocess``, ``inference``, ``postprocess``
+(ultralytics' predictor: letterbox, network, NMS, mask coefficients x prototypes; instance pixels are made later,
+when read) and ``convert`` (``segmentation_from_result``). Wall times are from timed runs
 (CUDA synchronised); ``cuda_share`` is each stage's CUDA kernel time over its duration, from a separate run under
 ``torch.profiler`` (which slows the CPU side, so shares are upper bounds of the CPU-bound part's cost).
 ``--device cpu --quick`` runs the same code on the CPU in seconds (the test suite does).
@@ -109,13 +110,14 @@ def cuda_shares(engine: Any, frame: np.ndarray, device: str, runs: int) -> dict[
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from fastsam_ros.engine import segmentation_from_result
+    from fastsam_ros.engine import deferred_masks, segmentation_from_result
 
     if device == "cpu":
         return dict.fromkeys(STAGES)
     with _stage_ranges(engine), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(runs):
-            result = engine.predict_raw(frame)
+            with deferred_masks():
+                result = engine.predict_raw(frame)
             with torch.profiler.record_function("stage:convert"):
                 segmentation_from_result(result)
             _sync(device)
@@ -134,19 +136,20 @@ def run_case(model: Path, kind: str, imgsz: int, half: bool, instances: int, fra
              args: argparse.Namespace) -> dict[str, Any]:
     from bench.stats import summarize
     from fastsam_ros.backends import letterbox_shape
-    from fastsam_ros.engine import EngineConfig, FastSAMEngine, segmentation_from_result
+    from fastsam_ros.engine import EngineConfig, FastSAMEngine, deferred_masks, segmentation_from_result
 
     config = EngineConfig(model=str(model), device=args.device, half=half, imgsz=imgsz,
                           conf=INSTANCES[instances][kind], max_det=instances, backend="pytorch")
     engine = FastSAMEngine(config)
     for _ in range(3):  # cuDNN autotuning, allocator warm-up
-        segmentation_from_result(engine.predict_raw(frame))
+        engine.segment(frame)
     stages: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
     counts = []
     for _ in range(args.rounds):
         _sync(args.device)
         started = time.perf_counter()
-        result = engine.predict_raw(frame)
+        with deferred_masks():  # as engine.segment: instance masks are made when read
+            result = engine.predict_raw(frame)
         _sync(args.device)
         converted = time.perf_counter()
         segmentation = segmentation_from_result(result)

@@ -20,10 +20,17 @@ def check_tools(bin_dir: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env={**os.environ, "PATH": str(bin_dir)})
 
 
+def _real_python(path: str) -> str:
+    """The interpreter behind ``path``: a pyenv shim only works with pyenv on PATH, the interpreter anywhere."""
+    return subprocess.run([path, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                          timeout=30, check=True).stdout.strip()
+
+
 def tool_dir(tmp_path: Path, without: str = "") -> Path:
     found = {name: shutil.which(name) for name in TOOLS}
     if not all(found.values()):
         pytest.skip(f"this machine lacks {[n for n, p in found.items() if not p]}")
+    found["python3"] = _real_python(found["python3"])
     for name, path in found.items():
         if name != without:
             (tmp_path / name).symlink_to(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ros_harness import NodeProcess, Probe, stamp_of
+from ros_harness import Probe, running_node, stamp_of
 
 RNG = np.random.default_rng(3)
 FRAME = RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8)
@@ -21,15 +21,8 @@ WHOLE = [(0.0, 0.0, 320.0, 240.0)]
 @pytest.fixture(scope="module")
 def probe(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("node") / "node.log"
-    node = NodeProcess(log, namespace="t", model=tiny_model, imgsz=320, cache_frames=4, diagnostics_period=0.5)
-    probe = Probe(namespace="t")
-    try:
-        assert probe.wait_for_connections(node), f"node never came up:\n{node.log()}"
+    with running_node(log, "t", model=tiny_model, imgsz=320, cache_frames=4, diagnostics_period=0.5) as (_, probe):
         yield probe
-    finally:
-        probe.close()
-        code = node.stop()
-        assert code == 0, f"node exited with {code}:\n{node.log()}"
 
 
 def publish_and_wait(probe: Probe, stamp: int, pixels: np.ndarray = FRAME):

@@ -7,7 +7,6 @@ object at 1.0 m on all but a 2-pixel border of its mask, so the mask spills onto
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +17,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fastsam_ros.srv import Segment
-from ros_harness import NodeProcess, Probe, stamp_of
+from ros_harness import FAKE_NODE, NodeProcess, Probe, stamp_of
 
-HERE = Path(__file__).resolve().parent
-FAKE_NODE = [sys.executable, str(HERE / "fake_engine_node.py")]
 NS = "fakedepth"
 SHAPE = (120, 160)
 OBJECT = (90, 30, 130, 70)  # x1, y1, x2, y2 of the painted object

@@ -7,18 +7,14 @@ selected the wrong object or lost a header would fail here.
 from __future__ import annotations
 
 import math
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fake_engine import FAIL_PIXEL
 
-from ros_harness import NodeProcess, Probe, stamp_of
+from ros_harness import FAKE_NODE, Probe, running_node, stamp_of
 
-HERE = Path(__file__).resolve().parent
-FAKE_NODE = [sys.executable, str(HERE / "fake_engine_node.py")]
 SHAPE = (120, 160)
 TABLE, CUP, PLATE = (0, 0, 200), (0, 80, 200), (0, 200, 0)  # BGR; the cup shares the table's red: nested
 CUP_CLICK, TABLE_CLICK, FLOOR_CLICK = (40.0, 60.0), (100.0, 100.0), (5.0, 115.0)
@@ -46,16 +42,9 @@ def kitchen() -> np.ndarray:
 @pytest.fixture(scope="module")
 def node_and_probe(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("fake-node") / "node.log"
-    node = NodeProcess(log, namespace="fake", program=FAKE_NODE, model="fake.pt", diagnostics_period=0.3,
-                       warmup=False, max_image_pixels=40_000)
-    probe = Probe(namespace="fake")
-    try:
-        assert probe.wait_for_connections(node), f"node never came up:\n{node.log()}"
-        yield node, probe
-    finally:
-        probe.close()
-        code = node.stop()
-        assert code == 0, f"node exited with {code}:\n{node.log()}"
+    with running_node(log, "fake", program=FAKE_NODE, model="fake.pt", diagnostics_period=0.3, warmup=False,
+                      max_image_pixels=40_000) as node_and_probe:
+        yield node_and_probe
 
 
 @pytest.fixture()

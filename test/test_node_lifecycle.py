@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import NodeProcess, Probe, stamp_of, wait_until
+from ros_harness import Probe, running_node, stamp_of, wait_until
 
 FRAME = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
 
@@ -21,14 +21,9 @@ FRAME = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("lifecycle") / "node.log"
-    node = NodeProcess(log, namespace="lc", model="/nonexistent/FastSAM-s.pt", autostart=False, imgsz=320,
-                       image_transport="compressed", diagnostics_period=0.3)
-    probe = Probe(namespace="lc", compressed=True)
-    try:
-        yield node, probe
-    finally:
-        probe.close()
-        assert node.stop() == 0, node.log()
+    with running_node(log, "lc", compressed=True, connect=False, model="/nonexistent/FastSAM-s.pt", autostart=False,
+                      imgsz=320, image_transport="compressed", diagnostics_period=0.3) as node_and_probe:
+        yield node_and_probe
 
 
 def transition(probe: Probe, label: str) -> bool:

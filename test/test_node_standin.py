@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from ros_harness import NodeProcess, Probe, stamp_of
+from ros_harness import running_node, stamp_of
 
 PERSON_PIXEL = (300, 500)  # on the person in the middle of bus.jpg (810x1080)
 
@@ -15,14 +15,8 @@ PERSON_PIXEL = (300, 500)  # on the person in the middle of bus.jpg (810x1080)
 @pytest.fixture(scope="module")
 def bus_probe(standin_model: Path, sample_images: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("standin") / "node.log"
-    node = NodeProcess(log, namespace="bus", model=standin_model)
-    probe = Probe(namespace="bus")
-    try:
-        assert probe.wait_for_connections(node), node.log()
+    with running_node(log, "bus", model=standin_model) as (_, probe):
         yield probe, cv2.imread(str(sample_images / "bus.jpg"))
-    finally:
-        probe.close()
-        assert node.stop() == 0, node.log()
 
 
 def test_click_on_the_person_returns_a_mask_containing_that_pixel_with_the_source_stamp(bus_probe) -> None:

@@ -7,17 +7,13 @@ under the pixel first clicked on the mug.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ros_harness import NodeProcess, Probe, stamp_of
+from ros_harness import FAKE_NODE, Probe, running_node, stamp_of
 
-HERE = Path(__file__).resolve().parent
-FAKE_NODE = [sys.executable, str(HERE / "fake_engine_node.py")]
 SHAPE = (120, 200)
 MUG, BOOK, PLATE = (0, 0, 200), (0, 200, 0), (100, 100, 100)  # BGR, distinct red values: separate instances
 WORLD = {MUG: (40, 40, 65, 75), BOOK: (0, 30, 30, 90), PLATE: (90, 90, 180, 115)}  # x1, y1, x2, y2 at pan 0
@@ -47,16 +43,9 @@ def scene(pan: int, colours=(MUG, BOOK, PLATE)) -> np.ndarray:
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("tracking-node") / "node.log"
-    node = NodeProcess(log, namespace="tracktest", program=FAKE_NODE, model="fake.pt", warmup=False,
-                       track_lost_frames=LOST_FRAMES)
-    client = Probe(namespace="tracktest")
-    try:
-        assert client.wait_for_connections(node), f"node never came up:\n{node.log()}"
+    with running_node(log, "tracktest", program=FAKE_NODE, model="fake.pt", warmup=False,
+                      track_lost_frames=LOST_FRAMES) as (_, client):
         yield client
-    finally:
-        client.close()
-        code = node.stop()
-        assert code == 0, f"node exited with {code}:\n{node.log()}"
 
 
 _stamps = iter(range(10_000_000_000, 99_000_000_000, 1_000_000_000))

@@ -7,9 +7,10 @@ moves. Association is mask-level, after global motion compensation:
 2. the frame-to-frame camera translation is estimated from the instances themselves, by phase correlation of
    the previous and current grids' instance density (a camera pan moves every mask the same way);
 3. each track's last mask is moved by the motion accumulated since it was last seen and compared with every
-   current mask whose grid bounding box meets its own (IoU on the grid: masks are kept one 64-bit word per
-   grid row, so a pair costs a few dozen AND + popcounts); pairs are matched greedily by descending IoU above
-   ``min_iou``;
+   current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Grid masks
+   are kept one 64-bit word per grid row, and only pairs whose areas and bounding boxes allow an IoU that
+   matters are compared (a popcount of the AND of their common rows): at ~100 instances most pairs are
+   ruled out, and no matrix product (whose BLAS threads fight the network's for the cores) is needed;
 4. unmatched tracks are *lost*; a lost track is re-acquired when a mask overlaps its motion-compensated last
    mask again, and forgotten after ``max_lost_frames`` frames; unmatched instances start new tracks.
 
@@ -71,7 +72,7 @@ class InstanceTracker:
         # One row per track: its id, grid mask when last seen, the camera motion since (grid cells), frames unseen.
         self._ids = np.zeros(0, dtype=np.int64)
         self._masks = np.zeros((0, 0), dtype=np.uint64)  # (T, grid rows), bit x of a row: grid column x
-        self._boxes = np.zeros((4, 0), dtype=np.int64)  # (top, bottom, left, right) of each track's mask, in cells
+        self._boxes = np.zeros((4, 0), dtype=np.int32)  # (top, bottom, left, right) of each track's mask, in cells
         self._width = 0  # grid columns
         self._offsets = np.zeros((0, 2))
         self._missing = np.zeros(0, dtype=np.int64)
@@ -145,7 +146,8 @@ class InstanceTracker:
         where the masks' areas and bounding boxes prove it cannot."""
         height, width = grid.shape[1], self._width
         # Whole-cell shifts, clipped where they move a mask out of the grid.
-        dx, dy = np.rint(self._offsets).astype(np.int64).clip([-width, -height], [width, height]).T
+        shifts = np.rint(self._offsets.T)
+        dx, dy = shifts[0].clip(-width, width).astype(np.int32), shifts[1].clip(-height, height).astype(np.int32)
         moved = _shifted(self._masks, dx, dy, width)
         # The tracks' boxes move with them (clipped to the grid they may be loose: they only rule pairs out).
         t_top, t_bottom = (self._boxes[:2] + dy).clip(0, height)
@@ -156,15 +158,15 @@ class InstanceTracker:
         rows_in_common = (np.minimum(t_bottom[:, None], bottom) - np.maximum(t_top[:, None], top)).clip(0)
         cols_in_common = (np.minimum(t_right[:, None], right) - np.maximum(t_left[:, None], left)).clip(0)
         most = np.minimum(np.minimum(t_area, area), rows_in_common * cols_in_common)
+        # IoU >= floor needs most >= floor * (a + b - most), i.e. most >= floor / (1 + floor) * (a + b) (and 1).
         floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division below
-        rows, cols = np.nonzero((most > 0) & (most >= floor * (t_area + area - most)))
+        rows, cols = np.nonzero(most >= np.maximum(floor / (1 + floor) * (t_area + area), 1))
         # Each pair's common grid rows, all pairs in one run: (pair, grid row) for every row of every band.
         first = np.maximum(t_top[rows], top[cols])
         lengths = np.minimum(t_bottom[rows], bottom[cols]) - first
         pair = np.repeat(np.arange(len(rows)), lengths)
         row = np.arange(len(pair)) + np.repeat(first - (np.cumsum(lengths) - lengths), lengths)
-        common = _ones(moved.reshape(-1)[rows[pair] * height + row]
-                                  & grid.reshape(-1)[cols[pair] * height + row])
+        common = _ones(moved.reshape(-1)[rows[pair] * height + row] & grid.reshape(-1)[cols[pair] * height + row])
         inter = np.bincount(pair, weights=common, minlength=len(rows)).astype(np.int64)
         union = t_area[rows, 0] + area[cols] - inter
         overlap = np.zeros(most.shape, dtype=np.float32)
@@ -231,22 +233,27 @@ def _packed(grid: np.ndarray) -> np.ndarray:
 def _shifted(masks: np.ndarray, dx: np.ndarray, dy: np.ndarray, width: int) -> np.ndarray:
     """``(K, h)`` packed masks, mask k moved by ``(dx[k], dy[k])`` whole cells (at most ``width``, ``h``),
     zero-filled where they enter."""
-    height = masks.shape[1]
+    count, height = masks.shape
+    padded = np.zeros((count, height + 1), dtype=np.uint64)  # row h: the zero row that enters
+    padded[:, :height] = masks
     source = np.arange(height) - dy[:, None]  # row y of the moved mask is row y - dy of the mask
-    inside = (source >= 0) & (source < height)
-    rows = np.where(inside, np.take_along_axis(masks, source.clip(0, height - 1), axis=1), np.uint64(0))
+    source[(source < 0) | (source >= height)] = height
+    source += np.arange(0, count * (height + 1), height + 1)[:, None]
+    rows = padded.reshape(-1)[source]
     # Columns move up the bits (dx > 0; those past the last column leave the grid) or down (dx < 0).
-    rows = (rows << dx.clip(0).astype(np.uint64)[:, None]) & np.uint64((1 << width) - 1)
-    return rows >> (-dx).clip(0).astype(np.uint64)[:, None]
+    rows <<= np.maximum(dx, 0).astype(np.uint64)[:, None]
+    rows &= np.uint64((1 << width) - 1)
+    rows >>= np.maximum(-dx, 0).astype(np.uint64)[:, None]
+    return rows
 
 
 def _area(masks: np.ndarray) -> np.ndarray:
-    """``(K,)`` int64 cells of ``(K, h)`` packed masks."""
-    return _ones(masks).sum(axis=1, dtype=np.int64)
+    """``(K,)`` int32 cells of ``(K, h)`` packed masks."""
+    return _ones(masks).sum(axis=1, dtype=np.int32)
 
 
 def _bounds(masks: np.ndarray) -> np.ndarray:
-    """``(4, K)`` int64 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
+    """``(4, K)`` int32 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
     empty mask gets an empty box that meets nothing."""
     used = masks != 0
     height = masks.shape[1]
@@ -256,7 +263,7 @@ def _bounds(masks: np.ndarray) -> np.ndarray:
     left = np.frexp((columns & (~columns + np.uint64(1))).astype(np.float64))[1] - 1  # the lowest set bit
     high, low = (columns >> np.uint64(32)).astype(np.float64), (columns & np.uint64(0xFFFFFFFF)).astype(np.float64)
     right = np.where(high > 0, 32 + np.frexp(high)[1], np.frexp(low)[1])  # one past the highest set bit
-    box = np.stack([top, bottom, left, right]).astype(np.int64)
+    box = np.stack([top, bottom, left, right]).astype(np.int32)
     box[:, columns == 0] = [[height], [0], [64], [0]]
     return box
 

@@ -7,7 +7,7 @@ All stages run on the same machine in one process tree, so that ratios hold on a
 1. ``selection_ms``: the pure selection step, 100 instances on 640x480 (``bench/bench_selection.py``);
    ``depth_3d_ms``: 3D position, extent and points of one 100,000-pixel object (``bench/bench_depth.py``);
    ``tracking_ms``: instance tracking and a followed prompt's answer, 100 instances on 640x480, panning
-   (``bench/bench_tracking.py``);
+   (``bench/bench_tracking.py``), and the tracker update on the model's lazy masks (``update_real``);
 2. ``raw_predict_ms`` / ``engine_ms`` / ``node_e2e_ms`` / ``cached_prompt_ms`` / ``reinfer_prompt_ms``,
    interleaved round by round on 640x480 camera frames, the node in its own process (``bench/pipeline.py``);
    the same on one native-size photo (``native``);
@@ -35,7 +35,9 @@ from typing import Any
 from bench import exports, machine, many, pipeline, stats
 from bench.bench_depth import run as run_depth
 from bench.bench_selection import run as run_selection
+from bench.bench_tracking import REAL_IMAGE
 from bench.bench_tracking import run as run_tracking
+from bench.bench_tracking import run_real as run_tracking_real
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -82,9 +84,13 @@ def _depth_3d() -> dict[str, Any]:
     return {**figures["locate_ms"], "mask_pixels": figures["mask_pixels"], "encoding": figures["encoding"]}
 
 
-def _tracking() -> dict[str, Any]:
+def _tracking(model: str, images: Path) -> dict[str, Any]:
     figures = run_tracking(n_instances=100, image_shape=(480, 640), frames=200)
-    return {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": v["n"]} for kind, v in figures.items()}
+    results = {kind: {"p50": v["p50_ms"], "p95": v["p95_ms"], "n": v["n"]} for kind, v in figures.items()}
+    real = run_tracking_real(model, images / REAL_IMAGE)
+    results["update_real"] = {"p50": real["p50_ms"], "p95": real["p95_ms"], "n": real["n"],
+                              "instances": real["instances"]}
+    return results
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["selection_ms"] = _selection()
     results["depth_3d_ms"] = _depth_3d()
     _stage("tracking")
-    results["tracking_ms"] = _tracking()
+    results["tracking_ms"] = _tracking(model, args.images)
 
     _stage("starting the node; loading the models here")
     node = NodeProcess(args.work_dir / "node.log", namespace="bench", model=model)
@@ -226,6 +232,12 @@ def pipeline_stream(driver: Any, frame: Any, args: argparse.Namespace) -> dict[s
     return result
 
 
+def _tracking_frames(kind: str, figures: dict[str, Any]) -> str:
+    if kind == "update_real":
+        return f"{figures.get('instances', '?')} instances, lazy masks on {REAL_IMAGE}"
+    return "100 instances"
+
+
 def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
     """``(what, p50, p95, n)`` rows of every timing in ``results``."""
     size = results["pipeline"]["image_size"]
@@ -238,7 +250,7 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
     if depth:
         rows.append((f"depth_3d_ms (one object, {depth['mask_pixels']} px, {depth['encoding']})", depth["p50"],
                      depth["p95"], depth["n"]))
-    rows += [(f"tracking_ms {kind} (100 instances, 640x480, panning)", v["p50"], v["p95"], v["n"])
+    rows += [(f"tracking_ms {kind} ({_tracking_frames(kind, v)}, 640x480, panning)", v["p50"], v["p95"], v["n"])
              for kind, v in results.get("tracking_ms", {}).items()]
     native = results.get("native", {})
     nsize = native.get("details", {}).get("image_size", "")

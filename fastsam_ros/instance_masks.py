@@ -222,6 +222,39 @@ class InstanceMasks:
             out[index, k] = pixels[ys[k] - cy0, xs[k] - cx0]
         return out
 
+    def grid(self, step: int, offset: int) -> np.ndarray:
+        """``(N, gh, gw)`` bool: :meth:`at` the pixels ``(offset + j * step, offset + i * step)`` of the frame
+        (read-only: for dense masks a strided view of them).
+
+        Lazy masks are evaluated only at the grid points inside each crop (the tracker reads every instance on a
+        coarse grid each frame: making their pixels would cost more).
+        """
+        ys, xs = np.arange(offset, self.shape[0], step), np.arange(offset, self.shape[1], step)
+        if self._dense is not None:
+            return self._dense[:, offset::step, offset::step]
+        out = np.zeros((self._count, len(ys), len(xs)), dtype=bool)
+        crops = self._crops
+        i0, i1 = np.searchsorted(ys, crops[:, 1]), np.searchsorted(ys, crops[:, 3])
+        j0, j1 = np.searchsorted(xs, crops[:, 0]), np.searchsorted(xs, crops[:, 2])
+        heights, widths = np.maximum(i1 - i0, 0), np.maximum(j1 - j0, 0)
+        logits = self._logits
+        if self._arithmetic is None or logits is None:  # pixels made (or to be made) by the kernel: slice them
+            for index in np.flatnonzero((heights > 0) & (widths > 0)).tolist():
+                pixels, (cx0, cy0, _, _) = self._own(index)
+                rows, cols = slice(i0[index], i1[index]), slice(j0[index], j1[index])
+                out[index, rows, cols] = pixels[ys[rows][0] - cy0 :: step, xs[cols][0] - cx0 :: step][
+                    : heights[index], : widths[index]]
+            return out
+        # Every (instance, grid point) inside the crops, instance by instance, row by row.
+        sizes = heights * widths
+        instance = np.repeat(np.arange(self._count), sizes)
+        local = np.arange(len(instance)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        width = widths[instance]
+        row, col = i0[instance] + local // width, j0[instance] + local % width
+        values = self._values(instance, ys[row], xs[col], logits)
+        out.reshape(-1)[(instance * len(ys) + row) * len(xs) + col] = values > 0
+        return out
+
     def nonempty(self) -> np.ndarray:
         """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""
         if self._dense is not None:
@@ -283,14 +316,25 @@ class InstanceMasks:
             pixels = self._windows[index]
         return pixels, self.crop(index)
 
-    def _values(self, index: int | slice, ys: np.ndarray, xs: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    def _values(self, index: int | slice | np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                logits: np.ndarray) -> np.ndarray:
         """Upsampled ``logits`` at output pixels ``(ys, xs)``, rounded exactly as the kernel rounds them."""
         rows, cols, arithmetic = self._rows, self._cols, self._arithmetic
-        logits = logits[index]
         r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
+        if isinstance(index, np.ndarray):  # one instance per point: gather single logits by flat index
+            flat, (_, height, width) = logits.reshape(-1), logits.shape
+            first, second = (index * height + r0) * width, (index * height + r1) * width
+
+            def tap(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+                return flat[row + col]
+        else:
+            plane, first, second = logits[index], r0, r1
+
+            def tap(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+                return plane[..., row, col]
         wx0, wx1 = cols.weight0[xs], cols.weight1[xs]
-        top = _combine(logits[..., r0, c0], wx0, logits[..., r0, c1], wx1, arithmetic.fused_x)
-        bottom = _combine(logits[..., r1, c0], wx0, logits[..., r1, c1], wx1, arithmetic.fused_x)
+        top = _combine(tap(first, c0), wx0, tap(first, c1), wx1, arithmetic.fused_x)
+        bottom = _combine(tap(second, c0), wx0, tap(second, c1), wx1, arithmetic.fused_x)
         return _combine(top, rows.weight0[ys], bottom, rows.weight1[ys], arithmetic.fused_y)
 
     def make(self, indices: Sequence[int] | None = None) -> None:

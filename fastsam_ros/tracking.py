@@ -7,8 +7,10 @@ moves. Association is mask-level, after global motion compensation:
 2. the frame-to-frame camera translation is estimated from the instances themselves, by phase correlation of
    the previous and current grids' instance density (a camera pan moves every mask the same way);
 3. each track's last mask is moved by the motion accumulated since it was last seen and compared with every
-   current mask (IoU on the grid, one matrix product); pairs are matched greedily by descending IoU above
-   ``min_iou``;
+   current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Grid masks
+   are kept one 64-bit word per grid row, and only pairs whose areas and bounding boxes allow an IoU that
+   matters are compared (a popcount of the AND of their common rows): at ~100 instances most pairs are
+   ruled out, and no matrix product (whose BLAS threads fight the network's for the cores) is needed;
 4. unmatched tracks are *lost*; a lost track is re-acquired when a mask overlaps its motion-compensated last
    mask again, and forgotten after ``max_lost_frames`` frames; unmatched instances start new tracks.
 
@@ -37,7 +39,7 @@ from fastsam_ros.types import Prompt, Segmentation, SelectedObject, Selection, S
 
 DEFAULT_MAX_LOST_FRAMES = 30
 DEFAULT_MIN_IOU = 0.3
-GRID_CELLS = 56  # association grid: cells on the long side of the network's mask
+GRID_CELLS = 56  # association grid: cells on the long side of the network's mask (a grid row fits 64 bits)
 MOTION_WIDTH = 160  # the picture is shrunk to this width to measure camera motion
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
@@ -69,12 +71,15 @@ class InstanceTracker:
         """Forget every track (a new stream, or a change of image size)."""
         # One row per track: its id, grid mask when last seen, the camera motion since (grid cells), frames unseen.
         self._ids = np.zeros(0, dtype=np.int64)
-        self._masks = np.zeros((0, 0, 0), dtype=bool)
+        self._masks = np.zeros((0, 0), dtype=np.uint64)  # (T, grid rows), bit x of a row: grid column x
+        self._boxes = np.zeros((4, 0), dtype=np.int32)  # (top, bottom, left, right) of each track's mask, in cells
+        self._width = 0  # grid columns
         self._offsets = np.zeros((0, 2))
         self._missing = np.zeros(0, dtype=np.int64)
         self._next_id = 1
         self._shape: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._picture: np.ndarray | None = None
+        self._window: np.ndarray | None = None  # phase correlation's Hanning window, made once per picture size
         self._motion = np.zeros(2)
         self._continued: dict[int, int] = {}
         self._step = 0
@@ -110,9 +115,8 @@ class InstanceTracker:
             self._shape = shape
             self._step = max(1, math.ceil(max(shape[1]) / GRID_CELLS))
         step = self._step
-        mask_h, mask_w = segmentation.geometry.mask_shape
-        ys, xs = np.meshgrid(np.arange(step // 2, mask_h, step), np.arange(step // 2, mask_w, step), indexing="ij")
-        grid = segmentation.masks.at(xs.ravel(), ys.ravel()).reshape(len(segmentation), *xs.shape)
+        grid = segmentation.masks.grid(step, step // 2)
+        self._width = grid.shape[2]
         if image is not None and self.params.motion_from_picture:
             picture = _shrunk(image).astype(np.float32)
             to_cells = segmentation.geometry.gain * image.shape[1] / (MOTION_WIDTH * step)
@@ -121,44 +125,69 @@ class InstanceTracker:
         self._motion = self._estimate_motion(picture, to_cells)
         self._picture = picture
         self._offsets += self._motion
-        return self._associate(grid)
+        packed = _packed(grid)
+        return self._associate(packed, _bounds(packed))
 
     def _estimate_motion(self, picture: np.ndarray, to_cells: float) -> np.ndarray:
         """Translation (dx, dy) in grid cells from the previous frame to this one."""
         previous = self._picture
         if previous is None or previous.shape != picture.shape or not previous.any() or not picture.any():
             return self._motion
-        window = cv2.createHanningWindow((picture.shape[1], picture.shape[0]), cv2.CV_32F)
-        (dx, dy), response = cv2.phaseCorrelate(previous, picture, window)
+        if self._window is None or self._window.shape != picture.shape:
+            self._window = cv2.createHanningWindow((picture.shape[1], picture.shape[0]), cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(previous, picture, self._window)
         if response < MIN_MOTION_RESPONSE or not (math.isfinite(dx) and math.isfinite(dy)):
             return self._motion
         return np.array([dx, dy]) * to_cells
 
-    def _overlaps(self, grid: np.ndarray) -> np.ndarray:
-        """``(T, N)`` IoU of every track's motion-compensated last mask with every instance, on the grid."""
-        moved = self._masks.copy()
-        offsets = np.rint(self._offsets).astype(np.int64)
-        shifts, group = np.unique(offsets, axis=0, return_inverse=True)
-        for index, (dx, dy) in enumerate(shifts):  # tracks seen in the last frame share one shift
-            rows = group.reshape(-1) == index
-            moved[rows] = _shifted(self._masks[rows], (int(dx), int(dy)))
-        tracks = moved.reshape(len(moved), -1).astype(np.float32)
-        current = grid.reshape(len(grid), -1).astype(np.float32)
-        inter = tracks @ current.T
-        union = tracks.sum(axis=1)[:, None] + current.sum(axis=1)[None, :] - inter
-        return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    def _overlaps(self, grid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """``(T, N)`` IoU of every track's motion-compensated last mask with every instance (packed grid rows),
+        where it can reach ``min_iou`` or ``DUPLICATE_IOU`` (the only overlaps :meth:`_associate` acts on): 0
+        where the masks' areas and bounding boxes prove it cannot."""
+        height, width = grid.shape[1], self._width
+        # Whole-cell shifts, clipped where they move a mask out of the grid.
+        shifts = np.rint(self._offsets.T)
+        dx, dy = shifts[0].clip(-width, width).astype(np.int32), shifts[1].clip(-height, height).astype(np.int32)
+        moved = _shifted(self._masks, dx, dy, width)
+        # The tracks' boxes move with them (clipped to the grid they may be loose: they only rule pairs out).
+        t_top, t_bottom = (self._boxes[:2] + dy).clip(0, height)
+        t_left, t_right = (self._boxes[2:] + dx).clip(0, width)
+        top, bottom, left, right = boxes
+        t_area, area = _area(moved)[:, None], _area(grid)
+        # The most cells a pair can share: the cells common to both boxes, and neither mask's area.
+        rows_in_common = (np.minimum(t_bottom[:, None], bottom) - np.maximum(t_top[:, None], top)).clip(0)
+        cols_in_common = (np.minimum(t_right[:, None], right) - np.maximum(t_left[:, None], left)).clip(0)
+        most = np.minimum(np.minimum(t_area, area), rows_in_common * cols_in_common)
+        # IoU >= floor needs most >= floor * (a + b - most), i.e. most >= floor / (1 + floor) * (a + b) (and 1).
+        floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division below
+        rows, cols = np.nonzero(most >= np.maximum(floor / (1 + floor) * (t_area + area), 1))
+        # Each pair's common grid rows, all pairs in one run: (pair, grid row) for every row of every band.
+        first = np.maximum(t_top[rows], top[cols])
+        lengths = np.minimum(t_bottom[rows], bottom[cols]) - first
+        pair = np.repeat(np.arange(len(rows)), lengths)
+        row = np.arange(len(pair)) + np.repeat(first - (np.cumsum(lengths) - lengths), lengths)
+        common = _ones(moved.reshape(-1)[rows[pair] * height + row] & grid.reshape(-1)[cols[pair] * height + row])
+        inter = np.bincount(pair, weights=common, minlength=len(rows)).astype(np.int64)
+        union = t_area[rows, 0] + area[cols] - inter
+        overlap = np.zeros(most.shape, dtype=np.float32)
+        overlap[rows, cols] = inter.astype(np.float32) / union.astype(np.float32)  # union >= 1 where boxes meet
+        return overlap
 
-    def _associate(self, grid: np.ndarray) -> np.ndarray:
+    def _associate(self, grid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         count, known = len(grid), len(self._ids)
         ids = np.zeros(count, dtype=np.int64)
         carried = np.full(known, -1)  # track row -> the instance that carries its id
         duplicate = np.full(known, -1)  # track row -> an instance it continues in without carrying the id
         if known and count:
-            overlap = self._overlaps(grid)
+            overlap = self._overlaps(grid, boxes)
             rows, cols = np.nonzero(overlap >= self.params.min_iou)
-            for k in np.argsort(-overlap[rows, cols], kind="stable"):  # greedy, best overlap first
-                row, col = int(rows[k]), int(cols[k])
-                if carried[row] < 0 and not ids[col]:
+            order = np.argsort(-overlap[rows, cols], kind="stable")  # greedy, best overlap first
+            taken_rows: set[int] = set()
+            taken_cols: set[int] = set()
+            for row, col in zip(rows[order].tolist(), cols[order].tolist(), strict=True):
+                if row not in taken_rows and col not in taken_cols:
+                    taken_rows.add(row)
+                    taken_cols.add(col)
                     carried[row], ids[col] = col, self._ids[row]
             best = overlap.argmax(axis=1)
             close = (carried < 0) & (overlap[np.arange(known), best] >= DUPLICATE_IOU)
@@ -169,28 +198,74 @@ class InstanceTracker:
         # Tracks not carried keep their last mask and motion; duplicates count as seen, the rest as missing.
         missing = np.where(duplicate >= 0, 0, self._missing + 1)
         kept = (carried < 0) & (missing <= self.params.max_lost_frames)
-        self._continued = {int(self._ids[row]): int(duplicate[row]) for row in np.flatnonzero(duplicate >= 0)}
-        self._continued.update((int(track_id), index) for index, track_id in enumerate(ids.tolist()))
+        close = np.flatnonzero(duplicate >= 0)
+        self._continued = dict(zip(self._ids[close].tolist(), duplicate[close].tolist(), strict=True))
+        self._continued.update(zip(ids.tolist(), range(count), strict=True))
         self._ids = np.concatenate([self._ids[kept], ids])
-        self._masks = np.concatenate([self._masks[kept], grid]) if known else grid.copy()
+        self._masks = np.concatenate([self._masks[kept], grid]) if known else grid
+        self._boxes = np.concatenate([self._boxes[:, kept], boxes], axis=1)
         self._offsets = np.concatenate([self._offsets[kept], np.zeros((count, 2))])
         self._missing = np.concatenate([missing[kept], np.zeros(count, dtype=np.int64)])
         return ids
 
 
-def _shifted(masks: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
-    """``(K, h, w)`` masks moved by ``offset`` (dx, dy) whole cells, zero-filled where they enter."""
-    dx, dy = offset
-    if dx == 0 and dy == 0:
-        return masks
-    height, width = masks.shape[1:]
-    out = np.zeros_like(masks)
-    if abs(dx) >= width or abs(dy) >= height:
-        return out
-    out[:, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = masks[
-        :, max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
-    ]
-    return out
+_BYTE_ONES = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint8)
+
+
+def _ones_by_table(words: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 in ``words``, by a byte table (numpy 1.x, e.g. Ubuntu 24.04's, lacks
+    ``np.bitwise_count``)."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    return _BYTE_ONES[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.uint8)
+
+
+_ones = getattr(np, "bitwise_count", _ones_by_table)
+
+
+def _packed(grid: np.ndarray) -> np.ndarray:
+    """``(K, h, w)`` bool grid masks (``w <= 64``) as ``(K, h)`` uint64: bit x of a row is column x."""
+    count, height, width = grid.shape
+    bits = np.zeros((count, height, 64), dtype=bool)  # one contiguous run of bits packs fastest
+    bits[:, :, :width] = grid
+    return np.packbits(bits.reshape(-1), bitorder="little").view("<u8").reshape(count, height)
+
+
+def _shifted(masks: np.ndarray, dx: np.ndarray, dy: np.ndarray, width: int) -> np.ndarray:
+    """``(K, h)`` packed masks, mask k moved by ``(dx[k], dy[k])`` whole cells (at most ``width``, ``h``),
+    zero-filled where they enter."""
+    count, height = masks.shape
+    padded = np.zeros((count, height + 1), dtype=np.uint64)  # row h: the zero row that enters
+    padded[:, :height] = masks
+    source = np.arange(height) - dy[:, None]  # row y of the moved mask is row y - dy of the mask
+    source[(source < 0) | (source >= height)] = height
+    source += np.arange(0, count * (height + 1), height + 1)[:, None]
+    rows = padded.reshape(-1)[source]
+    # Columns move up the bits (dx > 0; those past the last column leave the grid) or down (dx < 0).
+    rows <<= np.maximum(dx, 0).astype(np.uint64)[:, None]
+    rows &= np.uint64((1 << width) - 1)
+    rows >>= np.maximum(-dx, 0).astype(np.uint64)[:, None]
+    return rows
+
+
+def _area(masks: np.ndarray) -> np.ndarray:
+    """``(K,)`` int32 cells of ``(K, h)`` packed masks."""
+    return _ones(masks).sum(axis=1, dtype=np.int32)
+
+
+def _bounds(masks: np.ndarray) -> np.ndarray:
+    """``(4, K)`` int32 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
+    empty mask gets an empty box that meets nothing."""
+    used = masks != 0
+    height = masks.shape[1]
+    top, bottom = used.argmax(axis=1), height - used[:, ::-1].argmax(axis=1)
+    columns = np.bitwise_or.reduce(masks, axis=1)
+    # Bit indices through float64 exponents (exact for powers of two, and for each 32-bit half).
+    left = np.frexp((columns & (~columns + np.uint64(1))).astype(np.float64))[1] - 1  # the lowest set bit
+    high, low = (columns >> np.uint64(32)).astype(np.float64), (columns & np.uint64(0xFFFFFFFF)).astype(np.float64)
+    right = np.where(high > 0, 32 + np.frexp(high)[1], np.frexp(low)[1])  # one past the highest set bit
+    box = np.stack([top, bottom, left, right]).astype(np.int32)
+    box[:, columns == 0] = [[height], [0], [64], [0]]
+    return box
 
 
 def _shrunk(image: np.ndarray) -> np.ndarray:

@@ -65,6 +65,10 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
     rng = np.random.default_rng(seed)
     xs, ys = rng.integers(0, width, 300), rng.integers(0, height, 300)
     assert np.array_equal(lazy.at(xs, ys), eager[:, ys, xs])
+    for step, offset in ((12, 6), (5, 0), (3, 2)):  # the tracker's grid: only grid points are evaluated
+        for emulation in (arithmetic, None) if upsample else (arithmetic,):  # None: the kernel makes the pixels
+            fresh = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample)
+            assert np.array_equal(fresh.grid(step, offset), eager[:, offset::step, offset::step])
     keep = np.arange(count) % 3 == 0
     assert np.array_equal(lazy.subset(keep).dense(), eager[keep])
     assert lazy._logits is None  # once every pixel is made the logits are let go; lookups still answer
@@ -91,6 +95,7 @@ def test_dense_masks_serve_the_same_interface() -> None:
     assert dense.count(0, (0, 0, 3, 6)) == 2
     assert dense.nonempty().tolist() == [True, False]
     assert dense.at(np.array([2, 0]), np.array([1, 0])).tolist() == [[True, False], [False, False]]
+    assert np.array_equal(dense.grid(2, 1), masks[:, 1::2, 1::2])
 
 
 def test_lazy_masks_need_a_way_to_compute() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from test_selection import make_segmentation, rect
 
+from fastsam_ros import tracking
 from fastsam_ros.selection import select
 from fastsam_ros.tracking import FollowedPrompt, InstanceTracker, TrackerParams, follow_step
 from fastsam_ros.types import Prompt, Segmentation, Selection, Status
@@ -215,3 +216,28 @@ def test_a_followed_prompt_applies_its_rules_only_until_it_selects_something() -
         answer, followed = follow_step(followed, lambda s=segmentation: rules(s), segmentation, ids, tracker)
     assert len(calls) == 2, "the empty frame and the first frame with the mug"
     assert answer.objects[0].box == (160.0, 100.0, 200.0, 150.0)
+
+
+def test_packed_grid_masks_shift_count_and_bound_like_the_bool_masks() -> None:
+    """The tracker keeps grid masks one uint64 per row: shifts, areas and boxes equal the bool masks' own."""
+    rng = np.random.default_rng(3)
+    grid = rng.random((40, 9, 53)) > 0.7
+    grid[::7] = False  # empty masks: an empty box that meets nothing
+    grid[1, :, 52] = grid[2, 8, 0] = True  # the last column and the first
+    packed = tracking._packed(grid)
+    dx, dy = rng.integers(-55, 56, 40), rng.integers(-10, 11, 40)
+    moved = tracking._shifted(packed, dx, dy, 53)
+    for k in range(40):
+        expected = np.zeros_like(grid[k])
+        ys, xs = np.nonzero(grid[k])
+        ys, xs = ys + dy[k], xs + dx[k]
+        inside = (ys >= 0) & (ys < 9) & (xs >= 0) & (xs < 53)
+        expected[ys[inside], xs[inside]] = True
+        assert np.array_equal(moved[k], tracking._packed(expected[None])[0])
+    assert np.array_equal(tracking._ones(packed).sum(axis=1), grid.sum(axis=(1, 2)))
+    assert np.array_equal(tracking._ones_by_table(packed), tracking._ones(packed))
+    boxes = tracking._bounds(packed)
+    for k in range(40):
+        ys, xs = np.nonzero(grid[k])
+        expected = [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1] if ys.size else [9, 0, 64, 0]
+        assert boxes[:, k].tolist() == expected

@@ -71,7 +71,8 @@ def _box_msg(box: Iterable[float]) -> BoxMsg:
 
 def mask_msg(encoded: EncodedMask) -> MaskMsg:
     counts = array.array("I", np.ascontiguousarray(encoded.counts, dtype=np.uint32).tobytes())
-    return MaskMsg(x=encoded.x, y=encoded.y, width=encoded.width, height=encoded.height, counts=counts)
+    return MaskMsg(x=int(encoded.x), y=int(encoded.y), width=int(encoded.width), height=int(encoded.height),
+                   counts=counts, check_fields=False)
 
 
 def mask_from_msg(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
@@ -91,18 +92,21 @@ def instances_msg(
     height, width = segmentation.image_shape
     out = InstancesMsg(header=header, height=height, width=width,
                        inference_ms=float(segmentation.timings.inference_ms))
-    instances = []
+    count = len(segmentation)
+    boxes = segmentation.boxes.astype(np.float64).tolist()
+    scores = segmentation.scores.astype(np.float64).tolist()
+    track_ids = [0] * count if ids is None else np.asarray(ids, dtype=np.int64).tolist()
     if with_masks:
-        segmentation.masks.make()  # every instance's pixels, in few kernel calls
-    for i in range(len(segmentation)):
-        if with_masks:
-            encoded = segmentation.encoded_mask(i)
-            mask, area = mask_msg(encoded), encoded.area
-        else:
-            mask, area = MaskMsg(), int(segmentation.areas[i])
-        instances.append(InstanceMsg(box=_box_msg(segmentation.boxes[i]), score=float(segmentation.scores[i]),
-                                     area=area, mask=mask, id=int(ids[i]) if ids is not None else 0))
-    out.instances = instances
+        encoded = segmentation.encoded_masks()
+        masks, areas = [mask_msg(mask) for mask in encoded], [mask.area for mask in encoded]
+    else:
+        masks, areas = [MaskMsg(check_fields=False) for _ in range(count)], segmentation.areas.tolist()
+    # Fields come from typed arrays above, so the per-field type checks of the generated setters are skipped.
+    out.instances = [
+        InstanceMsg(box=BoxMsg(x1=x1, y1=y1, x2=x2, y2=y2, check_fields=False), score=score, area=area, mask=mask,
+                    id=track_id, check_fields=False)
+        for (x1, y1, x2, y2), score, area, mask, track_id in zip(boxes, scores, areas, masks, track_ids, strict=True)
+    ]
     return out
 
 

@@ -55,6 +55,30 @@ def test_instance_area_is_the_exact_pixel_count_of_its_mask() -> None:
     assert [i.area for i in boxes_only.instances] != [i.area for i in with_masks.instances]
 
 
+@pytest.mark.parametrize("image_shape, mask_shape", [((20, 30), (20, 30)), ((30, 45), (20, 30))])
+def test_instances_message_encodes_every_mask_as_one_by_one(image_shape: tuple[int, int],
+                                                           mask_shape: tuple[int, int]) -> None:
+    """All masks of a frame are encoded in one pass; each must be the one its own full mask encodes to."""
+    rng = np.random.default_rng(3)
+    masks = rng.random((12, *mask_shape)) < rng.random((12, 1, 1))
+    masks[4] = False  # an empty instance
+    masks[5] = True  # one touching every border
+    boxes = rng.random((12, 4)).astype(np.float32) * 20
+    segmentation = Segmentation(masks=masks, boxes=boxes, scores=rng.random(12).astype(np.float32),
+                                geometry=MaskGeometry(image_shape, mask_shape))
+    out = ros_io.instances_msg(segmentation, Header(), with_masks=True, ids=np.arange(12) + 7)
+    assert len(out.instances) == 12
+    for i, instance in enumerate(out.instances):
+        expected = encode_mask(segmentation.full_mask(i))
+        mask = instance.mask
+        assert (mask.x, mask.y, mask.width, mask.height) == (expected.x, expected.y, expected.width, expected.height)
+        assert list(mask.counts) == expected.counts.tolist()
+        assert instance.area == expected.area
+        assert instance.id == i + 7
+        assert instance.score == float(segmentation.scores[i])
+        assert [instance.box.x1, instance.box.y1, instance.box.x2, instance.box.y2] == boxes[i].tolist()
+
+
 def test_selection_message_carries_header_status_and_objects() -> None:
     mask = np.zeros((10, 10), dtype=bool)
     mask[2:5, 3:7] = True

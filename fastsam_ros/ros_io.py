@@ -71,8 +71,23 @@ def _box_msg(box: Iterable[float]) -> BoxMsg:
 
 def mask_msg(encoded: EncodedMask) -> MaskMsg:
     counts = array.array("I", np.ascontiguousarray(encoded.counts, dtype=np.uint32).tobytes())
-    return MaskMsg(x=int(encoded.x), y=int(encoded.y), width=int(encoded.width), height=int(encoded.height),
-                   counts=counts, check_fields=False)
+    return _message(MaskMsg, x=int(encoded.x), y=int(encoded.y), width=int(encoded.width),
+                    height=int(encoded.height), counts=counts)
+
+
+def _message(cls: type, **fields: Any) -> Any:
+    """A ``cls`` message with every field given, each already of its wire type (an int, a float, an ``array``).
+
+    Skips the generated constructor, which makes a default of every field and checks each value: at a frame's
+    100 instances that was most of the message's cost.
+    """
+    if len(fields) != len(cls.__slots__) - 1:  # every slot but ``_check_fields``
+        raise TypeError(f"{cls.__name__} needs all of {cls.get_fields_and_field_types()}, got {sorted(fields)}")
+    msg = cls.__new__(cls)
+    msg._check_fields = False
+    for name, value in fields.items():
+        setattr(msg, "_" + name, value)
+    return msg
 
 
 def mask_from_msg(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
@@ -100,11 +115,10 @@ def instances_msg(
         encoded = segmentation.encoded_masks()
         masks, areas = [mask_msg(mask) for mask in encoded], [mask.area for mask in encoded]
     else:
-        masks, areas = [MaskMsg(check_fields=False) for _ in range(count)], segmentation.areas.tolist()
-    # Fields come from typed arrays above, so the per-field type checks of the generated setters are skipped.
+        masks, areas = [MaskMsg() for _ in range(count)], segmentation.areas.tolist()
     out.instances = [
-        InstanceMsg(box=BoxMsg(x1=x1, y1=y1, x2=x2, y2=y2, check_fields=False), score=score, area=area, mask=mask,
-                    id=track_id, check_fields=False)
+        _message(InstanceMsg, id=track_id, box=_message(BoxMsg, x1=x1, y1=y1, x2=x2, y2=y2), score=score, area=area,
+                 mask=mask)
         for (x1, y1, x2, y2), score, area, mask, track_id in zip(boxes, scores, areas, masks, track_ids, strict=True)
     ]
     return out

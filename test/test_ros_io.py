@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import Point, PointStamped
 from rclpy.qos import ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
 from fastsam_ros import ros_io
 from fastsam_ros.images import ImageError
 from fastsam_ros.masks import MaskGeometry, encode_mask
-from fastsam_ros.msg import Box, Prompt
+from fastsam_ros.msg import Box, Instance, Instances, Mask, Prompt
 from fastsam_ros.types import Segmentation, SelectedObject, Selection, Status
 
 
@@ -70,13 +71,14 @@ def test_instances_message_encodes_every_mask_as_one_by_one(image_shape: tuple[i
     assert len(out.instances) == 12
     for i, instance in enumerate(out.instances):
         expected = encode_mask(segmentation.full_mask(i))
-        mask = instance.mask
-        assert (mask.x, mask.y, mask.width, mask.height) == (expected.x, expected.y, expected.width, expected.height)
-        assert list(mask.counts) == expected.counts.tolist()
-        assert instance.area == expected.area
-        assert instance.id == i + 7
-        assert instance.score == float(segmentation.scores[i])
-        assert [instance.box.x1, instance.box.y1, instance.box.x2, instance.box.y2] == boxes[i].tolist()
+        # the same message the generated constructors make (every field set, same values and types)
+        assert instance == Instance(
+            id=i + 7, box=Box(x1=float(boxes[i, 0]), y1=float(boxes[i, 1]), x2=float(boxes[i, 2]),
+                              y2=float(boxes[i, 3])),
+            score=float(segmentation.scores[i]), area=expected.area,
+            mask=Mask(x=expected.x, y=expected.y, width=expected.width, height=expected.height,
+                      counts=expected.counts.tolist()))
+    assert deserialize_message(serialize_message(out), Instances) == out  # and it goes over the wire as it is
 
 
 def test_selection_message_carries_header_status_and_objects() -> None:

@@ -99,7 +99,7 @@ def mask_from_msg(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
 def instances_msg(
     segmentation: Segmentation, header: Any, with_masks: bool, ids: np.ndarray | None = None
 ) -> InstancesMsg:
-    """Every instance of a frame; masks are encoded one by one so overlaps survive. ``ids``: track ids (else 0).
+    """Every instance of a frame; each mask is encoded on its own so overlaps survive. ``ids``: track ids (else 0).
 
     With masks, ``area`` is the encoded mask's own pixel count (exact); without, the segmentation's estimate
     (:attr:`Segmentation.areas`), so no mask is made at image resolution.

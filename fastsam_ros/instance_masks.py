@@ -395,10 +395,12 @@ class InstanceMasks:
                 positive[k, :top], positive[k, bottom:], positive[k, :, :left], positive[k, :, right:] = (
                     False, False, False, False)
             rows, cols = positive.any(axis=2), positive.any(axis=1)  # tight bounds of all members in two passes
+            filled = rows.any(axis=1).tolist()
+            top, bottom = rows.argmax(axis=1).tolist(), (rows.shape[1] - rows[:, ::-1].argmax(axis=1)).tolist()
+            left, right = cols.argmax(axis=1).tolist(), (cols.shape[1] - cols[:, ::-1].argmax(axis=1)).tolist()
             for k, (index, r0, c0) in enumerate(members):
-                ys, xs = np.flatnonzero(rows[k]), np.flatnonzero(cols[k])
-                self._bounds[index] = None if ys.size == 0 else (
-                    4 * c0 + int(xs[0]), 4 * r0 + int(ys[0]), 4 * c0 + int(xs[-1]) + 1, 4 * r0 + int(ys[-1]) + 1)
+                self._bounds[index] = (4 * c0 + left[k], 4 * r0 + top[k], 4 * c0 + right[k], 4 * r0 + bottom[k]) \
+                    if filled[k] else None
 
 
 def calibrate(interpolate: object, sample: int = 40) -> Arithmetic | None:

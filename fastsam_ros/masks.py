@@ -6,6 +6,7 @@ its box, run-length encoded row by row. ``decode_mask`` is the helper consumers 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,15 +196,33 @@ class EncodedMask:
 
 def encode_crop(crop: np.ndarray) -> np.ndarray:
     """Row-major run lengths of a 2-D bool crop, background first."""
-    flat = np.ascontiguousarray(crop, dtype=bool).ravel()
-    if flat.size == 0:
-        return np.zeros(0, dtype=np.uint32)
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    edges = np.concatenate(([0], change, [flat.size]))
-    runs = np.diff(edges)
-    if flat[0]:
-        runs = np.concatenate(([0], runs))
-    return runs.astype(np.uint32)
+    return encode_crops((crop,))[0]
+
+
+def encode_crops(crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """:func:`encode_crop` of every crop, in one pass over all their pixels (a frame's 100 masks at once).
+
+    The crops are laid end to end; a run starts where the value changes or a crop starts, so each crop's runs
+    are a slice of one array (the returned arrays are views of it, uint32).
+    """
+    sizes = np.fromiter((crop.size for crop in crops), dtype=np.int64, count=len(crops))
+    starts = np.zeros(len(crops) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    total = int(starts[-1])
+    flat = np.empty(total, dtype=bool)
+    for crop, start, stop in zip(crops, starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        flat[start:stop].reshape(crop.shape)[...] = crop
+    begins = np.empty(total, dtype=bool)
+    np.not_equal(flat[1:], flat[:-1], out=begins[1:])
+    begins[starts[:-1][sizes > 0]] = True  # also sets begins[0] when there is a pixel
+    positions = np.flatnonzero(begins)
+    runs = np.diff(positions, append=total)
+    first = np.searchsorted(positions, starts)  # index of each crop's first run (and the end)
+    leading = sizes > 0
+    leading[leading] = flat[starts[:-1][leading]]  # a crop starting with foreground gets a 0 background run
+    runs = np.insert(runs, first[:-1][leading], 0).astype(np.uint32)
+    first[1:] += np.cumsum(leading)
+    return [runs[lo:hi] for lo, hi in zip(first[:-1].tolist(), first[1:].tolist(), strict=True)]
 
 
 def decode_crop(counts: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -353,6 +353,12 @@ class FastSAMNode(LifecycleNode):
             self._reject_image(item.stamp_ns, header, str(error))
             return
         segmentation = engine.segment(image)
+        publisher = self._outputs["instances"]
+        masks = None
+        if config.publish_instance_masks and publisher.get_subscription_count() > 0:
+            # The instances' pixels are made on the other core while tracking (which reads only the logits) runs.
+            masks = threading.Thread(target=segmentation.masks.make, name="fastsam-masks", daemon=True)
+            masks.start()
         if not config.tracking:
             self._tracker.reset()  # turned back on, it starts afresh rather than from a stale frame
         track_ids = self._tracker.update(segmentation, image) if config.tracking else None
@@ -373,7 +379,8 @@ class FastSAMNode(LifecycleNode):
         if answers:
             self._publish_mask(frame, answers)
             self._publish_3d(frame, answers)
-        publisher = self._outputs["instances"]
+        if masks is not None:
+            masks.join()
         if publisher.get_subscription_count() > 0:
             publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks, track_ids))
         self._publish_debug(frame, answers, prompts)

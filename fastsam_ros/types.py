@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fastsam_ros.instance_masks import InstanceMasks
-from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_region, region_stats
+from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_crops, encode_region, mask_box, region_stats
 
 Box = tuple[float, float, float, float]
 PointXY = tuple[float, float]
@@ -124,8 +125,28 @@ class Segmentation:
 
     def encoded_mask(self, index: int) -> EncodedMask:
         """Instance ``index`` at image resolution, lossless, upsampling only the region its cells can reach."""
+        return self.encoded_masks((index,))[0]
+
+    def encoded_masks(self, indices: Sequence[int] | None = None) -> list[EncodedMask]:
+        """:meth:`encoded_mask` of instances ``indices`` (default: all), run-length encoded in one pass."""
+        if indices is None:
+            self.masks.make()  # all at once: fewer kernel calls
+            indices = range(len(self))
+        crops = [self._own_box(index) for index in indices]
+        counts = encode_crops([crop for crop, _, _ in crops])
+        return [EncodedMask(x, y, crop.shape[1], crop.shape[0], runs)
+                for (crop, x, y), runs in zip(crops, counts, strict=True)]
+
+    def _own_box(self, index: int) -> tuple[np.ndarray, int, int]:
+        """``(crop, x0, y0)``: instance ``index`` at image resolution over its own tight box (0x0 when empty)."""
         region, x0, y0 = self.instance_region(index)
-        return encode_region(region, x0, y0, tight=self.geometry.mask_shape == self.image_shape)
+        if self.geometry.mask_shape == self.image_shape:  # the region is the tight box already
+            return region, x0, y0
+        box = mask_box(region)
+        if box is None:
+            return np.zeros((0, 0), dtype=bool), 0, 0
+        bx0, by0, bx1, by1 = box
+        return region[by0:by1, bx0:bx1], x0 + bx0, y0 + by0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastsam_ros.masks import (
     decode_crop,
     decode_mask,
     encode_crop,
+    encode_crops,
     encode_mask,
     encode_region,
     iou,
@@ -91,6 +92,29 @@ def test_rle_empty_full_and_single_pixel(shape: tuple[int, int]) -> None:
         assert np.array_equal(_roundtrip(single), single)
     for crop in (empty, full):
         assert np.array_equal(_roundtrip(crop), crop)
+
+
+def _runs_one_by_one(crop: np.ndarray) -> list[int]:
+    """Run lengths of one crop the plain way (a reference for the all-at-once encoding)."""
+    runs, value, length = [], False, 0
+    for pixel in crop.ravel().tolist():
+        if pixel != value:
+            runs.append(length)
+            value, length = pixel, 0
+        length += 1
+    return [*runs, length] if crop.size else []
+
+
+def test_encoding_many_crops_at_once_matches_one_by_one() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        count = int(rng.integers(0, 12))
+        crops = [rng.random((int(rng.integers(0, 9)), int(rng.integers(0, 9)))) < rng.random() for _ in range(count)]
+        encoded = encode_crops(crops)
+        assert len(encoded) == count
+        for crop, counts in zip(crops, encoded, strict=True):
+            assert counts.dtype == np.uint32
+            assert counts.tolist() == _runs_one_by_one(crop)  # a crop's runs never continue into the next crop
 
 
 def test_rle_zero_size_crop() -> None:

@@ -259,11 +259,12 @@ class InstanceMasks:
         """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""
         if self._dense is not None:
             return self._dense.reshape(len(self._dense), -1).any(axis=1)
-        if self._logits is None:  # every pixel is made already
+        logits = self._logits  # one reference: another thread's make() may drop the attribute meanwhile
+        if logits is None:  # every pixel is made already
             return np.array([bool(self._own(i)[0].any()) for i in range(self._count)], dtype=bool)
-        out = self._centre_block_positive()
+        out = self._centre_block_positive(logits)
         for index in np.flatnonzero(~out).tolist():
-            if index in self._windows or self._logits is None:
+            if index in self._windows:
                 out[index] = bool(self._own(index)[0].any())
                 continue
             x0, y0, x1, y1 = self.crop(index)
@@ -272,7 +273,7 @@ class InstanceMasks:
             # Source cells the crop reads; a 2x2 block of positive logits whose outputs lie in the crop proves a pixel.
             gy0, gy1 = int(self._rows.index0[y0]), int(self._rows.index0[y1 - 1])
             gx0, gx1 = int(self._cols.index0[x0]), int(self._cols.index0[x1 - 1])
-            patch = self._logits[index, gy0 : gy1 + 2, gx0 : gx1 + 2]
+            patch = logits[index, gy0 : gy1 + 2, gx0 : gx1 + 2]
             if not (patch > 0).any():
                 continue  # every output is a non-negative mix of non-positive logits
             positive = patch > _POSITIVE_FLOOR
@@ -283,7 +284,7 @@ class InstanceMasks:
                 out[index] = bool(self._own(index)[0].any())
         return out
 
-    def _centre_block_positive(self) -> np.ndarray:
+    def _centre_block_positive(self, logits: np.ndarray) -> np.ndarray:
         """``(N,)`` bool, for all instances at once: are the four logits under the crop's centre pixel positive
         (then that pixel is set: the common case, decided without a loop)."""
         crops, rows, cols = self._crops, self._rows, self._cols
@@ -291,7 +292,7 @@ class InstanceMasks:
         ys = np.clip((crops[:, 1] + crops[:, 3] - 1) // 2, 0, self.shape[0] - 1)
         xs = np.clip((crops[:, 0] + crops[:, 2] - 1) // 2, 0, self.shape[1] - 1)
         n = np.arange(self._count)
-        logits, floor = self._logits, _POSITIVE_FLOOR
+        floor = _POSITIVE_FLOOR
         r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
         return valid & (logits[n, r0, c0] > floor) & (logits[n, r0, c1] > floor) & (
             logits[n, r1, c0] > floor) & (logits[n, r1, c1] > floor)

@@ -355,12 +355,6 @@ class FastSAMNode(LifecycleNode):
             self._reject_image(item.stamp_ns, header, str(error))
             return
         segmentation = engine.segment(image)
-        publisher = self._outputs["instances"]
-        masks = None
-        if config.publish_instance_masks and publisher.get_subscription_count() > 0:
-            # The instances' pixels are made on the other core while tracking (which reads only the logits) runs.
-            masks = threading.Thread(target=segmentation.masks.make, name="fastsam-masks", daemon=True)
-            masks.start()
         if not config.tracking:
             self._tracker.reset()  # turned back on, it starts afresh rather than from a stale frame
         track_ids = self._tracker.update(segmentation, image) if config.tracking else None
@@ -381,8 +375,7 @@ class FastSAMNode(LifecycleNode):
         if answers:
             self._publish_mask(frame, answers)
             self._publish_3d(frame, answers)
-        if masks is not None:
-            masks.join()
+        publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
             publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks, track_ids))
         self._publish_debug(frame, answers, prompts)
@@ -675,12 +668,12 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         node.stop()
-        node.release()  # the model and its runtime go while the interpreter is whole
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    # Everything is shut down. Native thread pools (OpenVINO's, PyTorch's) can still crash during interpreter
-    # finalization (a SIGSEGV at exit once under `make test`, after a clean shutdown): skip finalization.
+    # ROS is shut down; the process ends here without tearing down the model: destroying the inference
+    # runtimes' objects (OpenVINO's, PyTorch's thread pools) during interpreter finalization crashed with SIGSEGV
+    # under `make test`, and the operating system frees the memory anyway.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

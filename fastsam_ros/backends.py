@@ -405,6 +405,7 @@ class BackendSwitch:
         self._shape: tuple[int, int] | None = None
         self._exported: Any = None
         self._preloaded = False  # _shape came from the cache, not from a frame: the first frame may replace it
+        self._retired: list[Any] = []  # a preloaded export the first frame replaced
         self._sha = ""
         self._other_shapes: set[tuple[int, int]] = set()
         # PyTorch until the first frame's export is loaded (or the model as given, when it is an export)
@@ -438,6 +439,9 @@ class BackendSwitch:
         if self._preloaded:
             self._preloaded = False
             if shape != self._shape:  # the camera changed since the export was made
+                # Kept, not destroyed: tearing down a compiled runtime model while the process runs on crashed
+                # with SIGSEGV under `make test` (one model of memory, once per start).
+                self._retired.append(self._exported)
                 self._shape, self._exported = None, None
                 self.info = BackendInfo("pytorch", self._plan.half, reason=self._plan.reason)
         if self._shape is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from harness.demo import run_demo
 from harness.overlay_check import shows_selection
@@ -23,7 +24,9 @@ def saved(out: Path, image: str, prompt_id: str) -> tuple[np.ndarray, np.ndarray
     return overlay, mask
 
 
-def test_demo_plays_frames_answers_every_prompt_and_stops_the_node(tiny_model: Path, tmp_path: Path) -> None:
+def test_demo_plays_frames_answers_every_prompt_and_stops_the_node(tiny_model: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the node's exports: none of other tests'
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(4)

@@ -95,17 +95,24 @@ def ros2(command: str, timeout: float = 60.0, discovery_s: float = 20.0) -> subp
     """One ``ros2 ...`` command line, as a user types it in a shell.
 
     Repeated while it answers "Node not found" (for up to ``discovery_s``): the CLI's graph (the ros2 daemon)
-    can miss a node for a moment after it appeared; a node that is really gone still fails.
+    can miss a node for a moment after it appeared; a node that is really gone still fails. A command that hangs
+    (the CLI's service call lost on a loaded machine) is tried once more.
     """
     words = shlex.split(command)
     assert words[0] == "ros2", command
     deadline = time.monotonic() + discovery_s
-    while True:
-        result = subprocess.run([str(ROS2), *words[1:]], capture_output=True, text=True, timeout=timeout,
-                                env=_environment())
-        if "Node not found" not in result.stdout + result.stderr or time.monotonic() > deadline:
-            return result
-        time.sleep(1.0)
+    for attempt in range(2):
+        try:
+            while True:
+                result = subprocess.run([str(ROS2), *words[1:]], capture_output=True, text=True, timeout=timeout,
+                                        env=_environment())
+                if "Node not found" not in result.stdout + result.stderr or time.monotonic() > deadline:
+                    return result
+                time.sleep(1.0)
+        except subprocess.TimeoutExpired:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def readme_ros2_lines() -> list[str]:

@@ -23,11 +23,8 @@ SAMPLES = ("bus.jpg", "zidane.jpg", "sa_8776.jpg")
 
 
 def run(model: str, images: Path, names: tuple[str, ...] = SAMPLES) -> list[dict[str, Any]]:
-    from rclpy.serialization import serialize_message
-    from std_msgs.msg import Header
-
     from fastsam_ros.engine import EngineConfig, FastSAMEngine
-    from fastsam_ros.ros_io import instances_msg
+    from fastsam_ros.wire import instances_cdr
 
     engine = FastSAMEngine(EngineConfig(model=model))
     rows = []
@@ -36,8 +33,8 @@ def run(model: str, images: Path, names: tuple[str, ...] = SAMPLES) -> list[dict
         if image is None:
             continue
         segmentation = engine.segment(image)
-        with_masks = len(serialize_message(instances_msg(segmentation, Header(), with_masks=True)))
-        boxes_only = len(serialize_message(instances_msg(segmentation, Header(), with_masks=False)))
+        with_masks = len(instances_cdr(segmentation, 0, 0, "", with_masks=True))
+        boxes_only = len(instances_cdr(segmentation, 0, 0, "", with_masks=False))
         height, width = image.shape[:2]
         rows.append({"image": name, "size": f"{width}x{height}", "instances": len(segmentation),
                      "bytes_with_masks": with_masks, "bytes_boxes_only": boxes_only,

@@ -7,8 +7,8 @@ FastSAM users are:
 
 * :func:`engine_scaling`: our engine at ~5 and at ~100 instances on the same frame, interleaved;
 * :func:`node_side`: what the node does per frame and per prompt beyond the engine, in process, each round on a
-  fresh segmentation (nothing cached): the ``Instances`` message with every mask (built and serialized, as
-  ``publish`` does), the debug overlay, and a cached click;
+  fresh segmentation (nothing cached): the ``Instances`` message with every mask (its masks made and encoded,
+  and the serialized bytes the node publishes), the debug overlay, and a cached click;
 * :func:`network_ms`: the YOLOv8s-seg architecture with one class (FastSAM-s's network, random weights, built
   from ultralytics' ``yolov8s-seg.yaml``) at imgsz 640 and 1024 on a 4:3 camera frame, so the CPU figures
   are the ones a FastSAM-s user sees.
@@ -55,13 +55,10 @@ def engine_scaling(few: Any, many: Any, frame: np.ndarray, rounds: int) -> dict[
 
 def node_side(engine: Any, frames: Sequence[Any], rounds: int) -> dict[str, Any]:
     """Per-frame node work at many instances, each round on a fresh segmentation (cold caches, as in the node)."""
-    from rclpy.serialization import serialize_message
-    from std_msgs.msg import Header
-
     from fastsam_ros.overlay import draw_overlay
-    from fastsam_ros.ros_io import instances_msg
     from fastsam_ros.selection import select
     from fastsam_ros.types import Prompt
+    from fastsam_ros.wire import instances_cdr
 
     times: dict[str, list[float]] = {"instances_msg_ms": [], "overlay_ms": [], "cached_click_ms": []}
     counts = []
@@ -70,7 +67,7 @@ def node_side(engine: Any, frames: Sequence[Any], rounds: int) -> dict[str, Any]
         segmentation = engine.segment(frame.pixels)
         counts.append(len(segmentation))
         started = time.perf_counter()
-        serialize_message(instances_msg(segmentation, Header(), with_masks=True))
+        instances_cdr(segmentation, 0, 0, "camera", with_masks=True)
         times["instances_msg_ms"].append((time.perf_counter() - started) * 1000.0)
         if frame.click is not None:
             prompt = Prompt(id="click", points=(frame.click,), labels=(1,))

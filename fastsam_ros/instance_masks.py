@@ -392,16 +392,7 @@ class InstanceMasks:
             for k, (index, r0, c0) in enumerate(members):
                 x0, y0, x1, y1 = self.crop(index)
                 top, left, bottom, right = y0 - 4 * r0, x0 - 4 * c0, y1 - 4 * r0, x1 - 4 * c0
-                self._windows[index] = positive[k, top:bottom, left:right]  # a view: what follows is outside it
-                positive[k, :top], positive[k, bottom:], positive[k, :, :left], positive[k, :, right:] = (
-                    False, False, False, False)
-            rows, cols = positive.any(axis=2), positive.any(axis=1)  # tight bounds of all members in two passes
-            filled = rows.any(axis=1).tolist()
-            top, bottom = rows.argmax(axis=1).tolist(), (rows.shape[1] - rows[:, ::-1].argmax(axis=1)).tolist()
-            left, right = cols.argmax(axis=1).tolist(), (cols.shape[1] - cols[:, ::-1].argmax(axis=1)).tolist()
-            for k, (index, r0, c0) in enumerate(members):
-                self._bounds[index] = (4 * c0 + left[k], 4 * r0 + top[k], 4 * c0 + right[k], 4 * r0 + bottom[k]) \
-                    if filled[k] else None
+                self._windows[index] = positive[k, top:bottom, left:right]
 
 
 def calibrate(interpolate: object, sample: int = 40) -> Arithmetic | None:

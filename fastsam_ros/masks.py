@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 
@@ -289,13 +290,18 @@ def decode_mask(encoded: EncodedMask, image_shape: tuple[int, int]) -> np.ndarra
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Tight integer box ``(x0, y0, x1, y1)`` (end exclusive) of a bool mask, or None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    """Tight integer box ``(x0, y0, x1, y1)`` (end exclusive) of a 2-D bool mask, or None when empty.
+
+    OpenCV's scan of non-zero pixels (SIMD, one pass; views with a row stride are read in place) is several
+    times faster than numpy's row and column reductions, and a frame's 100 masks each need their box.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.size == 0:
         return None
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(mask[top:bottom].any(axis=0))  # only the rows that hold pixels
-    return int(cols[0]), top, int(cols[-1]) + 1, bottom
+    x, y, width, height = cv2.boundingRect(mask.view(np.uint8))
+    if width == 0:
+        return None
+    return x, y, x + width, y + height
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -36,7 +36,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from fastsam_ros import ros_io
+from fastsam_ros import ros_io, wire
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.engine import FastSAMEngine, ModelLoadError
 from fastsam_ros.executor import NodeExecutor, pin_malloc_thresholds
@@ -377,7 +377,8 @@ class FastSAMNode(LifecycleNode):
             self._publish_3d(frame, answers)
         publisher = self._outputs["instances"]
         if publisher.get_subscription_count() > 0:
-            publisher.publish(ros_io.instances_msg(segmentation, header, config.publish_instance_masks, track_ids))
+            publisher.publish(wire.instances_cdr(segmentation, header.stamp.sec, header.stamp.nanosec, header.frame_id,
+                                                 config.publish_instance_masks, track_ids))  # serialized: bytes
         self._publish_debug(frame, answers, prompts)
 
     def _answer_persistent(self, frame: Frame, key: str, entry: _Persistent) -> Selection:

@@ -1,4 +1,5 @@
-"""Messages <-> core types: the only module besides the node that touches ROS types.
+"""Messages <-> core types: the only module besides the node that touches ROS types (``Instances`` goes out as
+bytes written by :mod:`fastsam_ros.wire`).
 
 Everything here is a plain function of its inputs, so it is tested without spinning a node.
 """
@@ -18,12 +19,10 @@ from sensor_msgs.msg import Image
 from fastsam_ros import images
 from fastsam_ros.masks import EncodedMask, decode_mask
 from fastsam_ros.msg import Box as BoxMsg
-from fastsam_ros.msg import Instance as InstanceMsg
-from fastsam_ros.msg import Instances as InstancesMsg
 from fastsam_ros.msg import Mask as MaskMsg
 from fastsam_ros.msg import SelectedObject as SelectedObjectMsg
 from fastsam_ros.msg import Selection as SelectionMsg
-from fastsam_ros.types import FOREGROUND, Prompt, Segmentation, SelectedObject, Selection
+from fastsam_ros.types import FOREGROUND, Prompt, SelectedObject, Selection
 
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -71,57 +70,14 @@ def _box_msg(box: Iterable[float]) -> BoxMsg:
 
 def mask_msg(encoded: EncodedMask) -> MaskMsg:
     counts = array.array("I", np.ascontiguousarray(encoded.counts, dtype=np.uint32).tobytes())
-    return _message(MaskMsg, x=int(encoded.x), y=int(encoded.y), width=int(encoded.width),
-                    height=int(encoded.height), counts=counts)
-
-
-def _message(cls: type, **fields: Any) -> Any:
-    """A ``cls`` message with every field given, each already of its wire type (an int, a float, an ``array``).
-
-    Skips the generated constructor, which makes a default of every field and checks each value: at a frame's
-    100 instances that was most of the message's cost.
-    """
-    if len(fields) != len(cls.__slots__) - 1:  # every slot but ``_check_fields``
-        raise TypeError(f"{cls.__name__} needs all of {cls.get_fields_and_field_types()}, got {sorted(fields)}")
-    msg = cls.__new__(cls)
-    msg._check_fields = False
-    for name, value in fields.items():
-        setattr(msg, "_" + name, value)
-    return msg
+    return MaskMsg(x=int(encoded.x), y=int(encoded.y), width=int(encoded.width), height=int(encoded.height),
+                   counts=counts)
 
 
 def mask_from_msg(msg: Any, image_shape: tuple[int, int]) -> np.ndarray:
     """Decode a ``fastsam_ros/Mask`` into a full ``(H, W)`` bool mask (the consumer-side helper)."""
     encoded = EncodedMask(int(msg.x), int(msg.y), int(msg.width), int(msg.height), np.asarray(msg.counts))
     return decode_mask(encoded, image_shape)
-
-
-def instances_msg(
-    segmentation: Segmentation, header: Any, with_masks: bool, ids: np.ndarray | None = None
-) -> InstancesMsg:
-    """Every instance of a frame; each mask is encoded on its own so overlaps survive. ``ids``: track ids (else 0).
-
-    With masks, ``area`` is the encoded mask's own pixel count (exact); without, the segmentation's estimate
-    (:attr:`Segmentation.areas`), so no mask is made at image resolution.
-    """
-    height, width = segmentation.image_shape
-    out = InstancesMsg(header=header, height=height, width=width,
-                       inference_ms=float(segmentation.timings.inference_ms))
-    count = len(segmentation)
-    boxes = segmentation.boxes.astype(np.float64).tolist()
-    scores = segmentation.scores.astype(np.float64).tolist()
-    track_ids = [0] * count if ids is None else np.asarray(ids, dtype=np.int64).tolist()
-    if with_masks:
-        encoded = segmentation.encoded_masks()
-        masks, areas = [mask_msg(mask) for mask in encoded], [mask.area for mask in encoded]
-    else:
-        masks, areas = [MaskMsg() for _ in range(count)], segmentation.areas.tolist()
-    out.instances = [
-        _message(InstanceMsg, id=track_id, box=_message(BoxMsg, x1=x1, y1=y1, x2=x2, y2=y2), score=score, area=area,
-                 mask=mask)
-        for (x1, y1, x2, y2), score, area, mask, track_id in zip(boxes, scores, areas, masks, track_ids, strict=True)
-    ]
-    return out
 
 
 def _selected_object_msg(obj: SelectedObject) -> SelectedObjectMsg:

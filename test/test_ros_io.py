@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import Point, PointStamped
 from rclpy.qos import ReliabilityPolicy
-from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
 from fastsam_ros import ros_io
 from fastsam_ros.images import ImageError
-from fastsam_ros.masks import MaskGeometry, encode_mask
-from fastsam_ros.msg import Box, Instance, Instances, Mask, Prompt
-from fastsam_ros.types import Segmentation, SelectedObject, Selection, Status
+from fastsam_ros.masks import encode_mask
+from fastsam_ros.msg import Box, Prompt
+from fastsam_ros.types import SelectedObject, Selection, Status
 
 
 def test_prompt_message_becomes_a_core_prompt() -> None:
@@ -36,49 +35,6 @@ def test_mask_message_round_trip_keeps_every_pixel() -> None:
     mask[20, 3] = True
     decoded = ros_io.mask_from_msg(ros_io.mask_msg(encode_mask(mask)), (30, 40))
     assert np.array_equal(decoded, mask)
-
-
-def test_instance_area_is_the_exact_pixel_count_of_its_mask() -> None:
-    """With masks, ``area`` counts the published mask's pixels; without, it is the segmentation's estimate."""
-    geometry = MaskGeometry((30, 45), (20, 30))  # letterboxed 2/3: the estimate differs from the true count
-    masks = np.zeros((2, 20, 30), dtype=bool)
-    masks[0, 3:9, 4:13] = True
-    masks[1, 10:11, 20:29] = True
-    segmentation = Segmentation(masks=masks, boxes=np.array([[6, 4, 20, 14], [30, 15, 44, 17]], np.float32),
-                                scores=np.array([0.9, 0.8], np.float32), geometry=geometry)
-    with_masks = ros_io.instances_msg(segmentation, Header(), with_masks=True)
-    for i, instance in enumerate(with_masks.instances):
-        full = ros_io.mask_from_msg(instance.mask, (30, 45))
-        assert np.array_equal(full, segmentation.full_mask(i))
-        assert instance.area == int(full.sum())
-    boxes_only = ros_io.instances_msg(segmentation, Header(), with_masks=False)
-    assert [i.area for i in boxes_only.instances] == segmentation.areas.tolist()
-    assert [i.area for i in boxes_only.instances] != [i.area for i in with_masks.instances]
-
-
-@pytest.mark.parametrize("image_shape, mask_shape", [((20, 30), (20, 30)), ((30, 45), (20, 30))])
-def test_instances_message_encodes_every_mask_as_one_by_one(image_shape: tuple[int, int],
-                                                           mask_shape: tuple[int, int]) -> None:
-    """All masks of a frame are encoded in one pass; each must be the one its own full mask encodes to."""
-    rng = np.random.default_rng(3)
-    masks = rng.random((12, *mask_shape)) < rng.random((12, 1, 1))
-    masks[4] = False  # an empty instance
-    masks[5] = True  # one touching every border
-    boxes = rng.random((12, 4)).astype(np.float32) * 20
-    segmentation = Segmentation(masks=masks, boxes=boxes, scores=rng.random(12).astype(np.float32),
-                                geometry=MaskGeometry(image_shape, mask_shape))
-    out = ros_io.instances_msg(segmentation, Header(), with_masks=True, ids=np.arange(12) + 7)
-    assert len(out.instances) == 12
-    for i, instance in enumerate(out.instances):
-        expected = encode_mask(segmentation.full_mask(i))
-        # the same message the generated constructors make (every field set, same values and types)
-        assert instance == Instance(
-            id=i + 7, box=Box(x1=float(boxes[i, 0]), y1=float(boxes[i, 1]), x2=float(boxes[i, 2]),
-                              y2=float(boxes[i, 3])),
-            score=float(segmentation.scores[i]), area=expected.area,
-            mask=Mask(x=expected.x, y=expected.y, width=expected.width, height=expected.height,
-                      counts=expected.counts.tolist()))
-    assert deserialize_message(serialize_message(out), Instances) == out  # and it goes over the wire as it is
 
 
 def test_selection_message_carries_header_status_and_objects() -> None:

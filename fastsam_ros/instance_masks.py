@@ -367,22 +367,27 @@ class InstanceMasks:
 
     def _make_by_kernel(self, todo: list[int], logits: np.ndarray) -> None:
         ph, pw = logits.shape[1:]
+        indices = np.asarray(todo, dtype=np.int64)
+        x0, y0, x1, y1 = self._crops[indices].T
+        filled = (x1 > x0) & (y1 > y0)
+        for index in indices[~filled].tolist():
+            cx0, cy0, cx1, cy1 = self.crop(index)
+            self._windows[index] = np.zeros((max(cy1 - cy0, 0), max(cx1 - cx0, 0)), dtype=bool)
+        indices, x0, y0, x1, y1 = indices[filled], x0[filled], y0[filled], x1[filled], y1[filled]
+        r0 = np.maximum(self._rows.index0[y0] - 1, 0)
+        r1 = np.minimum(self._rows.index1[y1 - 1] + 2, ph)
+        c0 = np.maximum(self._cols.index0[x0] - 1, 0)
+        c1 = np.minimum(self._cols.index1[x1 - 1] + 2, pw)
+        heights = np.minimum(-(-(r1 - r0) // _BUCKET) * _BUCKET, ph)
+        widths = np.minimum(-(-(c1 - c0) // _BUCKET) * _BUCKET, pw)
+        small = heights + widths <= 32  # 4 x 32 = 128 outputs: widen
+        widths = np.where(small, np.minimum(33 - heights, pw), widths)
+        heights = np.where(small, np.minimum(np.maximum(heights, 33 - widths), ph), heights)
+        r0, c0 = np.minimum(r0, ph - heights), np.minimum(c0, pw - widths)
         groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-        for index in todo:
-            x0, y0, x1, y1 = self.crop(index)
-            if x1 <= x0 or y1 <= y0:
-                self._windows[index] = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
-                continue
-            r0 = max(int(self._rows.index0[y0]) - 1, 0)
-            r1 = min(int(self._rows.index1[y1 - 1]) + 2, ph)
-            c0 = max(int(self._cols.index0[x0]) - 1, 0)
-            c1 = min(int(self._cols.index1[x1 - 1]) + 2, pw)
-            height = min(-(-(r1 - r0) // _BUCKET) * _BUCKET, ph)
-            width = min(-(-(c1 - c0) // _BUCKET) * _BUCKET, pw)
-            if height + width <= 32:  # 4 x 32 = 128 outputs: widen
-                width = min(33 - height, pw)
-                height = min(max(height, 33 - width), ph)
-            groups.setdefault((height, width), []).append((index, min(r0, ph - height), min(c0, pw - width)))
+        for index, top, left, height, width in zip(indices.tolist(), r0.tolist(), c0.tolist(), heights.tolist(),
+                                                   widths.tolist(), strict=True):
+            groups.setdefault((height, width), []).append((index, top, left))
         for (height, width), members in groups.items():
             stack = np.zeros((max(len(members), 4) if len(members) == 3 else len(members), height, width),
                              dtype=np.float32)

@@ -177,6 +177,18 @@ def test_mask_box() -> None:
     single[4, 0] = True
     assert mask_box(single) == (0, 4, 1, 5)
     assert all(isinstance(v, int) for v in mask_box(single))
+    assert mask_box(np.zeros((0, 5), dtype=bool)) is None and mask_box(np.zeros((3, 0), dtype=bool)) is None
+
+
+def test_mask_box_is_the_extent_of_the_set_pixels_of_any_view() -> None:
+    """OpenCV scans the mask: views with row and column strides, sparse and dense masks, single rows/columns."""
+    rng = np.random.default_rng(4)
+    for trial in range(200):
+        base = rng.random((int(rng.integers(1, 40)), int(rng.integers(1, 40)))) < rng.choice([0.002, 0.05, 0.9])
+        mask = [base, base[1:, 2:], base[::2, ::3], base[:, :1], base[:1], base.T][trial % 6]
+        ys, xs = np.nonzero(mask)
+        expected = None if ys.size == 0 else (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        assert mask_box(mask) == expected, trial
 
 
 def test_iou() -> None:

@@ -7,8 +7,9 @@ moves. Association is mask-level, after global motion compensation:
    multiple of 4 mask pixels apart), kept one 64-bit word per grid row; the engine's lazy masks are read there
    as the sign of the prototype logit under each grid point, from only the logit rows under each box
    (:meth:`fastsam_ros.instance_masks.InstanceMasks.packed_grid`: no mask is made);
-2. the frame-to-frame camera translation is measured by phase correlation of the previous and current frames,
-   shrunk to ``MOTION_WIDTH`` pixels wide (without the frame: of the grids' instance density);
+2. the frame-to-frame camera translation is measured by phase correlation of the central ``MOTION_FIELD`` of the
+   previous and current frames, shrunk to ``MOTION_WIDTH`` pixels wide (without the frame: of the grids'
+   instance density);
 3. each track's last mask is moved by the motion accumulated since it was last seen and compared with every
    current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Only pairs
    whose bounding boxes meet and whose areas and boxes allow an IoU that matters are compared (a popcount of
@@ -44,6 +45,9 @@ DEFAULT_MAX_LOST_FRAMES = 30
 DEFAULT_MIN_IOU = 0.3
 GRID_CELLS = 56  # association grid: cells on the long side of the network's mask (a grid row fits 64 bits)
 MOTION_WIDTH = 96  # the picture is shrunk to this width to measure camera motion (72 rows at 4:3)
+# The part of the frame (per side) the motion is measured on: the phase correlation's Hanning window weighs the outer
+# sixth on each side under a quarter, and not reading it saves half of the frame's memory traffic.
+MOTION_FIELD = 2 / 3
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
 
@@ -122,8 +126,8 @@ class InstanceTracker:
             self._width = len(range(4 * (self._cells // 2) + 2, shape[1][1], self._step))
         grid = segmentation.masks.packed_grid(self._cells)
         if image is not None and self.params.motion_from_picture:
-            picture = _shrunk(image).astype(np.float32)
-            to_cells = segmentation.geometry.gain * image.shape[1] / (MOTION_WIDTH * self._step)
+            picture, scale = _shrunk(image)
+            to_cells = segmentation.geometry.gain * scale / self._step
         else:
             picture, to_cells = _density(grid, self._width), 1.0
         self._motion = self._estimate_motion(picture, to_cells)
@@ -304,16 +308,20 @@ def _bounds(masks: np.ndarray) -> np.ndarray:
     return box
 
 
-def _shrunk(image: np.ndarray) -> np.ndarray:
-    """The frame in grey, ``MOTION_WIDTH`` wide: halved by bilinear steps (a 2x2 box filter each, no aliasing,
-    cheaper than one area resize), then resized the rest of the way."""
-    small = image
+def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The central ``MOTION_FIELD`` of the frame in grey (float32), ``MOTION_WIDTH`` wide, and the frame pixels per
+    pixel of it: halved by bilinear steps (a 2x2 box filter each, no aliasing, cheaper than one area resize), then
+    resized the rest of the way."""
+    height, width = image.shape[:2]
+    rows, columns = round(height * MOTION_FIELD), round(width * MOTION_FIELD)
+    top, left = (height - rows) // 2, (width - columns) // 2
+    small = image[top : top + rows, left : left + columns]
     while small.shape[1] >= 2 * MOTION_WIDTH:
         small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
-    size = (MOTION_WIDTH, max(1, round(image.shape[0] * MOTION_WIDTH / image.shape[1])))
     if small.shape[1] != MOTION_WIDTH:
-        small = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small = cv2.resize(small, (MOTION_WIDTH, max(1, round(rows * MOTION_WIDTH / columns))),
+                           interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32), columns / MOTION_WIDTH
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,18 @@
 :class:`InstanceTracker` gives every instance of every frame an id that stays with the object while the camera
 moves. Association is mask-level, after global motion compensation:
 
-1. every instance mask is subsampled onto a coarse grid (about 80 cells on the long side);
-2. the frame-to-frame camera translation is estimated from the instances themselves, by phase correlation of
-   the previous and current grids' instance density (a camera pan moves every mask the same way);
+1. every instance mask is subsampled onto a coarse grid (at most ``GRID_CELLS`` cells on the long side, a
+   multiple of 4 mask pixels apart), kept one 64-bit word per grid row; the engine's lazy masks are read there
+   as the sign of the prototype logit under each grid point, from only the logit rows under each box
+   (:meth:`fastsam_ros.instance_masks.InstanceMasks.packed_grid`: no mask is made);
+2. the frame-to-frame camera translation is measured by phase correlation of the central ``MOTION_FIELD`` of the
+   previous and current frames, shrunk to ``MOTION_WIDTH`` pixels wide (without the frame: of the grids'
+   instance density);
 3. each track's last mask is moved by the motion accumulated since it was last seen and compared with every
-   current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Grid masks
-   are kept one 64-bit word per grid row, and only pairs whose areas and bounding boxes allow an IoU that
-   matters are compared (a popcount of the AND of their common rows): at ~100 instances most pairs are
-   ruled out, and no matrix product (whose BLAS threads fight the network's for the cores) is needed;
+   current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Only pairs
+   whose bounding boxes meet and whose areas and boxes allow an IoU that matters are compared (a popcount of
+   the AND of their common rows, all pairs in one vectorised run): at ~100 instances most pairs are ruled out,
+   and no matrix product (whose BLAS threads fight the network's for the cores) is needed;
 4. unmatched tracks are *lost*; a lost track is re-acquired when a mask overlaps its motion-compensated last
    mask again, and forgotten after ``max_lost_frames`` frames; unmatched instances start new tracks.
 
@@ -40,7 +44,11 @@ from fastsam_ros.types import Prompt, Segmentation, SelectedObject, Selection, S
 DEFAULT_MAX_LOST_FRAMES = 30
 DEFAULT_MIN_IOU = 0.3
 GRID_CELLS = 56  # association grid: cells on the long side of the network's mask (a grid row fits 64 bits)
-MOTION_WIDTH = 160  # the picture is shrunk to this width to measure camera motion
+MOTION_WIDTH = 96  # the picture is shrunk to this width to measure camera motion (72 rows at 4:3)
+# The part of the frame (per side) the motion is measured on: the phase correlation's Hanning window weighs the outer
+# fifth on each side at most 35 %, and not reading it saves two thirds of the frame's memory traffic (at 640x480 the
+# central 384x288 halves exactly, twice, to 96x72).
+MOTION_FIELD = 0.6
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
 
@@ -72,8 +80,8 @@ class InstanceTracker:
         # One row per track: its id, grid mask when last seen, the camera motion since (grid cells), frames unseen.
         self._ids = np.zeros(0, dtype=np.int64)
         self._masks = np.zeros((0, 0), dtype=np.uint64)  # (T, grid rows), bit x of a row: grid column x
-        self._boxes = np.zeros((4, 0), dtype=np.int32)  # (top, bottom, left, right) of each track's mask, in cells
-        self._width = 0  # grid columns
+        self._boxes = np.zeros((4, 0), dtype=np.int16)  # (top, bottom, left, right) of each track's mask, in cells
+        self._width = 0  # grid columns (at most 64: a grid row is one uint64)
         self._offsets = np.zeros((0, 2))
         self._missing = np.zeros(0, dtype=np.int64)
         self._next_id = 1
@@ -82,7 +90,8 @@ class InstanceTracker:
         self._window: np.ndarray | None = None  # phase correlation's Hanning window, made once per picture size
         self._motion = np.zeros(2)
         self._continued: dict[int, int] = {}
-        self._step = 0
+        self._step = 0  # grid cell in mask pixels: ``4 * self._cells`` (``_cells`` prototype cells)
+        self._cells = 0
 
     @property
     def motion(self) -> tuple[float, float]:
@@ -113,20 +122,19 @@ class InstanceTracker:
         if shape != self._shape:
             self.reset()
             self._shape = shape
-            self._step = max(1, math.ceil(max(shape[1]) / GRID_CELLS))
-        step = self._step
-        grid = segmentation.masks.grid(step, step // 2)
-        self._width = grid.shape[2]
+            self._cells = max(1, math.ceil(max(shape[1]) / (4 * GRID_CELLS)))
+            self._step = 4 * self._cells
+            self._width = len(range(4 * (self._cells // 2) + 2, shape[1][1], self._step))
+        grid = segmentation.masks.packed_grid(self._cells)
         if image is not None and self.params.motion_from_picture:
-            picture = _shrunk(image).astype(np.float32)
-            to_cells = segmentation.geometry.gain * image.shape[1] / (MOTION_WIDTH * step)
+            picture, scale = _shrunk(image)
+            to_cells = segmentation.geometry.gain * scale / self._step
         else:
-            picture, to_cells = grid.sum(axis=0, dtype=np.float32), 1.0
+            picture, to_cells = _density(grid, self._width), 1.0
         self._motion = self._estimate_motion(picture, to_cells)
         self._picture = picture
         self._offsets += self._motion
-        packed = _packed(grid)
-        return self._associate(packed, _bounds(packed))
+        return self._associate(grid, _bounds(grid))
 
     def _estimate_motion(self, picture: np.ndarray, to_cells: float) -> np.ndarray:
         """Translation (dx, dy) in grid cells from the previous frame to this one."""
@@ -140,58 +148,68 @@ class InstanceTracker:
             return self._motion
         return np.array([dx, dy]) * to_cells
 
-    def _overlaps(self, grid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """``(T, N)`` IoU of every track's motion-compensated last mask with every instance (packed grid rows),
-        where it can reach ``min_iou`` or ``DUPLICATE_IOU`` (the only overlaps :meth:`_associate` acts on): 0
-        where the masks' areas and bounding boxes prove it cannot."""
+    def _overlaps(self, grid: np.ndarray, boxes: np.ndarray, areas: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(tracks, instances, iou)``: the IoU of track ``tracks[k]``'s motion-compensated last mask with
+        instance ``instances[k]`` (packed grid rows), for the pairs (in track, then instance order) whose
+        bounding boxes meet and whose areas and boxes allow ``min_iou`` or ``DUPLICATE_IOU`` (the only overlaps
+        :meth:`_associate` acts on): at ~100 instances most pairs are ruled out without reading a mask."""
         height, width = grid.shape[1], self._width
         # Whole-cell shifts, clipped where they move a mask out of the grid.
         shifts = np.rint(self._offsets.T)
-        dx, dy = shifts[0].clip(-width, width).astype(np.int32), shifts[1].clip(-height, height).astype(np.int32)
-        moved = _shifted(self._masks, dx, dy, width)
-        # The tracks' boxes move with them (clipped to the grid they may be loose: they only rule pairs out).
-        t_top, t_bottom = (self._boxes[:2] + dy).clip(0, height)
-        t_left, t_right = (self._boxes[2:] + dx).clip(0, width)
+        dx, dy = shifts[0].clip(-width, width).astype(np.int16), shifts[1].clip(-height, height).astype(np.int16)
+        # The tracks' boxes and masks move with them (the cells that leave the grid are not counted).
+        moved, t_area = _moved(self._masks, self._boxes, dx, dy, width)
+        t_top, t_bottom = np.minimum(np.maximum(self._boxes[:2] + dy, 0), height)
+        t_left, t_right = np.minimum(np.maximum(self._boxes[2:] + dx, 0), width)
         top, bottom, left, right = boxes
-        t_area, area = _area(moved)[:, None], _area(grid)
+        meet = (t_top[:, None] < bottom) & (t_bottom[:, None] > top) & (t_left[:, None] < right) & (
+            t_right[:, None] > left)
+        pairs = np.flatnonzero(meet)  # a few times faster than np.nonzero of the 2-D array
+        tracks = pairs // len(top)
+        instances = pairs - tracks * len(top)
         # The most cells a pair can share: the cells common to both boxes, and neither mask's area.
-        rows_in_common = (np.minimum(t_bottom[:, None], bottom) - np.maximum(t_top[:, None], top)).clip(0)
-        cols_in_common = (np.minimum(t_right[:, None], right) - np.maximum(t_left[:, None], left)).clip(0)
-        most = np.minimum(np.minimum(t_area, area), rows_in_common * cols_in_common)
+        first = np.maximum(t_top[tracks], top[instances])
+        lengths = (np.minimum(t_bottom[tracks], bottom[instances]) - first).astype(np.int64)
+        span = np.minimum(t_right[tracks], right[instances]) - np.maximum(t_left[tracks], left[instances])
+        sizes = t_area[tracks] + areas[instances]
+        most = np.minimum(np.minimum(t_area[tracks], areas[instances]), lengths * span)
         # IoU >= floor needs most >= floor * (a + b - most), i.e. most >= floor / (1 + floor) * (a + b) (and 1).
         floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division below
-        rows, cols = np.nonzero(most >= np.maximum(floor / (1 + floor) * (t_area + area), 1))
-        # Each pair's common grid rows, all pairs in one run: (pair, grid row) for every row of every band.
-        first = np.maximum(t_top[rows], top[cols])
-        lengths = np.minimum(t_bottom[rows], bottom[cols]) - first
-        pair = np.repeat(np.arange(len(rows)), lengths)
-        row = np.arange(len(pair)) + np.repeat(first - (np.cumsum(lengths) - lengths), lengths)
-        common = _ones(moved.reshape(-1)[rows[pair] * height + row] & grid.reshape(-1)[cols[pair] * height + row])
-        inter = np.bincount(pair, weights=common, minlength=len(rows)).astype(np.int64)
-        union = t_area[rows, 0] + area[cols] - inter
-        overlap = np.zeros(most.shape, dtype=np.float32)
-        overlap[rows, cols] = inter.astype(np.float32) / union.astype(np.float32)  # union >= 1 where boxes meet
-        return overlap
+        possible = np.flatnonzero(most >= np.maximum(floor / (1 + floor) * sizes, 1))
+        tracks, instances, first, lengths, sizes = (
+            tracks[possible], instances[possible], first[possible], lengths[possible], sizes[possible])
+        # Each pair's common grid rows, all pairs in one run (they lie inside the moved box: the source rows exist).
+        starts = np.cumsum(lengths) - lengths
+        word = np.arange(int(lengths.sum()))  # word k of the run: row first + k - start of its pair
+        first = first - starts
+        words = moved.reshape(-1)[word + np.repeat(tracks * height - dy[tracks] + first, lengths)]
+        words &= grid.reshape(-1)[word + np.repeat(instances * height + first, lengths)]
+        inter = np.add.reduceat(_ones(words), starts, dtype=np.int32) if len(words) else np.zeros(0, np.int32)
+        overlap = inter.astype(np.float32) / (sizes - inter).astype(np.float32)
+        reach = np.flatnonzero(overlap >= floor)
+        return tracks[reach], instances[reach], overlap[reach]
 
     def _associate(self, grid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         count, known = len(grid), len(self._ids)
+        areas = _area(grid)
         ids = np.zeros(count, dtype=np.int64)
         carried = np.full(known, -1)  # track row -> the instance that carries its id
         duplicate = np.full(known, -1)  # track row -> an instance it continues in without carrying the id
         if known and count:
-            overlap = self._overlaps(grid, boxes)
-            rows, cols = np.nonzero(overlap >= self.params.min_iou)
-            order = np.argsort(-overlap[rows, cols], kind="stable")  # greedy, best overlap first
-            taken_rows: set[int] = set()
-            taken_cols: set[int] = set()
-            for row, col in zip(rows[order].tolist(), cols[order].tolist(), strict=True):
-                if row not in taken_rows and col not in taken_cols:
-                    taken_rows.add(row)
-                    taken_cols.add(col)
-                    carried[row], ids[col] = col, self._ids[row]
-            best = overlap.argmax(axis=1)
-            close = (carried < 0) & (overlap[np.arange(known), best] >= DUPLICATE_IOU)
-            duplicate[close] = best[close]
+            tracks, instances, overlap = self._overlaps(grid, boxes, areas)
+            order = _descending(overlap)  # greedy, best overlap first (ties: first track, then instance)
+            tracks, instances, overlap = tracks[order], instances[order], overlap[order]
+            strong = np.flatnonzero(overlap >= self.params.min_iou)
+            rows, cols = _greedy(tracks[strong], instances[strong], known, count)
+            carried[rows], ids[cols] = cols, self._ids[rows]
+            # Each track's best instance: its first pair in that order.
+            best = np.full(known, len(order))
+            np.minimum.at(best, tracks, np.arange(len(order)))
+            seen = np.flatnonzero(best < len(order))
+            best = best[seen]
+            close = (carried[seen] < 0) & (overlap[best] >= DUPLICATE_IOU)
+            duplicate[seen[close]] = instances[best[close]]
         fresh = np.flatnonzero(ids == 0)
         ids[fresh] = np.arange(self._next_id, self._next_id + len(fresh))
         self._next_id += len(fresh)
@@ -209,6 +227,28 @@ class InstanceTracker:
         return ids
 
 
+def _greedy(tracks: np.ndarray, instances: np.ndarray, known: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs a greedy matching takes from ``(tracks[k], instances[k])``, best first: each pair whose track and
+    instance no earlier pair took."""
+    taken_tracks, taken_instances = bytearray(known), bytearray(count)
+    matched_tracks, matched_instances = [], []
+    for track, instance in zip(tracks.tolist(), instances.tolist(), strict=True):
+        if not (taken_tracks[track] or taken_instances[instance]):
+            taken_tracks[track] = taken_instances[instance] = 1
+            matched_tracks.append(track)
+            matched_instances.append(instance)
+    return np.array(matched_tracks, dtype=np.int64), np.array(matched_instances, dtype=np.int64)
+
+
+def _descending(values: np.ndarray) -> np.ndarray:
+    """The order that sorts non-negative float32 ``values`` from the largest, equal ones in their order (as a
+    stable argsort of ``-values``, a few times faster: one sort of int64 keys, the value's bits then the index)."""
+    keys = (np.int64(0x7F800000) - values.view(np.int32)).astype(np.int64) << 32
+    keys |= np.arange(len(values))
+    keys.sort()
+    return keys & 0xFFFFFFFF
+
+
 _BYTE_ONES = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint8)
 
 
@@ -222,29 +262,30 @@ def _ones_by_table(words: np.ndarray) -> np.ndarray:
 _ones = getattr(np, "bitwise_count", _ones_by_table)
 
 
-def _packed(grid: np.ndarray) -> np.ndarray:
-    """``(K, h, w)`` bool grid masks (``w <= 64``) as ``(K, h)`` uint64: bit x of a row is column x."""
-    count, height, width = grid.shape
-    bits = np.zeros((count, height, 64), dtype=bool)  # one contiguous run of bits packs fastest
-    bits[:, :, :width] = grid
-    return np.packbits(bits.reshape(-1), bitorder="little").view("<u8").reshape(count, height)
+def _density(masks: np.ndarray, width: int) -> np.ndarray:
+    """``(h, width)`` float32: how many of the ``(K, h)`` packed masks cover each grid cell."""
+    bits = np.unpackbits(masks.view(np.uint8).reshape(*masks.shape, 8), axis=-1, bitorder="little")
+    return bits[:, :, :width].sum(axis=0, dtype=np.float32)
 
 
-def _shifted(masks: np.ndarray, dx: np.ndarray, dy: np.ndarray, width: int) -> np.ndarray:
-    """``(K, h)`` packed masks, mask k moved by ``(dx[k], dy[k])`` whole cells (at most ``width``, ``h``),
-    zero-filled where they enter."""
-    count, height = masks.shape
-    padded = np.zeros((count, height + 1), dtype=np.uint64)  # row h: the zero row that enters
-    padded[:, :height] = masks
-    source = np.arange(height) - dy[:, None]  # row y of the moved mask is row y - dy of the mask
-    source[(source < 0) | (source >= height)] = height
-    source += np.arange(0, count * (height + 1), height + 1)[:, None]
-    rows = padded.reshape(-1)[source]
+def _moved(masks: np.ndarray, boxes: np.ndarray, dx: np.ndarray, dy: np.ndarray, width: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """``(shifted, area)``: ``(K, h)`` packed masks (bounds ``boxes``), mask k moved by ``(dx[k], dy[k])`` whole
+    cells (``|dx| <= width``), as its columns moved (row ``y`` of the moved mask is row ``y - dy[k]`` of
+    ``shifted``, where that exists; zero-filled where columns enter), and the cells of each moved mask that stay
+    in the grid."""
     # Columns move up the bits (dx > 0; those past the last column leave the grid) or down (dx < 0).
-    rows <<= np.maximum(dx, 0).astype(np.uint64)[:, None]
-    rows &= np.uint64((1 << width) - 1)
-    rows >>= np.maximum(-dx, 0).astype(np.uint64)[:, None]
-    return rows
+    shifted = masks << np.maximum(dx, 0).astype(np.uint64)[:, None]
+    shifted &= np.uint64((1 << width) - 1)
+    shifted >>= np.maximum(-dx, 0).astype(np.uint64)[:, None]
+    counts = _ones(shifted)
+    area = counts.sum(axis=1, dtype=np.int32)
+    height = masks.shape[1]
+    cut = np.flatnonzero((boxes[0] + dy < 0) | (boxes[1] + dy > height))  # rows that leave the grid
+    if cut.size:
+        landing = np.arange(height) + dy[cut, None]
+        area[cut] = np.where((landing >= 0) & (landing < height), counts[cut], 0).sum(axis=1)
+    return shifted, area
 
 
 def _area(masks: np.ndarray) -> np.ndarray:
@@ -253,7 +294,7 @@ def _area(masks: np.ndarray) -> np.ndarray:
 
 
 def _bounds(masks: np.ndarray) -> np.ndarray:
-    """``(4, K)`` int32 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
+    """``(4, K)`` int16 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
     empty mask gets an empty box that meets nothing."""
     used = masks != 0
     height = masks.shape[1]
@@ -263,21 +304,26 @@ def _bounds(masks: np.ndarray) -> np.ndarray:
     left = np.frexp((columns & (~columns + np.uint64(1))).astype(np.float64))[1] - 1  # the lowest set bit
     high, low = (columns >> np.uint64(32)).astype(np.float64), (columns & np.uint64(0xFFFFFFFF)).astype(np.float64)
     right = np.where(high > 0, 32 + np.frexp(high)[1], np.frexp(low)[1])  # one past the highest set bit
-    box = np.stack([top, bottom, left, right]).astype(np.int32)
+    box = np.stack([top, bottom, left, right]).astype(np.int16)
     box[:, columns == 0] = [[height], [0], [64], [0]]
     return box
 
 
-def _shrunk(image: np.ndarray) -> np.ndarray:
-    """The frame in grey, ``MOTION_WIDTH`` wide: halved by bilinear steps (a 2x2 box filter each, no aliasing,
-    cheaper than one area resize), then resized the rest of the way."""
-    small = image
+def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The central ``MOTION_FIELD`` of the frame in grey (float32), ``MOTION_WIDTH`` wide, and the frame pixels per
+    pixel of it: halved by bilinear steps (a 2x2 box filter each, no aliasing, cheaper than one area resize), then
+    resized the rest of the way."""
+    height, width = image.shape[:2]
+    # Sizes of 4k: OpenCV halves exact 2x sizes by its fast 2x2 area path (others by the slower bilinear one).
+    rows, columns = (min(size, 4 * max(1, round(size * MOTION_FIELD / 4))) for size in (height, width))
+    top, left = (height - rows) // 2, (width - columns) // 2
+    small = image[top : top + rows, left : left + columns]
     while small.shape[1] >= 2 * MOTION_WIDTH:
         small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
-    size = (MOTION_WIDTH, max(1, round(image.shape[0] * MOTION_WIDTH / image.shape[1])))
     if small.shape[1] != MOTION_WIDTH:
-        small = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        small = cv2.resize(small, (MOTION_WIDTH, max(1, round(rows * MOTION_WIDTH / columns))),
+                           interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32), columns / MOTION_WIDTH
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastsam_ros.engine import _arithmetic, _upsampler
-from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate
+from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate, pack_rows
 from fastsam_ros.masks import mask_box
 
 torch = pytest.importorskip("torch")
@@ -69,10 +69,23 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
         for emulation in (arithmetic, None) if upsample else (arithmetic,):  # None: the kernel makes the pixels
             fresh = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample)
             assert np.array_equal(fresh.grid(step, offset), eager[:, offset::step, offset::step])
+    for cells in (3, 2, 1):  # the tracker's packed grid: the sign of the logit the upsample weighs 7/8, in the crops
+        first, step = cells // 2, 4 * cells
+        gys, gxs = np.arange(4 * first + 2, height, step), np.arange(4 * first + 2, width, step)
+        if len(gxs) > 64:
+            continue
+        crops = np.clip(np.ceil(boxes), 0, [width, height, width, height])
+        inside = ((gys[None, :, None] >= crops[:, 1, None, None]) & (gys[None, :, None] < crops[:, 3, None, None])
+                  & (gxs[None, None, :] >= crops[:, 0, None, None]) & (gxs[None, None, :] < crops[:, 2, None, None]))
+        expected = inside & (logits[:, first::cells, first::cells] > 0)
+        fresh = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
+        assert np.array_equal(fresh.packed_grid(cells), pack_rows(expected))
     keep = np.arange(count) % 3 == 0
     assert np.array_equal(lazy.subset(keep).dense(), eager[keep])
     assert lazy._logits is None  # once every pixel is made the logits are let go; lookups still answer
     assert np.array_equal(lazy.at(xs, ys), eager[:, ys, xs])
+    if width <= 4 * 64:  # without logits the packed grid is the exact one
+        assert np.array_equal(lazy.packed_grid(1), pack_rows(eager[:, 2::4, 2::4]))
     assert np.array_equal(lazy.nonempty(), eager.reshape(count, -1).any(axis=1))
 
 
@@ -96,6 +109,8 @@ def test_dense_masks_serve_the_same_interface() -> None:
     assert dense.nonempty().tolist() == [True, False]
     assert dense.at(np.array([2, 0]), np.array([1, 0])).tolist() == [[True, False], [False, False]]
     assert np.array_equal(dense.grid(2, 1), masks[:, 1::2, 1::2])
+    assert np.array_equal(dense.packed_grid(1), pack_rows(masks[:, 2::4, 2::4]))
+    assert dense.packed_grid(1).tolist() == [[0b01], [0b00]]  # grid row: pixel row 2; bits: pixel columns 2, 6
 
 
 def test_lazy_masks_need_a_way_to_compute() -> None:

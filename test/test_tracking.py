@@ -7,6 +7,7 @@ import pytest
 from test_selection import make_segmentation, rect
 
 from fastsam_ros import tracking
+from fastsam_ros.instance_masks import pack_rows
 from fastsam_ros.selection import select
 from fastsam_ros.tracking import FollowedPrompt, InstanceTracker, TrackerParams, follow_step
 from fastsam_ros.types import Prompt, Segmentation, Selection, Status
@@ -224,16 +225,19 @@ def test_packed_grid_masks_shift_count_and_bound_like_the_bool_masks() -> None:
     grid = rng.random((40, 9, 53)) > 0.7
     grid[::7] = False  # empty masks: an empty box that meets nothing
     grid[1, :, 52] = grid[2, 8, 0] = True  # the last column and the first
-    packed = tracking._packed(grid)
-    dx, dy = rng.integers(-55, 56, 40), rng.integers(-10, 11, 40)
-    moved = tracking._shifted(packed, dx, dy, 53)
+    packed = pack_rows(grid)
+    dx, dy = rng.integers(-53, 54, 40), rng.integers(-10, 11, 40)
+    shifted, areas = tracking._moved(packed, tracking._bounds(packed), dx, dy, 53)
     for k in range(40):
         expected = np.zeros_like(grid[k])
         ys, xs = np.nonzero(grid[k])
         ys, xs = ys + dy[k], xs + dx[k]
         inside = (ys >= 0) & (ys < 9) & (xs >= 0) & (xs < 53)
         expected[ys[inside], xs[inside]] = True
-        assert np.array_equal(moved[k], tracking._packed(expected[None])[0])
+        rows = np.arange(max(dy[k], 0), min(9 + dy[k], 9))  # the moved mask's rows that come from the mask
+        assert np.array_equal(shifted[k, rows - dy[k]], pack_rows(expected[None])[0, rows])
+        assert not expected[np.setdiff1d(np.arange(9), rows)].any()
+        assert areas[k] == expected.sum()
     assert np.array_equal(tracking._ones(packed).sum(axis=1), grid.sum(axis=(1, 2)))
     assert np.array_equal(tracking._ones_by_table(packed), tracking._ones(packed))
     boxes = tracking._bounds(packed)

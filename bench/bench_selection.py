@@ -9,7 +9,6 @@ other tools (``make bench``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import print_figures
 from fastsam_ros.masks import MaskGeometry
 from fastsam_ros.selection import select
 from fastsam_ros.types import Prompt, Segmentation
@@ -101,12 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     figures = run(args.instances, (args.height, args.width), args.repeats)
-    if args.json:
-        print(json.dumps(figures))
-        return 0
-    print(f"select() with {args.instances} instances on {args.width}x{args.height}, {args.repeats} prompts each")
-    for kind, values in figures.items():
-        print(f"  {kind:<6} p50 {values['p50_ms']:7.3f} ms   p95 {values['p95_ms']:7.3f} ms")
+    print_figures(f"select() with {args.instances} instances on {args.width}x{args.height}, {args.repeats} "
+                  "prompts each", figures, args.json)
     return 0
 
 

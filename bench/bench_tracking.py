@@ -12,7 +12,6 @@ model at FastSAM's working point (``bench/many.py``'s ``MANY``: ~100 instances) 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_selection import synthetic_segmentation
+from bench.stats import print_figures
 from fastsam_ros.selection import select
 from fastsam_ros.tracking import InstanceTracker, follow_step
 from fastsam_ros.types import Prompt, Segmentation
@@ -118,13 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     image = args.images / REAL_IMAGE
     if not args.no_real and Path(args.model).exists() and image.exists():
         figures["update_real"] = run_real(args.model, image)
-    if args.json:
-        print(json.dumps(figures))
-        return 0
-    print(f"tracking with {args.instances} instances on 640x480, camera panning {PAN_PX} px per frame")
-    for name, values in figures.items():
-        print(f"  {name:<11} p50 {values['p50_ms']:7.3f} ms   p95 {values['p95_ms']:7.3f} ms   n {values['n']}")
-    if "update_real" in figures:
+    print_figures(f"tracking with {args.instances} instances on 640x480, camera panning {PAN_PX} px per frame",
+                  figures, args.json)
+    if "update_real" in figures and not args.json:
         print(f"  (update_real: {Path(args.model).name} lazy masks, {figures['update_real']['instances']:g} "
               f"instances per frame on {REAL_IMAGE})")
     return 0

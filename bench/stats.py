@@ -5,6 +5,7 @@ No ROS, torch or timing here, so ``test/test_bench.py`` checks them alone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,18 @@ def summarize(samples: Iterable[float], digits: int = 2) -> dict[str, Any]:
         return {"p50": None, "p95": None, "n": 0}
     p50, p95 = np.percentile(values, [50, 95])
     return {"p50": round(float(p50), digits), "p95": round(float(p95), digits), "n": int(values.size)}
+
+
+def print_figures(title: str, figures: Mapping[str, Mapping[str, Any]], as_json: bool) -> None:
+    """A micro-benchmark's ``{name: summarize(...)}`` figures: JSON for ``make bench``, else one line each."""
+    if as_json:
+        print(json.dumps(figures))
+        return
+    print(title)
+    width = max(map(len, figures), default=0)
+    for name, values in figures.items():
+        count = f"   n {values['n']}" if "n" in values else ""
+        print(f"  {name:<{width}} p50 {values['p50_ms']:7.3f} ms   p95 {values['p95_ms']:7.3f} ms{count}")
 
 
 def ratio(numerator: float | None, denominator: float | None, digits: int = 3) -> float | None:

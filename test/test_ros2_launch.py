@@ -92,27 +92,20 @@ class Launched:
 
 
 def ros2(command: str, timeout: float = 60.0, discovery_s: float = 20.0) -> subprocess.CompletedProcess:
-    """One ``ros2 ...`` command line, as a user types it in a shell.
+    """One ``ros2 ...`` command line, as a user types it in a shell (``TimeoutExpired`` past ``timeout``).
 
     Repeated while it answers "Node not found" (for up to ``discovery_s``): the CLI's graph (the ros2 daemon)
-    can miss a node for a moment after it appeared; a node that is really gone still fails. A command that hangs
-    (the CLI's service call lost on a loaded machine) is tried once more.
+    can miss a node for a moment after it appeared; a node that is really gone still fails.
     """
     words = shlex.split(command)
     assert words[0] == "ros2", command
     deadline = time.monotonic() + discovery_s
-    for attempt in range(2):
-        try:
-            while True:
-                result = subprocess.run([str(ROS2), *words[1:]], capture_output=True, text=True, timeout=timeout,
-                                        env=_environment())
-                if "Node not found" not in result.stdout + result.stderr or time.monotonic() > deadline:
-                    return result
-                time.sleep(1.0)
-        except subprocess.TimeoutExpired:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    while True:
+        result = subprocess.run([str(ROS2), *words[1:]], capture_output=True, text=True, timeout=timeout,
+                                env=_environment())
+        if "Node not found" not in result.stdout + result.stderr or time.monotonic() > deadline:
+            return result
+        time.sleep(1.0)
 
 
 def readme_ros2_lines() -> list[str]:
@@ -199,9 +192,6 @@ def test_a_click_is_answered_on_selection(launched: Launched, probe: Probe) -> N
         assert mask_from_msg(answer.objects[0].mask, (1080, 810))[y, x]
 
 
-@pytest.mark.xfail(strict=False, raises=subprocess.TimeoutExpired,
-                   reason="on fresh CI clones a `ros2 lifecycle` CLI call sometimes hangs past 60 s (2 of 3 runs, "
-                          "2026-12-01; cause not found); any other failure still fails the test")
 def test_readme_ros2_lines_run_verbatim(launched: Launched, probe: Probe) -> None:
     lines = readme_ros2_lines()
     verbs = {" ".join(line.split()[1:3]) for line in lines}
@@ -213,10 +203,7 @@ def test_readme_ros2_lines_run_verbatim(launched: Launched, probe: Probe) -> Non
     try:
         assert wait_until(lambda: probe.count("instances") > 0, 60), launched.log()
         time.sleep(2.0)  # the echo subscriptions match the node
-        for line in (line for line in lines if not line.startswith("ros2 topic echo")):
-            result = ros2(line)
-            assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}"
-            check_outcome(line, result.stdout, probe)
+        retried = [line for line in lines if not line.startswith("ros2 topic echo") and not run_line(line, probe)]
     finally:
         camera.set()
         for echo in echoes:
@@ -224,17 +211,51 @@ def test_readme_ros2_lines_run_verbatim(launched: Launched, probe: Probe) -> Non
     for echo in echoes:
         printed = echo.communicate(timeout=30)[0].split()
         assert STATUSES & set(printed), f"`ros2 topic echo` printed no status: {printed}"
+    print(f"README lines run again after a CLI process never reached the node: {retried}")
 
 
-def check_outcome(line: str, output: str, probe: Probe) -> None:
-    """What each kind of README line must achieve, beyond exiting 0."""
+def run_line(line: str, probe: Probe, attempts: int = 3, timeout: float = 30.0) -> bool:
+    """Run a README line until it achieves its effect; True at the first attempt.
+
+    A line that fails (non-zero exit, a wrong answer) fails the test at once. Only a CLI process whose exchange
+    never reached the node is run again, up to ``attempts`` times: on the shared 2-core CI machine, a fresh
+    ``ros2`` process under load sometimes waited past a minute for a subscription it never matched, lost a
+    ``--once`` message, or never got a lifecycle service's response (2026-12-01; not reproduced in isolation).
+    """
+    answered_as = prompt_id_of(line)
+    for attempt in range(attempts):
+        before = probe.count("selection", lambda m: m.prompt_id == answered_as)
+        try:
+            result = ros2(line, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if line.startswith("ros2 lifecycle set") and lifecycle_state_after(line) in ros2(
+                    "ros2 lifecycle get /fastsam").stdout:
+                return attempt == 0  # the transition happened; only its response was lost
+            continue
+        assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}"
+        check_outcome(line, result.stdout)
+        if answered_as is None or probe.wait_for_nth(
+                "selection", before, lambda m: m.prompt_id == answered_as, timeout) is not None:
+            return attempt == 0
+    raise AssertionError(f"{attempts} runs of `{line}` never reached the node")
+
+
+def prompt_id_of(line: str) -> str | None:
+    """The prompt id of the `selection` a README ``ros2 topic pub`` line is answered with (None: no answer)."""
+    if not line.startswith("ros2 topic pub") or "clear: true" in line:
+        return None
+    topic = line.split()[4]
+    return {"/prompt/point": "point", "/prompt/text": "text"}.get(topic) or re.search(r"\{id: (\w+)", line).group(1)
+
+
+def lifecycle_state_after(line: str) -> str:
+    return "inactive [2]" if line.endswith(" deactivate") else "active [3]"
+
+
+def check_outcome(line: str, output: str) -> None:
+    """What each kind of README line must print and achieve, beyond exiting 0 (prompt answers: run_line)."""
     if line.startswith("ros2 topic pub"):
         assert "publishing #1" in output, output
-        if "clear: true" not in line:  # a clear is not answered
-            topic = line.split()[4]
-            prompt_id = {"/prompt/point": "point", "/prompt/text": "text"}.get(topic) or re.search(
-                r"\{id: (\w+)", line).group(1)
-            assert probe.wait_for("selection", lambda m: m.prompt_id == prompt_id, 90) is not None, line
     elif line.startswith("ros2 service call"):
         assert "prompt_id='q'" in output and re.search(r"status='(\w+)'", output).group(1) in STATUSES, output
     elif line.startswith("ros2 param set"):
@@ -243,8 +264,7 @@ def check_outcome(line: str, output: str, probe: Probe) -> None:
         assert f"value is: {value}" in ros2(f"ros2 param get /fastsam {name}").stdout
     elif line.startswith("ros2 lifecycle set"):
         assert "Transitioning successful" in output, output
-        state = "active [3]" if line.endswith("activate") and "deactivate" not in line else "inactive [2]"
-        assert state in ros2("ros2 lifecycle get /fastsam").stdout
+        assert lifecycle_state_after(line) in ros2("ros2 lifecycle get /fastsam").stdout
 
 
 def test_ctrl_c_on_the_process_group_finishes_cleanly(launched: Launched) -> None:

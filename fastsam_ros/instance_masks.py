@@ -233,9 +233,7 @@ class InstanceMasks:
         if self._dense is not None:
             return self._dense[:, offset::step, offset::step]
         out = np.zeros((self._count, len(ys), len(xs)), dtype=bool)
-        crops = self._crops
-        i0, i1 = np.searchsorted(ys, crops[:, 1]), np.searchsorted(ys, crops[:, 3])
-        j0, j1 = np.searchsorted(xs, crops[:, 0]), np.searchsorted(xs, crops[:, 2])
+        i0, i1, j0, j1 = self._grid_spans(ys, xs)
         heights, widths = np.maximum(i1 - i0, 0), np.maximum(j1 - j0, 0)
         logits = self._logits
         if self._arithmetic is None or logits is None:  # pixels made (or to be made) by the kernel: slice them
@@ -272,9 +270,7 @@ class InstanceMasks:
         logits = self._logits  # one reference: another thread's make() may drop the attribute meanwhile
         if self._dense is not None or logits is None or self.shape != (4 * logits.shape[1], 4 * logits.shape[2]):
             return pack_rows(self.grid(step, 4 * first + 2))
-        crops = self._crops
-        i0, i1 = np.searchsorted(ys, crops[:, 1]), np.searchsorted(ys, crops[:, 3])
-        j0, j1 = np.searchsorted(xs, crops[:, 0]), np.searchsorted(xs, crops[:, 2])
+        i0, i1, j0, j1 = self._grid_spans(ys, xs)
         heights = np.where(j1 > j0, np.maximum(i1 - i0, 0), 0)
         instance = np.repeat(np.arange(self._count), heights)  # (instance, grid row) of every row under a crop
         row = np.arange(len(instance)) - np.repeat(np.cumsum(heights) - heights - i0, heights)
@@ -287,6 +283,12 @@ class InstanceMasks:
         out = np.zeros((count, len(ys)), dtype=np.uint64)
         out.reshape(-1)[instance * len(ys) + row] = words
         return out
+
+    def _grid_spans(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(i0, i1, j0, j1)``: per instance, the grid rows ``ys[i0:i1]`` and columns ``xs[j0:j1]`` in its crop."""
+        crops = self._crops
+        return (np.searchsorted(ys, crops[:, 1]), np.searchsorted(ys, crops[:, 3]),
+                np.searchsorted(xs, crops[:, 0]), np.searchsorted(xs, crops[:, 2]))
 
     def nonempty(self) -> np.ndarray:
         """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""

@@ -235,16 +235,24 @@ def decode_crop(counts: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.repeat(values, counts).reshape(height, width)
 
 
-def encode_region(region: np.ndarray, x0: int = 0, y0: int = 0, tight: bool = False) -> EncodedMask:
-    """Encode the mask ``region`` whose top-left pixel is ``(x0, y0)``, cropped to its own box first.
+def own_box(region: np.ndarray, x0: int = 0, y0: int = 0, tight: bool = False) -> tuple[np.ndarray, int, int]:
+    """``(crop, x, y)``: the mask ``region`` whose top-left pixel is ``(x0, y0)`` cut to its own box, and that
+    box's top-left pixel; an empty mask gives a 0x0 crop at (0, 0).
 
     ``tight``: the caller knows ``region`` is already its own box (no scan for it).
     """
     box = (0, 0, region.shape[1], region.shape[0]) if tight and region.size else mask_box(region)
     if box is None:
-        return EncodedMask(0, 0, 0, 0, np.zeros(0, dtype=np.uint32))
+        return np.zeros((0, 0), dtype=bool), 0, 0
     bx0, by0, bx1, by1 = box
-    return EncodedMask(x0 + bx0, y0 + by0, bx1 - bx0, by1 - by0, encode_crop(region[by0:by1, bx0:bx1]))
+    return region[by0:by1, bx0:bx1], x0 + bx0, y0 + by0
+
+
+def encode_region(region: np.ndarray, x0: int = 0, y0: int = 0, tight: bool = False) -> EncodedMask:
+    """Encode the mask ``region`` whose top-left pixel is ``(x0, y0)``, cropped to its own box first
+    (:func:`own_box`)."""
+    crop, x, y = own_box(region, x0, y0, tight)
+    return EncodedMask(x, y, crop.shape[1], crop.shape[0], encode_crop(crop))
 
 
 def encode_mask(mask: np.ndarray) -> EncodedMask:

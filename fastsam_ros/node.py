@@ -230,12 +230,12 @@ class FastSAMNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model, the cache and the GPU memory they held."""
-        self.release()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
-        self.release()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def stop(self) -> None:
@@ -262,8 +262,8 @@ class FastSAMNode(LifecycleNode):
             self._prompt_pool.shutdown(wait=True)
             self._prompt_pool = None
 
-    def release(self) -> None:
-        """Free the outputs, the model, the cache and the GPU memory (cleanup, shutdown and process exit)."""
+    def _release(self) -> None:
+        """Free the outputs, the model, the cache and the GPU memory (cleanup and shutdown)."""
         for publisher in self._outputs.values():
             self.destroy_publisher(publisher)
         self._outputs = {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastsam_ros.instance_masks import InstanceMasks
-from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_crops, encode_region, mask_box, region_stats
+from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_crops, encode_region, own_box, region_stats
 
 Box = tuple[float, float, float, float]
 PointXY = tuple[float, float]
@@ -132,21 +132,11 @@ class Segmentation:
         if indices is None:
             self.masks.make()  # all at once: fewer kernel calls
             indices = range(len(self))
-        crops = [self._own_box(index) for index in indices]
+        tight = self.geometry.mask_shape == self.image_shape  # each region is its own box already
+        crops = [own_box(*self.instance_region(index), tight=tight) for index in indices]
         counts = encode_crops([crop for crop, _, _ in crops])
         return [EncodedMask(x, y, crop.shape[1], crop.shape[0], runs)
                 for (crop, x, y), runs in zip(crops, counts, strict=True)]
-
-    def _own_box(self, index: int) -> tuple[np.ndarray, int, int]:
-        """``(crop, x0, y0)``: instance ``index`` at image resolution over its own tight box (0x0 when empty)."""
-        region, x0, y0 = self.instance_region(index)
-        if self.geometry.mask_shape == self.image_shape:  # the region is the tight box already
-            return region, x0, y0
-        box = mask_box(region)
-        if box is None:
-            return np.zeros((0, 0), dtype=bool), 0, 0
-        bx0, by0, bx1, by1 = box
-        return region[by0:by1, bx0:bx1], x0 + bx0, y0 + by0
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ class InstanceMasks:
         if self._dense is not None:
             return self._dense[:, offset::step, offset::step]
         out = np.zeros((self._count, len(ys), len(xs)), dtype=bool)
-        i0, i1, j0, j1 = self._grid_spans(ys, xs)
+        i0, i1, j0, j1 = self._grid_spans(offset, step, len(ys), len(xs))
         heights, widths = np.maximum(i1 - i0, 0), np.maximum(j1 - j0, 0)
         logits = self._logits
         if self._arithmetic is None or logits is None:  # pixels made (or to be made) by the kernel: slice them
@@ -270,25 +270,25 @@ class InstanceMasks:
         logits = self._logits  # one reference: another thread's make() may drop the attribute meanwhile
         if self._dense is not None or logits is None or self.shape != (4 * logits.shape[1], 4 * logits.shape[2]):
             return pack_rows(self.grid(step, 4 * first + 2))
-        i0, i1, j0, j1 = self._grid_spans(ys, xs)
+        i0, i1, j0, j1 = self._grid_spans(4 * first + 2, step, len(ys), len(xs))
         heights = np.where(j1 > j0, np.maximum(i1 - i0, 0), 0)
         instance = np.repeat(np.arange(self._count), heights)  # (instance, grid row) of every row under a crop
         row = np.arange(len(instance)) - np.repeat(np.cumsum(heights) - heights - i0, heights)
-        count, ph, pw = logits.shape
-        bits = np.zeros((len(row), 64), dtype=bool)
-        bits[:, : len(xs)] = np.take(logits.reshape(-1, pw), instance * ph + first + cells * row, axis=0)[
-            :, first::cells] > 0
-        words = np.packbits(bits, axis=1, bitorder="little").view("<u8")[:, 0]
+        positive = logits[:, first::cells, first::cells][instance, row] > 0
+        packed = np.zeros((len(row), 8), dtype=np.uint8)  # bytes of one word per row, the columns past the grid 0
+        packed[:, : (len(xs) + 7) // 8] = np.packbits(positive, axis=1, bitorder="little")
+        words = packed.view("<u8")[:, 0]
         words &= ((np.uint64(1) << j1.astype(np.uint64)) - (np.uint64(1) << j0.astype(np.uint64)))[instance]
-        out = np.zeros((count, len(ys)), dtype=np.uint64)
+        out = np.zeros((self._count, len(ys)), dtype=np.uint64)
         out.reshape(-1)[instance * len(ys) + row] = words
         return out
 
-    def _grid_spans(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``(i0, i1, j0, j1)``: per instance, the grid rows ``ys[i0:i1]`` and columns ``xs[j0:j1]`` in its crop."""
-        crops = self._crops
-        return (np.searchsorted(ys, crops[:, 1]), np.searchsorted(ys, crops[:, 3]),
-                np.searchsorted(xs, crops[:, 0]), np.searchsorted(xs, crops[:, 2]))
+    def _grid_spans(self, offset: int, step: int, rows: int, cols: int) -> tuple[np.ndarray, ...]:
+        """``(i0, i1, j0, j1)``: per instance, the rows ``i0:i1`` and columns ``j0:j1`` of the grid of points
+        ``offset + step * k`` (``rows`` by ``cols``) inside its crop."""
+        before = -((offset - self._crops) // step)  # grid points before each crop edge (x0, y0, x1, y1)
+        x0, y0, x1, y1 = np.minimum(np.maximum(before, 0), np.array([cols, rows, cols, rows])).T
+        return y0, y1, x0, x1
 
     def nonempty(self) -> np.ndarray:
         """``(N,)`` bool: does the instance have a pixel (ultralytics drops those that do not)."""

@@ -310,13 +310,14 @@ def _bounds(masks: np.ndarray) -> np.ndarray:
     empty mask gets an empty box that meets nothing."""
     used = masks != 0
     height = masks.shape[1]
-    top, bottom = used.argmax(axis=1), height - used[:, ::-1].argmax(axis=1)
+    box = np.empty((4, len(masks)), dtype=np.int16)
+    box[0] = used.argmax(axis=1)
+    box[1] = height - used[:, ::-1].argmax(axis=1)
     columns = np.bitwise_or.reduce(masks, axis=1)
     # Bit indices through float64 exponents (exact for powers of two, and for each 32-bit half).
-    left = np.frexp((columns & (~columns + np.uint64(1))).astype(np.float64))[1] - 1  # the lowest set bit
+    box[2] = np.frexp((columns & (~columns + np.uint64(1))).astype(np.float64))[1] - 1  # the lowest set bit
     high, low = (columns >> np.uint64(32)).astype(np.float64), (columns & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    right = np.where(high > 0, 32 + np.frexp(high)[1], np.frexp(low)[1])  # one past the highest set bit
-    box = np.stack([top, bottom, left, right]).astype(np.int16)
+    box[3] = np.where(high > 0, 32 + np.frexp(high)[1], np.frexp(low)[1])  # one past the highest set bit
     box[:, columns == 0] = [[height], [0], [64], [0]]
     return box
 

@@ -229,22 +229,10 @@ class InstanceTracker:
 
 def _greedy(tracks: np.ndarray, instances: np.ndarray, known: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The pairs a greedy matching takes from ``(tracks[k], instances[k])``, best first: each pair whose track and
-    instance no earlier pair took.
-
-    A pair that is the first of its track and the first of its instance is taken whatever came before, and
-    every later pair of that track or instance is not: those are settled at once (most pairs, when objects are
-    distinct), and only the pairs left over go through the loop."""
-    position = np.arange(len(tracks))
-    first_of_track, first_of_instance = np.full(known, len(tracks)), np.full(count, len(tracks))
-    np.minimum.at(first_of_track, tracks, position)
-    np.minimum.at(first_of_instance, instances, position)
-    mutual = np.flatnonzero((first_of_track[tracks] == position) & (first_of_instance[instances] == position))
-    taken_tracks, taken_instances = np.zeros(known, dtype=np.uint8), np.zeros(count, dtype=np.uint8)
-    taken_tracks[tracks[mutual]] = taken_instances[instances[mutual]] = 1
-    rest = np.flatnonzero((taken_tracks[tracks] | taken_instances[instances]) == 0)
-    taken_tracks, taken_instances = bytearray(taken_tracks), bytearray(taken_instances)
-    matched_tracks, matched_instances = tracks[mutual].tolist(), instances[mutual].tolist()
-    for track, instance in zip(tracks[rest].tolist(), instances[rest].tolist(), strict=True):
+    instance no earlier pair took."""
+    taken_tracks, taken_instances = bytearray(known), bytearray(count)
+    matched_tracks, matched_instances = [], []
+    for track, instance in zip(tracks.tolist(), instances.tolist(), strict=True):
         if not (taken_tracks[track] or taken_instances[instance]):
             taken_tracks[track] = taken_instances[instance] = 1
             matched_tracks.append(track)

@@ -245,25 +245,3 @@ def test_packed_grid_masks_shift_count_and_bound_like_the_bool_masks() -> None:
         ys, xs = np.nonzero(grid[k])
         expected = [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1] if ys.size else [9, 0, 64, 0]
         assert boxes[:, k].tolist() == expected
-
-
-def _greedy_by_loop(tracks: np.ndarray, instances: np.ndarray) -> set[tuple[int, int]]:
-    taken_tracks, taken_instances, pairs = set(), set(), set()
-    for track, instance in zip(tracks.tolist(), instances.tolist(), strict=True):
-        if track not in taken_tracks and instance not in taken_instances:
-            taken_tracks.add(track)
-            taken_instances.add(instance)
-            pairs.add((track, instance))
-    return pairs
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_greedy_matching_takes_the_pairs_the_plain_greedy_loop_takes(seed: int) -> None:
-    """Mutual first choices are settled without the loop: the matching is the plain loop's, crowded or sparse."""
-    rng = np.random.default_rng(seed)
-    known, count = int(rng.integers(1, 40)), int(rng.integers(1, 40))
-    pairs = rng.choice(known * count, size=int(rng.integers(1, known * count + 1)), replace=False)
-    tracks, instances = pairs // count, pairs % count
-    rows, cols = tracking._greedy(tracks, instances, known, count)
-    assert set(zip(rows.tolist(), cols.tolist(), strict=True)) == _greedy_by_loop(tracks, instances)
-    assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)

@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "image_sizes": {"pipeline": results["pipeline"]["image_size"],
                         "native": results["native"]["details"]["image_size"],
                         "stream": f"{streamed.pixels.shape[1]}x{streamed.pixels.shape[0]}"},
-        "load_average_at_end": machine.load_average(), "total_s": round(time.monotonic() - started, 1),
+        "load_average_at_end": machine.load_average(), "reference_ms_at_end": machine.reference_ms(),
+        "total_s": round(time.monotonic() - started, 1),
     })
     results["targets"] = stats.evaluate_targets(results)
     return results
@@ -311,7 +312,8 @@ def report(results: dict[str, Any]) -> str:
     meta = results["meta"]
     host = meta["machine"]
     machine_line = (f"{host['cpu']}, {host['cores']} cores, load {host['load_average_at_start']} -> "
-                    f"{meta.get('load_average_at_end')}")
+                    f"{meta.get('load_average_at_end')}, reference loop {host.get('reference_ms_at_start')} -> "
+                    f"{meta.get('reference_ms_at_end')} ms (machine.reference_ms: its speed at the time)")
     lines = [f"fastsam_ros bench {meta['date']}: {meta['command']}",
              f"machine: {machine_line}; model {Path(meta['model']['path']).name} on {meta['device']}, imgsz "
              f"{meta['imgsz']}, torch {meta['software']['torch']} ({meta['software'].get('torch_threads')} threads), "
@@ -349,8 +351,10 @@ def markdown(results: dict[str, Any]) -> str:
                    for t in results["targets"].values()]
     return "\n".join([
         f"`{meta['command']}` on {meta['date'][:10]}; {meta['machine']['cpu']}, {meta['machine']['cores']} cores "
-        f"(load {meta['machine']['load_average_at_start']}), {Path(meta['model']['path']).name} on {meta['device']}, "
-        f"imgsz {meta['imgsz']}, torch {meta['software']['torch']}, ultralytics {meta['software']['ultralytics']}.",
+        f"(load {meta['machine']['load_average_at_start']}; reference loop "
+        f"{meta['machine'].get('reference_ms_at_start')} -> {meta.get('reference_ms_at_end')} ms), "
+        f"{Path(meta['model']['path']).name} on {meta['device']}, imgsz {meta['imgsz']}, "
+        f"torch {meta['software']['torch']}, ultralytics {meta['software']['ultralytics']}.",
         "", stats.markdown_table(rows, ("what", "p50 ms", "p95 ms", "n")),
         "", stats.markdown_table(target_rows, ("target", "measured", "unit", "result")), ""])
 

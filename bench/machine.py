@@ -7,7 +7,9 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,20 @@ def load_average() -> list[float] | None:
         return None
 
 
+def reference_ms(repeats: int = 15) -> float:
+    """Median ms of a fixed pure-Python loop: the machine's speed at the time. A shared VM runs the same code up to
+    1.5x slower at times (other tenants, clocks), which moves every absolute figure; ratios measured side by side
+    are not affected. Recorded at the start and end of a run so that its absolute figures can be read."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for value in range(100_000):
+            total += value * value
+        times.append((time.perf_counter() - started) * 1000.0)
+    return round(statistics.median(times), 2)
+
+
 def _version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
@@ -85,6 +101,7 @@ def describe(model: str) -> dict[str, Any]:
             "cpu": cpu_model(), "cores": os.cpu_count(),
             "memory_gb": round(total_kb / 1024**2, 1) if total_kb else None,
             "os": platform.platform(), "load_average_at_start": load_average(),
+            "reference_ms_at_start": reference_ms(),
         },
         "software": {
             "python": platform.python_version(), "torch": torch.__version__,

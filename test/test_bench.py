@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench import machine
 from bench.machine import cpu_model, parse_vmrss_mb
 from bench.pipeline import camera_frame
 from bench.stats import TARGETS, evaluate_targets, markdown_table, ratio, summarize, table, target_measurements
@@ -99,6 +100,12 @@ def test_tables_align_and_show_missing_values() -> None:
     assert text[2].startswith("raw_predict_ms") and "101.2" in text[2] and "-" in text[3]
     md = markdown_table(rows, ("what", "p50", "p95", "n")).splitlines()
     assert md[0] == "| what | p50 | p95 | n |" and md[2].startswith("| raw_predict_ms | 101.2 |")
+
+
+def test_reference_loop_reports_the_median_of_its_runs_in_ms(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = iter([0.0, 0.010, 5.0, 5.030, 7.0, 7.020])  # runs of 10, 30 and 20 ms
+    monkeypatch.setattr(machine.time, "perf_counter", lambda: next(ticks))
+    assert machine.reference_ms(repeats=3) == 20.0
 
 
 def test_machine_parsers() -> None:

@@ -68,7 +68,7 @@ TARGETS = (
     Target("selection", "selection p50 under 2 ms (100 instances on 640x480, point and box)", 2.0, "ms"),
     Target("depth_3d", "3D of one 100,000-pixel object p50 under 3 ms", 3.0, "ms"),
     Target("tracking", "tracking update p50 under 2 ms (the engine's lazy masks, ~100 instances on 640x480, panning "
-                       "camera)", 2.0, "ms"),
+                       "camera, right after each frame's inference as in the node)", 2.0, "ms"),
     # At FastSAM's working point: ~100 instances per frame (bench/many.py).
     Target("many_node_e2e", "~100 instances: node_e2e p50 minus 1.05x engine p50 at most 10 ms", 10.0, "ms",
            inclusive=True),
@@ -114,7 +114,8 @@ def target_measurements(results: Mapping[str, Any]) -> dict[str, float | None]:
         "stream_memory": stream.get("rss_growth_mb"),
         "selection": max(selection) if selection else None,
         "depth_3d": _p50(results, "depth_3d_ms"),
-        "tracking": _p50(results, "tracking_ms", "update_real"),  # what the node pays: lazy masks, not dense ones
+        # What the node pays: lazy masks, each update right after its frame's inference (replayed frames run faster).
+        "tracking": _p50(results, "tracking_ms", "update_inline"),
     }
 
 

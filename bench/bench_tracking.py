@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_selection import synthetic_segmentation
+from bench.machine import reference_ms
 from bench.stats import print_figures
 from fastsam_ros.selection import select
 from fastsam_ros.tracking import InstanceTracker, follow_step
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  (update_real, update_inline: {Path(args.model).name} lazy masks, "
               f"{figures['update_real']['instances']:g} instances per frame on {REAL_IMAGE}; inline: right after "
               "the engine segmented the frame)")
+    if not args.json:
+        print(f"  (the machine's speed now: reference loop {reference_ms()} ms, bench/machine.py)")
     return 0
 
 

@@ -1,6 +1,8 @@
-"""Pure helpers of ``make bench``: summaries, targets, tables, frame preparation (no timing is asserted)."""
+"""Helpers of ``make bench``: summaries, targets, tables, frame preparation, the stage profiler (no timing is asserted)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +124,13 @@ def test_camera_frame_crops_to_the_aspect_ratio_then_resizes(shape: tuple[int, i
     frame = camera_frame(image, (480, 640))
     assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8 and frame.flags.c_contiguous
     assert frame.max() > 0
+
+
+def test_frame_stages_times_each_stage_of_a_frame_at_many_instances(standin_model: Path, sample_images: Path) -> None:
+    from bench import frame_stages
+
+    figures = frame_stages.run(str(standin_model), sample_images / "zidane.jpg", frames=6)
+    stages = {"segment", "track", "instances_msg", "make_pixels", "own_boxes", "runs"}
+    assert stages <= set(figures)
+    assert all(figures[stage]["n"] == 2 and figures[stage]["p50"] > 0 for stage in stages)  # 4 frames warm up
+    assert figures["instances"]["p50"] >= 50  # FastSAM's working point, not the stand-in's default

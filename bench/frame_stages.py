@@ -1,0 +1,115 @@
+"""Where the node's time after the network goes at ~100 instances: ``python -m bench.frame_stages``.
+
+Runs what the node's worker runs per frame, in process and in the node's order, on a camera panning over
+``zidane.jpg`` with the stand-in at FastSAM's working point (``bench/many.py``: ~100 instances per frame), and
+times each stage right after the frame's inference, as the node meets it:
+
+* ``segment``: the engine (network, NMS, lazy masks);
+* ``track``: :meth:`InstanceTracker.update`;
+* ``instances_msg``: the whole ``Instances`` message with masks (:func:`fastsam_ros.wire.instances_cdr`).
+
+On a second segmentation of the same frame it splits ``instances_msg`` into ``make_pixels`` (every mask's pixels over
+its box, :meth:`InstanceMasks.make`), ``own_boxes`` (each mask's own box) and ``runs`` (the run lengths; the rest
+of ``instances_msg`` is writing the bytes), and times ``deserialize``: what a Python consumer pays to turn the bytes
+into message objects (rclpy; skipped without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_tracking import PAN_PX, REAL_IMAGE, SHARED
+from bench.machine import reference_ms
+from bench.stats import print_figures, summarize
+
+
+def panning(image: Path, count: int, shape: tuple[int, int] = (480, 640)) -> list[np.ndarray]:
+    """``count`` frames of a camera panning ``PAN_PX`` per frame over ``image``."""
+    picture = cv2.imread(str(image))
+    if picture is None:
+        raise FileNotFoundError(f"cannot read {image}")
+    height, width = shape
+    wide = cv2.resize(picture, (width + PAN_PX * (count - 1), height), interpolation=cv2.INTER_AREA)
+    return [np.ascontiguousarray(wide[:, i * PAN_PX : i * PAN_PX + width]) for i in range(count)]
+
+
+def run(model: str, image: Path, frames: int = 24) -> dict[str, Any]:
+    """``{stage: {p50, p95, n}}`` over ``frames`` frames (the first 4 warm up), and the instance count."""
+    from bench.many import many_config
+    from fastsam_ros.config import NodeConfig
+    from fastsam_ros.engine import FastSAMEngine
+    from fastsam_ros.tracking import InstanceTracker
+    from fastsam_ros.wire import instances_cdr
+
+    deserialize = _deserializer()
+    engine = FastSAMEngine(many_config(NodeConfig(model=model).engine))
+    tracker = InstanceTracker()
+    times: dict[str, list[float]] = {}
+    counts = []
+
+    def timed(stage: str, call: Any) -> Any:
+        started = time.perf_counter()
+        result = call()
+        times.setdefault(stage, []).append((time.perf_counter() - started) * 1000.0)
+        return result
+
+    for index, picture in enumerate(panning(image, frames)):
+        segmentation = timed("segment", lambda p=picture: engine.segment(p))
+        ids = timed("track", lambda s=segmentation, p=picture: tracker.update(s, p))
+        data = timed("instances_msg", lambda s=segmentation, i=ids: instances_cdr(s, 0, 0, "camera", True, i))
+        # The same message again, stage by stage, on a fresh segmentation of the frame.
+        again = engine.segment(picture)
+        timed("make_pixels", again.masks.make)
+        timed("own_boxes", lambda s=again: [s.masks.bounds(i) for i in range(len(s))])
+        timed("runs", again.encoded_masks)  # pixels and boxes made: the run lengths (and the crops to the boxes)
+        if deserialize is not None:
+            timed("deserialize", lambda d=data: deserialize(d))
+        counts.append(len(segmentation))
+        if index < 4:  # warm-up frames
+            for values in times.values():
+                values.pop()
+    return {**{stage: summarize(values) for stage, values in times.items()}, "instances": summarize(counts, 1)}
+
+
+def _deserializer() -> Any:
+    try:
+        from rclpy.serialization import deserialize_message
+
+        from fastsam_ros.msg import Instances
+    except ImportError:
+        return None
+    return lambda data: deserialize_message(data, Instances)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=os.environ.get("FASTSAM_TEST_MODEL",
+                                                          str(SHARED / "models" / "yolov8n-seg.pt")))
+    parser.add_argument("--images", type=Path, default=Path(os.environ.get("FASTSAM_TEST_IMAGES",
+                                                                             SHARED / "data" / "images")))
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    figures = run(args.model, args.images / REAL_IMAGE, args.frames)
+    count = figures.pop("instances")
+    print_figures(f"the node's stages per frame, {count['p50']:g} instances, 640x480 panning over {REAL_IMAGE}",
+                  {stage: {"p50_ms": v["p50"], "p95_ms": v["p95"], "n": v["n"]} for stage, v in figures.items()},
+                  args.json)
+    if not args.json:
+        print(f"  (the machine's speed now: reference loop {reference_ms()} ms, bench/machine.py)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

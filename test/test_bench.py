@@ -1,4 +1,4 @@
-"""Helpers of ``make bench``: summaries, targets, tables, frame preparation, the stage profiler (no timing is asserted)."""
+"""Helpers of ``make bench``: summaries, targets, tables, frames, the stage profiler (no timing is asserted)."""
 
 from __future__ import annotations
 

@@ -67,10 +67,21 @@ def run(n_instances: int = 100, image_shape: tuple[int, int] = (480, 640), frame
             for name, times in (("update", update_ms), ("follow", follow_ms))}
 
 
+def panning(image: Path, count: int, shape: tuple[int, int] = (480, 640)) -> list[np.ndarray]:
+    """``count`` frames of a camera panning ``PAN_PX`` per frame over ``image`` (resized to the frame's height and
+    ``PAN_PX`` per frame wider)."""
+    picture = cv2.imread(str(image))
+    if picture is None:
+        raise FileNotFoundError(f"cannot read {image}")
+    height, width = shape
+    wide = cv2.resize(picture, (width + PAN_PX * (count - 1), height), interpolation=cv2.INTER_AREA)
+    return [np.ascontiguousarray(wide[:, i * PAN_PX : i * PAN_PX + width]) for i in range(count)]
+
+
 def run_real(model: str, image: Path, count: int = 18, passes: int = 3,
              image_shape: tuple[int, int] = (480, 640)) -> dict[str, dict[str, float]]:
-    """The tracker update on the engine's lazy masks (~100 instances) of a camera panning ``PAN_PX`` per frame over
-    ``image`` (resized to the frame's height and ``PAN_PX`` per frame wider), there and back:
+    """The tracker update on the engine's lazy masks (~100 instances) of :func:`panning` over ``image``, there and
+    back:
 
     * ``update_inline``: each update right after the engine segmented its frame, as in the node (the network has
       just filled the caches; one pass);
@@ -82,12 +93,7 @@ def run_real(model: str, image: Path, count: int = 18, passes: int = 3,
     from fastsam_ros.config import NodeConfig
     from fastsam_ros.engine import FastSAMEngine
 
-    picture = cv2.imread(str(image))
-    if picture is None:
-        raise FileNotFoundError(f"cannot read {image}")
-    height, width = image_shape
-    wide = cv2.resize(picture, (width + PAN_PX * (count - 1), height), interpolation=cv2.INTER_AREA)
-    pictures = [np.ascontiguousarray(wide[:, i * PAN_PX : i * PAN_PX + width]) for i in range(count)]
+    pictures = panning(image, count, image_shape)
     engine = FastSAMEngine(many_config(NodeConfig(model=model).engine))
     tracker, frames, inline_ms = InstanceTracker(), [], []
     for picture in pictures + pictures[-2:0:-1]:

@@ -23,25 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_tracking import PAN_PX, REAL_IMAGE, SHARED
+from bench.bench_tracking import REAL_IMAGE, SHARED, panning
 from bench.machine import reference_ms
 from bench.stats import print_figures, summarize
-
-
-def panning(image: Path, count: int, shape: tuple[int, int] = (480, 640)) -> list[np.ndarray]:
-    """``count`` frames of a camera panning ``PAN_PX`` per frame over ``image``."""
-    picture = cv2.imread(str(image))
-    if picture is None:
-        raise FileNotFoundError(f"cannot read {image}")
-    height, width = shape
-    wide = cv2.resize(picture, (width + PAN_PX * (count - 1), height), interpolation=cv2.INTER_AREA)
-    return [np.ascontiguousarray(wide[:, i * PAN_PX : i * PAN_PX + width]) for i in range(count)]
 
 
 def run(model: str, image: Path, frames: int = 24) -> dict[str, Any]:

@@ -30,9 +30,12 @@ from bench.bench_tracking import REAL_IMAGE, SHARED, panning
 from bench.machine import reference_ms
 from bench.stats import print_figures, summarize
 
+WARMUP = 4  # first frames: lazy set-up of the engine, the tracker and the kernels
+
 
 def run(model: str, image: Path, frames: int = 24) -> dict[str, Any]:
-    """``{stage: {p50, p95, n}}`` over ``frames`` frames (the first 4 warm up), and the instance count."""
+    """``{stage: {p50, p95, n}}`` over ``frames`` frames (the first ``WARMUP`` not counted), and the instance
+    count."""
     from bench.many import many_config
     from fastsam_ros.config import NodeConfig
     from fastsam_ros.engine import FastSAMEngine
@@ -51,7 +54,7 @@ def run(model: str, image: Path, frames: int = 24) -> dict[str, Any]:
         times.setdefault(stage, []).append((time.perf_counter() - started) * 1000.0)
         return result
 
-    for index, picture in enumerate(panning(image, frames)):
+    for picture in panning(image, frames):
         segmentation = timed("segment", lambda p=picture: engine.segment(p))
         ids = timed("track", lambda s=segmentation, p=picture: tracker.update(s, p))
         data = timed("instances_msg", lambda s=segmentation, i=ids: instances_cdr(s, 0, 0, "camera", True, i))
@@ -63,10 +66,8 @@ def run(model: str, image: Path, frames: int = 24) -> dict[str, Any]:
         if deserialize is not None:
             timed("deserialize", lambda d=data: deserialize(d))
         counts.append(len(segmentation))
-        if index < 4:  # warm-up frames
-            for values in times.values():
-                values.pop()
-    return {**{stage: summarize(values) for stage, values in times.items()}, "instances": summarize(counts, 1)}
+    return {**{stage: summarize(values[WARMUP:]) for stage, values in times.items()},
+            "instances": summarize(counts, 1)}
 
 
 def _deserializer() -> Any:

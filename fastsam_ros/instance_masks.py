@@ -264,7 +264,7 @@ class InstanceMasks:
         logits are gone or are not at a quarter of the resolution, give :meth:`grid` exactly.
         """
         step, first = 4 * cells, cells // 2
-        ys, xs = np.arange(4 * first + 2, self.shape[0], step), np.arange(4 * first + 2, self.shape[1], step)
+        ys, xs = packed_grid_points(self.shape[0], cells), packed_grid_points(self.shape[1], cells)
         if len(xs) > 64:
             raise ValueError(f"{len(xs)} grid columns do not fit a 64-bit row")
         logits = self._logits  # one reference: another thread's make() may drop the attribute meanwhile
@@ -433,6 +433,12 @@ class InstanceMasks:
                 x0, y0, x1, y1 = self.crop(index)
                 top, left, bottom, right = y0 - 4 * r0, x0 - 4 * c0, y1 - 4 * r0, x1 - 4 * c0
                 self._windows[index] = positive[k, top:bottom, left:right]
+
+
+def packed_grid_points(size: int, cells: int) -> np.ndarray:
+    """The pixels of an axis of ``size`` pixels that :meth:`InstanceMasks.packed_grid` reads: every ``4 * cells``
+    from ``4 * (cells // 2) + 2``."""
+    return np.arange(4 * (cells // 2) + 2, size, 4 * cells)
 
 
 def pack_rows(grid: np.ndarray) -> np.ndarray:

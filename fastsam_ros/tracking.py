@@ -38,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fastsam_ros.instance_masks import packed_grid_points
 from fastsam_ros.objects import build_object
 from fastsam_ros.types import Prompt, Segmentation, SelectedObject, Selection, Status
 
@@ -124,7 +125,7 @@ class InstanceTracker:
             self._shape = shape
             self._cells = max(1, math.ceil(max(shape[1]) / (4 * GRID_CELLS)))
             self._step = 4 * self._cells
-            self._width = len(range(4 * (self._cells // 2) + 2, shape[1][1], self._step))
+            self._width = len(packed_grid_points(shape[1][1], self._cells))
         grid = segmentation.masks.packed_grid(self._cells)
         if image is not None and self.params.motion_from_picture:
             picture, scale = _shrunk(image)

@@ -26,6 +26,7 @@ setup(
     packages=["fastsam_ros"],
     install_requires=[
         "numpy",
+        "numba",  # fastsam_ros/mask_kernel.py
         # cv2: ultralytics brings opencv-python; do not add opencv-python-headless next to it.
         "ultralytics",
         "torch",

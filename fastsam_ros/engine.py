@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fastsam_ros import backends
-from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate
+from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate, compile_kernel
 from fastsam_ros.masks import MaskGeometry
 from fastsam_ros.types import Segmentation, Timings
 
@@ -145,7 +145,8 @@ class FastSAMEngine:
         return segmentation, result
 
     def warmup(self) -> None:
-        """Run PyTorch once on a blank frame so the first real frame does not pay for lazy setup.
+        """Run PyTorch once on a blank frame, and compile the mask kernel, so the first real frame does not pay for
+        lazy setup.
 
         An export cached by an earlier start is loaded (and run once) here too; a first start exports on the first
         real frame, whose shape it needs.
@@ -154,6 +155,7 @@ class FastSAMEngine:
         blank = np.zeros((self.config.imgsz // 2, self.config.imgsz, 3), dtype=np.uint8)
         with deferred_masks():
             segmentation_from_result(self._predict(self._model, self._backends.pytorch_half, blank))
+        compile_kernel()
 
     @property
     def predictor(self) -> Any:

@@ -6,12 +6,14 @@ FastSAM's 100 instances per frame that is half of a frame's CPU time, for pixels
 :class:`InstanceMasks` keeps the logits and boxes and computes a pixel only when asked, with the same
 arithmetic, so every pixel is the one ultralytics would have made:
 
-* an instance's pixels over its box are made by the same PyTorch kernel on just the prototype cells the box
-  reads (``upsample``, injected by the engine): with the 4x upsample every YOLOv8-seg network has, an output
-  pixel's source position shifts by whole cells with the crop, so its taps, weights and rounding are the
-  full-frame ones (the crop keeps the kernel on its generic path: see :meth:`InstanceMasks.make`);
-* single pixels (point prompts) are evaluated in numpy with the kernel's index, weight and rounding steps
-  (:class:`Arithmetic`: which operations the installed kernel fuses is measured once by :func:`calibrate`);
+* an instance's pixels over its box, with its tight box and run lengths, are made in compiled code with the
+  kernel's index, weight and rounding steps (:mod:`fastsam_ros.mask_kernel`; :class:`Arithmetic`: which
+  operations the installed kernel fuses is measured once by :func:`calibrate`), single pixels (point prompts)
+  and grid points in numpy with the same steps;
+* where no emulation reproduces the kernel (:func:`calibrate` says None), pixels are made by the same PyTorch
+  kernel on just the prototype cells the box reads (``upsample``, injected by the engine): with the 4x upsample
+  every YOLOv8-seg network has, an output pixel's source position shifts by whole cells with the crop, so its
+  taps, weights and rounding are the full-frame ones (see :meth:`InstanceMasks._make_by_kernel`);
 * whether an instance has any pixel (ultralytics drops those without) is decided from the logits where a
   block of four positive logits proves it (bilinear weights are non-negative), else by making its pixels.
 
@@ -27,13 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.masks import linear_taps, mask_box
+from fastsam_ros.mask_kernel import POSITIVE_FLOOR, make_masks
+from fastsam_ros.masks import EncodedMask, encode_crops, linear_taps, mask_box
 
 Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
 Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (K, h, w) float32 -> (K, H, W): the real kernel
 
 _BUCKET = 8  # prototype cells: crops are rounded up to multiples of this to share kernel calls
-_POSITIVE_FLOOR = np.float32(1e-30)  # logits this small could underflow a weighted sum: evaluate them exactly
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,27 @@ def _taps(in_size: int, out_size: int) -> tuple[np.ndarray, ...]:
 
 @dataclass(frozen=True)
 class _Axis:
-    """One axis of the upsample: per output pixel its two source taps and their weights."""
+    """One axis of the upsample: per output pixel its two source taps and their weights, and the first later
+    pixel whose taps differ (the end of its segment: :mod:`fastsam_ros.mask_kernel` settles segments whole)."""
 
     index0: np.ndarray
     index1: np.ndarray
     weight0: np.ndarray
     weight1: np.ndarray
+    segment_end: np.ndarray
 
     @classmethod
     @functools.lru_cache(maxsize=16)
     def of(cls, in_size: int, out_size: int) -> _Axis:
-        return cls(*_taps(in_size, out_size))
+        index0, index1, weight0, weight1 = _taps(in_size, out_size)
+        changes = np.flatnonzero((index0[1:] != index0[:-1]) | (index1[1:] != index1[:-1])) + 1
+        ends = np.append(changes, out_size)[np.searchsorted(changes, np.arange(out_size), side="right")]
+        ends.setflags(write=False)
+        return cls(index0, index1, weight0, weight1, ends)
+
+    @property
+    def table(self) -> tuple[np.ndarray, ...]:
+        return self.index0, self.index1, self.weight0, self.weight1, self.segment_end
 
 
 class InstanceMasks:
@@ -101,6 +113,7 @@ class InstanceMasks:
         self._upsample = upsample
         self._windows: dict[int, np.ndarray] = {}  # instance -> its pixels over its crop
         self._bounds: dict[int, Window | None] = {}  # instance -> tight bounds of its pixels
+        self._runs: dict[int, np.ndarray] = {}  # instance -> run lengths over its bounds, when made compiled
         if crops is not None:
             self._crop_tuples: list[Window] = [(x0, y0, x1, y1) for x0, y0, x1, y1 in crops.tolist()]
         if logits is not None:
@@ -108,7 +121,7 @@ class InstanceMasks:
             self._cols = _Axis.of(logits.shape[2], self.shape[1])
             exact_crops = self.shape == (4 * logits.shape[1], 4 * logits.shape[2])
             if not exact_crops:
-                self._upsample = None  # a crop's taps would not be the frame's: evaluate in numpy
+                self._upsample = None  # a crop's taps would not be the frame's
             if self._upsample is None and arithmetic is None:
                 raise ValueError("lazy masks need the kernel (upsample, 4x) or its measured arithmetic")
 
@@ -156,10 +169,10 @@ class InstanceMasks:
         kept = InstanceMasks(self.shape, len(indices), logits=None if logits is None else logits[indices],
                              crops=self._crops[indices], arithmetic=self._arithmetic, upsample=self._upsample)
         for new, old in enumerate(indices.tolist()):  # pixels already made stay made
-            if old in self._windows:
-                kept._windows[new] = self._windows[old]
-            if old in self._bounds:
-                kept._bounds[new] = self._bounds[old]
+            for made, kept_made in ((self._windows, kept._windows), (self._bounds, kept._bounds),
+                                    (self._runs, kept._runs)):
+                if old in made:
+                    kept_made[new] = made[old]
         return kept
 
     # ---------------------------------------------------------------------------------------------- queries
@@ -196,6 +209,26 @@ class InstanceMasks:
         pixels, (cx0, cy0, _, _) = self._own(index)
         x0, y0, x1, y1 = bounds
         return pixels[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0], bounds
+
+    def encoded(self, indices: Sequence[int] | None = None) -> list[EncodedMask]:
+        """Instances ``indices`` (default: all) over their own boxes, run-length encoded (:class:`EncodedMask`,
+        network pixels; an instance without pixels is 0x0 at (0, 0))."""
+        indices = list(range(self._count)) if indices is None else [int(i) for i in indices]
+        self.make(indices)
+        by_scan = [index for index in indices if index not in self._runs]  # dense, or made by the PyTorch kernel
+        tights = [self.tight(index) for index in by_scan]
+        crops = [np.zeros((0, 0), dtype=bool) if tight is None else tight[0] for tight in tights]
+        scanned = dict(zip(by_scan, zip(tights, encode_crops(crops), strict=True), strict=True))
+        out = []
+        for index in indices:
+            if index in scanned:
+                tight, runs = scanned[index]
+                x0, y0, x1, y1 = (0, 0, 0, 0) if tight is None else tight[1]
+            else:
+                bounds, runs = self._bounds[index], self._runs[index]
+                x0, y0, x1, y1 = (0, 0, 0, 0) if bounds is None else bounds
+            out.append(EncodedMask(x0, y0, x1 - x0, y1 - y0, runs))
+        return out
 
     def count(self, index: int, window: Window) -> int:
         """Pixels of instance ``index`` inside ``window``."""
@@ -311,7 +344,7 @@ class InstanceMasks:
             patch = logits[index, gy0 : gy1 + 2, gx0 : gx1 + 2]
             if not (patch > 0).any():
                 continue  # every output is a non-negative mix of non-positive logits
-            positive = patch > _POSITIVE_FLOOR
+            positive = patch > POSITIVE_FLOOR
             blocks = positive[:-1, :-1] & positive[1:, :-1] & positive[:-1, 1:] & positive[1:, 1:]
             if blocks[: gy1 - gy0 + 1, : gx1 - gx0 + 1].any():
                 out[index] = True
@@ -327,7 +360,7 @@ class InstanceMasks:
         ys = np.clip((crops[:, 1] + crops[:, 3] - 1) // 2, 0, self.shape[0] - 1)
         xs = np.clip((crops[:, 0] + crops[:, 2] - 1) // 2, 0, self.shape[1] - 1)
         n = np.arange(self._count)
-        floor = _POSITIVE_FLOOR
+        floor = POSITIVE_FLOOR
         r0, r1, c0, c1 = rows.index0[ys], rows.index1[ys], cols.index0[xs], cols.index1[xs]
         return valid & (logits[n, r0, c0] > floor) & (logits[n, r0, c1] > floor) & (
             logits[n, r1, c0] > floor) & (logits[n, r1, c1] > floor)
@@ -374,7 +407,43 @@ class InstanceMasks:
         return _combine(top, rows.weight0[ys], bottom, rows.weight1[ys], arithmetic.fused_y)
 
     def make(self, indices: Sequence[int] | None = None) -> None:
-        """Make (and keep) the pixels of instances ``indices`` (default: all) over their crops, in few kernel calls.
+        """Make (and keep) the pixels of instances ``indices`` (default: all) over their crops, all in one call."""
+        if self._dense is not None:
+            return
+        todo = [int(i) for i in (range(self._count) if indices is None else indices) if int(i) not in self._windows]
+        logits = self._logits
+        if not todo or logits is None:
+            return
+        if self._arithmetic is not None:
+            self._make_compiled(todo, logits)
+        else:
+            self._make_by_kernel(todo, logits)
+        if len(self._windows) == self._count:
+            self._logits = None  # every pixel is made: the logits (4 bytes per prototype cell) can go
+
+    def _make_compiled(self, todo: list[int], logits: np.ndarray) -> None:
+        """Pixels, tight bounds and run lengths of ``todo`` by :func:`fastsam_ros.mask_kernel.make_masks`."""
+        indices = np.asarray(todo, dtype=np.int64)
+        x0, y0, x1, y1 = self._crops[indices].T
+        widths, heights = np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)
+        offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+        np.cumsum(widths * heights, out=offsets[1:])
+        pixels = np.empty(int(offsets[-1]), dtype=bool)
+        bounds = np.empty((len(indices), 4), dtype=np.int64)
+        runs = np.empty(int(offsets[-1]) + len(indices), dtype=np.uint32)
+        run_offsets = np.empty(len(indices) + 1, dtype=np.int64)
+        arithmetic = self._arithmetic
+        make_masks(logits, indices, self._crops, self._rows.table, self._cols.table, arithmetic.fused_x,
+                   arithmetic.fused_y, offsets, pixels, bounds, runs, run_offsets)
+        runs = runs[: run_offsets[-1]].copy()  # a frame's runs are ~2 % of its crop pixels: keep only those
+        for k, (index, height, width, box) in enumerate(zip(todo, heights.tolist(), widths.tolist(),
+                                                            bounds.tolist(), strict=True)):
+            self._windows[index] = pixels[offsets[k] : offsets[k + 1]].reshape(height, width)
+            self._bounds[index] = tuple(box) if box[2] > box[0] else None
+            self._runs[index] = runs[run_offsets[k] : run_offsets[k + 1]]
+
+    def _make_by_kernel(self, todo: list[int], logits: np.ndarray) -> None:
+        """Pixels of ``todo`` by the PyTorch kernel (``upsample``), in few kernel calls.
 
         Each instance's source crop starts one cell before its window's first tap (PyTorch clamps the first
         outputs of a crop to its edge) and ends one cell after its last (it clamps the second tap to the crop's
@@ -383,24 +452,6 @@ class InstanceMasks:
         one size share a call: a kernel call costs about as much as a few thousand output pixels. Output height
         + width always exceeds 128, and a call never has exactly 3 channels: PyTorch runs other kernels there.
         """
-        if self._dense is not None:
-            return
-        todo = [int(i) for i in (range(self._count) if indices is None else indices) if int(i) not in self._windows]
-        logits = self._logits
-        if not todo or logits is None:
-            return
-        if self._upsample is None:
-            for index in todo:
-                x0, y0, x1, y1 = self.crop(index)
-                ys, xs = np.mgrid[y0:y1, x0:x1]
-                values = self._values(index, ys.ravel(), xs.ravel(), logits)
-                self._windows[index] = values.reshape(max(y1 - y0, 0), max(x1 - x0, 0)) > 0
-        else:
-            self._make_by_kernel(todo, logits)
-        if len(self._windows) == self._count:
-            self._logits = None  # every pixel is made: the logits (4 bytes per prototype cell) can go
-
-    def _make_by_kernel(self, todo: list[int], logits: np.ndarray) -> None:
         ph, pw = logits.shape[1:]
         indices = np.asarray(todo, dtype=np.int64)
         x0, y0, x1, y1 = self._crops[indices].T
@@ -433,6 +484,12 @@ class InstanceMasks:
                 x0, y0, x1, y1 = self.crop(index)
                 top, left, bottom, right = y0 - 4 * r0, x0 - 4 * c0, y1 - 4 * r0, x1 - 4 * c0
                 self._windows[index] = positive[k, top:bottom, left:right]
+
+
+def compile_kernel() -> None:
+    """Compile the mask kernel now (about 3 s; 0.3 s from numba's cache of an earlier start), not on a frame."""
+    InstanceMasks.from_logits(np.zeros((1, 2, 2), np.float32), np.zeros((1, 4), np.float32), (8, 8),
+                              Arithmetic(True, True), None).make()
 
 
 def packed_grid_points(size: int, cells: int) -> np.ndarray:

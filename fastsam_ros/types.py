@@ -129,11 +129,12 @@ class Segmentation:
 
     def encoded_masks(self, indices: Sequence[int] | None = None) -> list[EncodedMask]:
         """:meth:`encoded_mask` of instances ``indices`` (default: all), run-length encoded in one pass."""
+        if self.geometry.mask_shape == self.image_shape:  # no resize: the cells are the pixels
+            return self.masks.encoded(indices)
         if indices is None:
             self.masks.make()  # all at once: fewer kernel calls
             indices = range(len(self))
-        tight = self.geometry.mask_shape == self.image_shape  # each region is its own box already
-        crops = [own_box(*self.instance_region(index), tight=tight) for index in indices]
+        crops = [own_box(*self.instance_region(index)) for index in indices]
         counts = encode_crops([crop for crop, _, _ in crops])
         return [EncodedMask(x, y, crop.shape[1], crop.shape[0], runs)
                 for (crop, x, y), runs in zip(crops, counts, strict=True)]

@@ -11,7 +11,7 @@ import pytest
 
 from fastsam_ros.engine import _arithmetic, _upsampler
 from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate, pack_rows
-from fastsam_ros.masks import mask_box
+from fastsam_ros.masks import EncodedMask, encode_mask, mask_box
 
 torch = pytest.importorskip("torch")
 ops = pytest.importorskip("ultralytics.utils.ops")
@@ -39,23 +39,33 @@ def _case(seed: int, count: int, proto_shape: tuple[int, int]) -> tuple[np.ndarr
     return logits, boxes.numpy(), eager
 
 
+def _fields(encoded: list[EncodedMask]) -> list[tuple[int, int, int, int, list[int]]]:
+    return [(mask.x, mask.y, mask.width, mask.height, mask.counts.tolist()) for mask in encoded]
+
+
 CASES = [(0, 5, (120, 160)), (1, 40, (30, 40)), (2, 1, (17, 23)), (3, 100, (40, 24)), (4, 7, (8, 30))]
 
 
 @pytest.mark.parametrize(("seed", "count", "proto_shape"), CASES)
-@pytest.mark.parametrize("path", ["kernel", "numpy"])
+@pytest.mark.parametrize("path", ["compiled", "kernel"])
 def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple[int, int], path: str) -> None:
+    """``compiled``: pixels made by the emulation in compiled code; ``kernel``: by PyTorch's kernel (no emulation)."""
     logits, boxes, eager = _case(seed, count, proto_shape)
     arithmetic = _arithmetic("cpu")
-    if path == "numpy" and arithmetic is None:
+    if arithmetic is None:
         pytest.skip("no emulation reproduces this PyTorch build's bilinear kernel (the kernel path serves)")
-    upsample = _upsampler("cpu") if path == "kernel" else None
-    lazy = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
+    upsample, emulation = (_upsampler("cpu"), None) if path == "kernel" else (None, arithmetic)
+    lazy = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample)
     assert np.array_equal(lazy.nonempty(), eager.reshape(count, -1).any(axis=1))
-    one_by_one = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
+    expected = _fields([encode_mask(mask) for mask in eager])
+    some = list(range(count))[::-3]  # a few, in another order: run lengths of the instances asked for
+    assert _fields(InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample).encoded(some)) == [
+        expected[i] for i in some]
+    one_by_one = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample)
     full = (0, 0, eager.shape[2], eager.shape[1])
     assert np.array_equal(np.stack([one_by_one.window(i, full) for i in range(count)]), eager)  # a call each
     assert np.array_equal(lazy.dense(), eager)  # batched calls
+    assert _fields(lazy.encoded()) == expected
     height, width = eager.shape[1:]
     window = (width // 5, height // 7, width - 3, height - 1)
     for i in range(count):
@@ -66,8 +76,8 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
     xs, ys = rng.integers(0, width, 300), rng.integers(0, height, 300)
     assert np.array_equal(lazy.at(xs, ys), eager[:, ys, xs])
     for step, offset in ((12, 6), (5, 0), (3, 2)):  # the tracker's grid: only grid points are evaluated
-        for emulation in (arithmetic, None) if upsample else (arithmetic,):  # None: the kernel makes the pixels
-            fresh = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample)
+        for grid_emulation in (arithmetic, emulation):  # None: the kernel makes the pixels
+            fresh = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], grid_emulation, upsample)
             assert np.array_equal(fresh.grid(step, offset), eager[:, offset::step, offset::step])
     for cells in (3, 2, 1):  # the tracker's packed grid: the sign of the logit the upsample weighs 7/8, in the crops
         first, step = cells // 2, 4 * cells
@@ -77,9 +87,8 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
         crops = np.clip(np.ceil(boxes), 0, [width, height, width, height])
         inside = ((gys[None, :, None] >= crops[:, 1, None, None]) & (gys[None, :, None] < crops[:, 3, None, None])
                   & (gxs[None, None, :] >= crops[:, 0, None, None]) & (gxs[None, None, :] < crops[:, 2, None, None]))
-        expected = inside & (logits[:, first::cells, first::cells] > 0)
-        fresh = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], arithmetic, upsample)
-        assert np.array_equal(fresh.packed_grid(cells), pack_rows(expected))
+        fresh = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample)
+        assert np.array_equal(fresh.packed_grid(cells), pack_rows(inside & (logits[:, first::cells, first::cells] > 0)))
     keep = np.arange(count) % 3 == 0
     assert np.array_equal(lazy.subset(keep).dense(), eager[keep])
     assert lazy._logits is None  # once every pixel is made the logits are let go; lookups still answer
@@ -87,6 +96,36 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
     if width <= 4 * 64:  # without logits the packed grid is the exact one
         assert np.array_equal(lazy.packed_grid(1), pack_rows(eager[:, 2::4, 2::4]))
     assert np.array_equal(lazy.nonempty(), eager.reshape(count, -1).any(axis=1))
+
+
+ROUNDINGS = [Arithmetic(x, y) for x in (True, False) for y in (True, False)]
+
+
+def _cancelling_logits() -> np.ndarray:
+    """Logits whose upsample cancels to within an ulp of 0 at thousands of pixels (each even column -1/7 of the
+    next, each odd row -7 times the one above): there the four roundings disagree on the sign."""
+    logits = np.random.default_rng(0).standard_normal((4, 30, 40)).astype(np.float32)
+    logits[:, :, 0::2] = -logits[:, :, 1::2] / np.float32(7)
+    logits[:, 1::2, :] = -logits[:, 0::2, :] * np.float32(7)
+    return logits
+
+
+@pytest.mark.parametrize("arithmetic", ROUNDINGS)
+@pytest.mark.parametrize("scale", [(4, 4), (3.5, 2.25)])
+def test_compiled_masks_round_as_the_emulation(arithmetic: Arithmetic, scale: tuple[float, float]) -> None:
+    """Every rounding a kernel may have, and resizes other than 4x: the compiled pixels are the emulation's."""
+    logits = _cancelling_logits()
+    height, width = int(30 * scale[0]), int(40 * scale[1])
+    boxes = np.array([[0, 0, width, height], [3, 5, width - 7, height], [9, 1, 30, 29], [0, 0, 0, 9]], np.float32)
+    ys, xs = (grid.ravel() for grid in np.mgrid[0:height, 0:width])
+    emulated = {rounding: InstanceMasks.from_logits(logits, boxes, (height, width), rounding, None).at(xs, ys)
+                for rounding in ROUNDINGS}
+    if scale == (4, 4):  # the data tells the roundings apart (at 4x the weights are the ones it cancels for)
+        assert all(np.count_nonzero(emulated[arithmetic] != other) > 100 for rounding, other in emulated.items()
+                   if rounding != arithmetic)
+    compiled = InstanceMasks.from_logits(logits, boxes, (height, width), arithmetic, None)
+    assert np.array_equal(compiled.dense(), emulated[arithmetic].reshape(4, height, width))
+    assert _fields(compiled.encoded()) == _fields([encode_mask(mask) for mask in compiled.dense()])
 
 
 def test_calibration_finds_the_kernels_rounding() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fastsam_ros import backends
-from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate, compile_kernel
+from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate, compile_kernels
 from fastsam_ros.masks import MaskGeometry
 from fastsam_ros.types import Segmentation, Timings
 
@@ -145,7 +145,7 @@ class FastSAMEngine:
         return segmentation, result
 
     def warmup(self) -> None:
-        """Run PyTorch once on a blank frame, and compile the mask kernel, so the first real frame does not pay for
+        """Run PyTorch once on a blank frame, and compile the mask kernels, so the first real frame does not pay for
         lazy setup.
 
         An export cached by an earlier start is loaded (and run once) here too; a first start exports on the first
@@ -155,7 +155,7 @@ class FastSAMEngine:
         blank = np.zeros((self.config.imgsz // 2, self.config.imgsz, 3), dtype=np.uint8)
         with deferred_masks():
             segmentation_from_result(self._predict(self._model, self._backends.pytorch_half, blank))
-        compile_kernel()
+        compile_kernels()
 
     @property
     def predictor(self) -> Any:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.mask_kernel import POSITIVE_FLOOR, make_masks
+from fastsam_ros.mask_kernel import POSITIVE_FLOOR, make_masks, packed_signs
 from fastsam_ros.masks import EncodedMask, encode_crops, linear_taps, mask_box
 
 Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
@@ -303,17 +303,8 @@ class InstanceMasks:
         logits = self._logits  # one reference: another thread's make() may drop the attribute meanwhile
         if self._dense is not None or logits is None or self.shape != (4 * logits.shape[1], 4 * logits.shape[2]):
             return pack_rows(self.grid(step, 4 * first + 2))
-        i0, i1, j0, j1 = self._grid_spans(4 * first + 2, step, len(ys), len(xs))
-        heights = np.where(j1 > j0, np.maximum(i1 - i0, 0), 0)
-        instance = np.repeat(np.arange(self._count), heights)  # (instance, grid row) of every row under a crop
-        row = np.arange(len(instance)) - np.repeat(np.cumsum(heights) - heights - i0, heights)
-        positive = logits[:, first::cells, first::cells][instance, row] > 0
-        packed = np.zeros((len(row), 8), dtype=np.uint8)  # bytes of one word per row, the columns past the grid 0
-        packed[:, : (len(xs) + 7) // 8] = np.packbits(positive, axis=1, bitorder="little")
-        words = packed.view("<u8")[:, 0]
-        words &= ((np.uint64(1) << j1.astype(np.uint64)) - (np.uint64(1) << j0.astype(np.uint64)))[instance]
         out = np.zeros((self._count, len(ys)), dtype=np.uint64)
-        out.reshape(-1)[instance * len(ys) + row] = words
+        packed_signs(logits, first, cells, *self._grid_spans(4 * first + 2, step, len(ys), len(xs)), out)
         return out
 
     def _grid_spans(self, offset: int, step: int, rows: int, cols: int) -> tuple[np.ndarray, ...]:
@@ -486,10 +477,13 @@ class InstanceMasks:
                 self._windows[index] = positive[k, top:bottom, left:right]
 
 
-def compile_kernel() -> None:
-    """Compile the mask kernel now (about 3 s; 0.3 s from numba's cache of an earlier start), not on a frame."""
-    InstanceMasks.from_logits(np.zeros((1, 2, 2), np.float32), np.zeros((1, 4), np.float32), (8, 8),
-                              Arithmetic(True, True), None).make()
+def compile_kernels() -> None:
+    """Compile the mask kernels now (seconds; a fraction of one from numba's cache of an earlier start), not on the
+    first frame."""
+    masks = InstanceMasks.from_logits(np.zeros((1, 2, 2), np.float32), np.zeros((1, 4), np.float32), (8, 8),
+                                      Arithmetic(True, True), None)
+    masks.packed_grid(1)
+    masks.make()
 
 
 def packed_grid_points(size: int, cells: int) -> np.ndarray:

@@ -43,6 +43,21 @@ def _settled(a, b):
 
 
 @njit(cache=True, nogil=True)
+def packed_signs(logits, first, cells, rows0, rows1, columns0, columns1, out):
+    """``out[n, i]``, bit ``j``: is ``logits[n, first + cells * i, first + cells * j] > 0``, for grid rows
+    ``rows0[n]:rows1[n]`` and columns ``columns0[n]:columns1[n]`` (the grid points inside instance n's crop;
+    other words and bits are left as they are). Reads only those logits: most instances are small."""
+    for n in range(len(out)):
+        for i in range(rows0[n], rows1[n]):
+            word = np.uint64(0)
+            row = first + cells * i
+            for j in range(columns0[n], columns1[n]):
+                if logits[n, row, first + cells * j] > 0:
+                    word |= np.uint64(1) << np.uint64(j)
+            out[n, i] = word
+
+
+@njit(cache=True, nogil=True)
 def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, pixels, bounds, runs,
                run_offsets):
     """Instances ``instances`` of ``logits`` (N, ph, pw) float32 upsampled to output pixels and cut to ``crops``.

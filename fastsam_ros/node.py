@@ -36,7 +36,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from fastsam_ros import ros_io, wire
+from fastsam_ros import ros_io, tracking, wire
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.engine import FastSAMEngine, ModelLoadError
 from fastsam_ros.executor import NodeExecutor, pin_malloc_thresholds
@@ -163,6 +163,7 @@ class FastSAMNode(LifecycleNode):
             engine = FastSAMEngine(config.engine, log=self.get_logger().info)  # logs the backend and export cost
             if config.warmup:
                 engine.warmup()
+                tracking.compile_kernels()
         except (ConfigError, ModelLoadError, ValueError, RuntimeError) as error:
             self._health.configure_error = str(error)
             self.get_logger().error(f"configure failed: {error}")

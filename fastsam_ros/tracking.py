@@ -13,8 +13,8 @@ moves. Association is mask-level, after global motion compensation:
 3. each track's last mask is moved by the motion accumulated since it was last seen and compared with every
    current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Only pairs
    whose bounding boxes meet and whose areas and boxes allow an IoU that matters are compared (a popcount of
-   the AND of their common rows, all pairs in one vectorised run): at ~100 instances most pairs are ruled out,
-   and no matrix product (whose BLAS threads fight the network's for the cores) is needed;
+   the AND of their common rows, in compiled code: numba): at ~100 instances most pairs are ruled out, and no
+   matrix product (whose BLAS threads fight the network's for the cores) is needed;
 4. unmatched tracks are *lost*; a lost track is re-acquired when a mask overlaps its motion-compensated last
    mask again, and forgotten after ``max_lost_frames`` frames; unmatched instances start new tracks.
 
@@ -37,6 +37,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numba import njit
 
 from fastsam_ros.instance_masks import packed_grid_points
 from fastsam_ros.objects import build_object
@@ -152,44 +153,15 @@ class InstanceTracker:
     def _overlaps(self, grid: np.ndarray, boxes: np.ndarray, areas: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(tracks, instances, iou)``: the IoU of track ``tracks[k]``'s motion-compensated last mask with
-        instance ``instances[k]`` (packed grid rows), for the pairs (in track, then instance order) whose
-        bounding boxes meet and whose areas and boxes allow ``min_iou`` or ``DUPLICATE_IOU`` (the only overlaps
-        :meth:`_associate` acts on): at ~100 instances most pairs are ruled out without reading a mask."""
+        instance ``instances[k]`` (packed grid rows), for the pairs (in track, then instance order) that reach
+        ``min_iou`` or ``DUPLICATE_IOU`` (the only overlaps :meth:`_associate` acts on)."""
         height, width = grid.shape[1], self._width
-        # Whole-cell shifts, clipped where they move a mask out of the grid.
-        shifts = np.rint(self._offsets.T)
-        dx, dy = shifts[0].clip(-width, width).astype(np.int16), shifts[1].clip(-height, height).astype(np.int16)
-        # The tracks' boxes and masks move with them (the cells that leave the grid are not counted).
-        moved, t_area = _moved(self._masks, self._boxes, dx, dy, width)
-        t_top, t_bottom = np.minimum(np.maximum(self._boxes[:2] + dy, 0), height)
-        t_left, t_right = np.minimum(np.maximum(self._boxes[2:] + dx, 0), width)
-        top, bottom, left, right = boxes
-        meet = (t_top[:, None] < bottom) & (t_bottom[:, None] > top) & (t_left[:, None] < right) & (
-            t_right[:, None] > left)
-        pairs = np.flatnonzero(meet)  # a few times faster than np.nonzero of the 2-D array
-        tracks = pairs // len(top)
-        instances = pairs - tracks * len(top)
-        # The most cells a pair can share: the cells common to both boxes, and neither mask's area.
-        first = np.maximum(t_top[tracks], top[instances])
-        lengths = (np.minimum(t_bottom[tracks], bottom[instances]) - first).astype(np.int64)
-        span = np.minimum(t_right[tracks], right[instances]) - np.maximum(t_left[tracks], left[instances])
-        sizes = t_area[tracks] + areas[instances]
-        most = np.minimum(np.minimum(t_area[tracks], areas[instances]), lengths * span)
-        # IoU >= floor needs most >= floor * (a + b - most), i.e. most >= floor / (1 + floor) * (a + b) (and 1).
-        floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division below
-        possible = np.flatnonzero(most >= np.maximum(floor / (1 + floor) * sizes, 1))
-        tracks, instances, first, lengths, sizes = (
-            tracks[possible], instances[possible], first[possible], lengths[possible], sizes[possible])
-        # Each pair's common grid rows, all pairs in one run (they lie inside the moved box: the source rows exist).
-        starts = np.cumsum(lengths) - lengths
-        word = np.arange(int(lengths.sum()))  # word k of the run: row first + k - start of its pair
-        first = first - starts
-        words = moved.reshape(-1)[word + np.repeat(tracks * height - dy[tracks] + first, lengths)]
-        words &= grid.reshape(-1)[word + np.repeat(instances * height + first, lengths)]
-        inter = np.add.reduceat(_ones(words), starts, dtype=np.int32) if len(words) else np.zeros(0, np.int32)
-        overlap = inter.astype(np.float32) / (sizes - inter).astype(np.float32)
-        reach = np.flatnonzero(overlap >= floor)
-        return tracks[reach], instances[reach], overlap[reach]
+        shifts = np.rint(self._offsets.T)  # whole cells, clipped where they move a mask out of the grid
+        dx = shifts[0].clip(-width, width).astype(np.int64)
+        dy = shifts[1].clip(-height, height).astype(np.int64)
+        floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division
+        return _overlaps(self._masks, self._boxes.astype(np.int64), dx, dy, width, grid, boxes.astype(np.int64),
+                         areas.astype(np.int64), floor)
 
     def _associate(self, grid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         count, known = len(grid), len(self._ids)
@@ -228,17 +200,17 @@ class InstanceTracker:
         return ids
 
 
-def _greedy(tracks: np.ndarray, instances: np.ndarray, known: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True, nogil=True)
+def _greedy(tracks, instances, known, count):
     """The pairs a greedy matching takes from ``(tracks[k], instances[k])``, best first: each pair whose track and
     instance no earlier pair took."""
-    taken_tracks, taken_instances = bytearray(known), bytearray(count)
-    matched_tracks, matched_instances = [], []
-    for track, instance in zip(tracks.tolist(), instances.tolist(), strict=True):
-        if not (taken_tracks[track] or taken_instances[instance]):
-            taken_tracks[track] = taken_instances[instance] = 1
-            matched_tracks.append(track)
-            matched_instances.append(instance)
-    return np.array(matched_tracks, dtype=np.int64), np.array(matched_instances, dtype=np.int64)
+    taken_tracks, taken_instances = np.zeros(known, np.bool_), np.zeros(count, np.bool_)
+    matched = np.zeros(len(tracks), np.bool_)
+    for k in range(len(tracks)):
+        if not (taken_tracks[tracks[k]] or taken_instances[instances[k]]):
+            taken_tracks[tracks[k]] = taken_instances[instances[k]] = True
+            matched[k] = True
+    return tracks[matched], instances[matched]
 
 
 def _descending(values: np.ndarray) -> np.ndarray:
@@ -250,64 +222,110 @@ def _descending(values: np.ndarray) -> np.ndarray:
     return keys & 0xFFFFFFFF
 
 
-_BYTE_ONES = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint8)
-
-
-def _ones_by_table(words: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64 in ``words``, by a byte table (numpy 1.x, e.g. Ubuntu 24.04's, lacks
-    ``np.bitwise_count``)."""
-    words = np.ascontiguousarray(words, dtype=np.uint64)
-    return _BYTE_ONES[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.uint8)
-
-
-_ones = getattr(np, "bitwise_count", _ones_by_table)
-
-
 def _density(masks: np.ndarray, width: int) -> np.ndarray:
     """``(h, width)`` float32: how many of the ``(K, h)`` packed masks cover each grid cell."""
     bits = np.unpackbits(masks.view(np.uint8).reshape(*masks.shape, 8), axis=-1, bitorder="little")
     return bits[:, :, :width].sum(axis=0, dtype=np.float32)
 
 
-def _moved(masks: np.ndarray, boxes: np.ndarray, dx: np.ndarray, dy: np.ndarray, width: int
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """``(shifted, area)``: ``(K, h)`` packed masks (bounds ``boxes``), mask k moved by ``(dx[k], dy[k])`` whole
-    cells (``|dx| <= width``), as its columns moved (row ``y`` of the moved mask is row ``y - dy[k]`` of
-    ``shifted``, where that exists; zero-filled where columns enter), and the cells of each moved mask that stay
-    in the grid."""
-    # Columns move up the bits (dx > 0; those past the last column leave the grid) or down (dx < 0).
-    shifted = masks << np.maximum(dx, 0).astype(np.uint64)[:, None]
-    shifted &= np.uint64((1 << width) - 1)
-    shifted >>= np.maximum(-dx, 0).astype(np.uint64)[:, None]
-    counts = _ones(shifted)
-    area = counts.sum(axis=1, dtype=np.int32)
-    height = masks.shape[1]
-    cut = np.flatnonzero((boxes[0] + dy < 0) | (boxes[1] + dy > height))  # rows that leave the grid
-    if cut.size:
-        landing = np.arange(height) + dy[cut, None]
-        area[cut] = np.where((landing >= 0) & (landing < height), counts[cut], 0).sum(axis=1)
-    return shifted, area
+_M1, _M2, _M4 = np.uint64(0x5555555555555555), np.uint64(0x3333333333333333), np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
 
 
-def _area(masks: np.ndarray) -> np.ndarray:
+@njit(inline="always")
+def _popcount(word):
+    word = word - ((word >> np.uint64(1)) & _M1)
+    word = (word & _M2) + ((word >> np.uint64(2)) & _M2)
+    return np.int64((((word + (word >> np.uint64(4))) & _M4) * _H01) >> np.uint64(56))
+
+
+@njit(cache=True, nogil=True)
+def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor):
+    """:meth:`InstanceTracker._overlaps` of tracks ``masks`` (``(T, h)`` packed, bounds ``boxes``) moved by
+    ``(dx, dy)`` whole cells (``|dx| <= width``) against instances ``grid`` (bounds ``grid_boxes``, cells
+    ``areas``), keeping IoUs of at least ``floor``.
+
+    Only pairs whose moved boxes meet, and whose areas and common box allow ``floor``, have their common rows
+    read (a popcount of their AND): at ~100 instances most pairs are ruled out without reading a mask. Cells
+    that a move takes out of the grid do not count.
+    """
+    count, height = masks.shape
+    columns = ~np.uint64(0) if width >= 64 else (np.uint64(1) << np.uint64(width)) - np.uint64(1)
+    moved = np.zeros((count, height), np.uint64)  # row y of the moved mask is row y - dy of ``moved``
+    area = np.zeros(count, np.int64)
+    for t in range(count):
+        up, down = max(dx[t], 0), max(-dx[t], 0)  # columns move up the bits (dx > 0) or down
+        for row in range(height):
+            word = (masks[t, row] << np.uint64(up)) if up < 64 else np.uint64(0)
+            word = ((word & columns) >> np.uint64(down)) if down < 64 else np.uint64(0)
+            moved[t, row] = word
+            if 0 <= row + dy[t] < height:
+                area[t] += _popcount(word)
+    limit = count * len(grid)
+    tracks, instances = np.empty(limit, np.int64), np.empty(limit, np.int64)
+    overlap = np.empty(limit, np.float32)
+    share = floor / (1 + floor)  # IoU >= floor needs common >= floor * (a + b - common): common >= share * (a + b)
+    found = 0
+    for t in range(count):
+        top, bottom = min(max(boxes[0, t] + dy[t], 0), height), min(max(boxes[1, t] + dy[t], 0), height)
+        left, right = min(max(boxes[2, t] + dx[t], 0), width), min(max(boxes[3, t] + dx[t], 0), width)
+        for i in range(len(grid)):
+            if not (top < grid_boxes[1, i] and bottom > grid_boxes[0, i] and left < grid_boxes[3, i]
+                    and right > grid_boxes[2, i]):
+                continue
+            first = max(top, grid_boxes[0, i])
+            rows = min(bottom, grid_boxes[1, i]) - first
+            span = min(right, grid_boxes[3, i]) - max(left, grid_boxes[2, i])
+            size = area[t] + areas[i]
+            if min(min(area[t], areas[i]), rows * span) < max(share * size, 1.0):
+                continue
+            common = 0
+            for row in range(first, first + rows):
+                common += _popcount(moved[t, row - dy[t]] & grid[i, row])
+            iou = np.float32(common) / np.float32(size - common)
+            if iou >= np.float32(floor):
+                tracks[found], instances[found], overlap[found] = t, i, iou
+                found += 1
+    return tracks[:found], instances[:found], overlap[:found]
+
+
+def compile_kernels() -> None:
+    """Compile the association's kernels now (seconds; a fraction of one from numba's cache of an earlier start),
+    not on the second frame of a stream."""
+    words, boxes, shifts = np.zeros((1, 1), np.uint64), np.zeros((4, 1), np.int64), np.zeros(1, np.int64)
+    _overlaps(words, boxes, shifts, shifts, 1, words, boxes, shifts, DEFAULT_MIN_IOU)
+    _greedy(shifts, shifts, 1, 1)
+    _bounds(words)
+    _area(words)
+
+
+@njit(cache=True, nogil=True)
+def _area(masks):
     """``(K,)`` int32 cells of ``(K, h)`` packed masks."""
-    return _ones(masks).sum(axis=1, dtype=np.int32)
+    area = np.zeros(len(masks), np.int32)
+    for k in range(len(masks)):
+        for row in range(masks.shape[1]):
+            area[k] += _popcount(masks[k, row])
+    return area
 
 
-def _bounds(masks: np.ndarray) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _bounds(masks):
     """``(4, K)`` int16 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
     empty mask gets an empty box that meets nothing."""
-    used = masks != 0
-    height = masks.shape[1]
-    box = np.empty((4, len(masks)), dtype=np.int16)
-    box[0] = used.argmax(axis=1)
-    box[1] = height - used[:, ::-1].argmax(axis=1)
-    columns = np.bitwise_or.reduce(masks, axis=1)
-    # Bit indices through float64 exponents (exact for powers of two, and for each 32-bit half).
-    box[2] = np.frexp((columns & (~columns + np.uint64(1))).astype(np.float64))[1] - 1  # the lowest set bit
-    high, low = (columns >> np.uint64(32)).astype(np.float64), (columns & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    box[3] = np.where(high > 0, 32 + np.frexp(high)[1], np.frexp(low)[1])  # one past the highest set bit
-    box[:, columns == 0] = [[height], [0], [64], [0]]
+    count, height = masks.shape
+    box = np.empty((4, count), np.int16)
+    for k in range(count):
+        top, bottom, columns = height, 0, np.uint64(0)
+        for row in range(height):
+            if masks[k, row]:
+                top, bottom = min(top, row), row + 1
+                columns |= masks[k, row]
+        left, right = 64, 0
+        for bit in range(64):
+            if (columns >> np.uint64(bit)) & np.uint64(1):
+                left, right = min(left, bit), bit + 1
+        box[0, k], box[1, k], box[2, k], box[3, k] = top, bottom, left, right
     return box
 
 

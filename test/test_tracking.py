@@ -219,29 +219,49 @@ def test_a_followed_prompt_applies_its_rules_only_until_it_selects_something() -
     assert answer.objects[0].box == (160.0, 100.0, 200.0, 150.0)
 
 
-def test_packed_grid_masks_shift_count_and_bound_like_the_bool_masks() -> None:
-    """The tracker keeps grid masks one uint64 per row: shifts, areas and boxes equal the bool masks' own."""
+def _rectangles(rng: np.random.Generator, count: int, shape: tuple[int, int]) -> np.ndarray:
+    """``count`` bool grid masks: a random rectangle each, with holes (every 7th empty)."""
+    masks = np.zeros((count, *shape), dtype=bool)
+    for mask in masks[1:]:
+        (y0, y1), (x0, x1) = (np.sort(rng.integers(0, size + 1, 2)) for size in shape)
+        mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) > 0.2
+    masks[::7] = False
+    masks[1, :, -1] = masks[2, -1, 0] = True  # the last column and the first
+    return masks
+
+
+@pytest.mark.parametrize("floor", [0.3, 0.05])
+def test_packed_grid_overlaps_are_the_iou_of_the_moved_bool_masks(floor: float) -> None:
+    """The tracker keeps grid masks one uint64 per row: moved, bounded and compared, they give the IoU of the bool
+    masks, moved (cells leaving the grid are dropped), for every pair that reaches the floor, in pair order."""
     rng = np.random.default_rng(3)
-    grid = rng.random((40, 9, 53)) > 0.7
-    grid[::7] = False  # empty masks: an empty box that meets nothing
-    grid[1, :, 52] = grid[2, 8, 0] = True  # the last column and the first
-    packed = pack_rows(grid)
-    dx, dy = rng.integers(-53, 54, 40), rng.integers(-10, 11, 40)
-    shifted, areas = tracking._moved(packed, tracking._bounds(packed), dx, dy, 53)
+    height, width = 9, 53
+    last = _rectangles(rng, 40, (height, width))
+    dx, dy = rng.integers(-8, 9, 40), rng.integers(-3, 4, 40)
+    dx[::9], dy[::11] = rng.integers(-width, width + 1, 5), rng.integers(-10, 11, 4)  # out of the grid, or nearly
+    moved = np.zeros_like(last)
     for k in range(40):
-        expected = np.zeros_like(grid[k])
-        ys, xs = np.nonzero(grid[k])
+        ys, xs = np.nonzero(last[k])
         ys, xs = ys + dy[k], xs + dx[k]
-        inside = (ys >= 0) & (ys < 9) & (xs >= 0) & (xs < 53)
-        expected[ys[inside], xs[inside]] = True
-        rows = np.arange(max(dy[k], 0), min(9 + dy[k], 9))  # the moved mask's rows that come from the mask
-        assert np.array_equal(shifted[k, rows - dy[k]], pack_rows(expected[None])[0, rows])
-        assert not expected[np.setdiff1d(np.arange(9), rows)].any()
-        assert areas[k] == expected.sum()
-    assert np.array_equal(tracking._ones(packed).sum(axis=1), grid.sum(axis=(1, 2)))
-    assert np.array_equal(tracking._ones_by_table(packed), tracking._ones(packed))
+        inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+        moved[k, ys[inside], xs[inside]] = True
+    # Instances: some tracks' moved masks with cells flipped, and others.
+    current = np.concatenate([moved[:20] ^ (rng.random((20, height, width)) > 0.85),
+                              _rectangles(rng, 10, (height, width))])
+    common = np.einsum("tyx,iyx->ti", moved.astype(np.int64), current.astype(np.int64))
+    union = moved.sum(axis=(1, 2))[:, None] + current.sum(axis=(1, 2))[None] - common
+    iou = np.where(union > 0, common / np.maximum(union, 1), 0.0)
+    expected = np.argwhere(iou >= floor)
+    assert 10 < len(expected) < 40 * 30 // 2  # the data has pairs on both sides of the floor
+    packed, packed_current = pack_rows(last), pack_rows(current)
+    tracks, instances, overlap = tracking._overlaps(
+        packed, tracking._bounds(packed).astype(np.int64), dx, dy, width, packed_current,
+        tracking._bounds(packed_current).astype(np.int64), current.sum(axis=(1, 2)), floor)
+    assert np.array_equal(np.stack([tracks, instances], axis=1), expected)
+    assert np.allclose(overlap, iou[tracks, instances], rtol=1e-6)
+    assert np.array_equal(tracking._area(packed), last.sum(axis=(1, 2)))
     boxes = tracking._bounds(packed)
     for k in range(40):
-        ys, xs = np.nonzero(grid[k])
+        ys, xs = np.nonzero(last[k])
         expected = [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1] if ys.size else [9, 0, 64, 0]
         assert boxes[:, k].tolist() == expected

@@ -421,12 +421,10 @@ class InstanceMasks:
         np.cumsum(widths * heights, out=offsets[1:])
         pixels = np.empty(int(offsets[-1]), dtype=bool)
         bounds = np.empty((len(indices), 4), dtype=np.int64)
-        runs = np.empty(int(offsets[-1]) + len(indices), dtype=np.uint32)
         run_offsets = np.empty(len(indices) + 1, dtype=np.int64)
         arithmetic = self._arithmetic
-        make_masks(logits, indices, self._crops, self._rows.table, self._cols.table, arithmetic.fused_x,
-                   arithmetic.fused_y, offsets, pixels, bounds, runs, run_offsets)
-        runs = runs[: run_offsets[-1]].copy()  # a frame's runs are ~2 % of its crop pixels: keep only those
+        runs = make_masks(logits, indices, self._crops, self._rows.table, self._cols.table, arithmetic.fused_x,
+                          arithmetic.fused_y, offsets, pixels, bounds, run_offsets)
         for k, (index, height, width, box) in enumerate(zip(todo, heights.tolist(), widths.tolist(),
                                                             bounds.tolist(), strict=True)):
             self._windows[index] = pixels[offsets[k] : offsets[k + 1]].reshape(height, width)

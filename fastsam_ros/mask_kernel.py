@@ -42,6 +42,16 @@ def _settled(a, b):
     return _UNDECIDED
 
 
+@njit(inline="always")
+def _room(buffer, needed):
+    """``buffer``, or a copy with room for ``needed`` items (at least twice as large): scratch grows with use."""
+    if needed <= len(buffer):
+        return buffer
+    bigger = np.empty(max(needed, 2 * len(buffer)), buffer.dtype)
+    bigger[: len(buffer)] = buffer
+    return bigger
+
+
 @njit(cache=True, nogil=True)
 def packed_signs(logits, first, cells, rows0, rows1, columns0, columns1, out):
     """``out[n, i]``, bit ``j``: is ``logits[n, first + cells * i, first + cells * j] > 0``, for grid rows
@@ -58,31 +68,30 @@ def packed_signs(logits, first, cells, rows0, rows1, columns0, columns1, out):
 
 
 @njit(cache=True, nogil=True)
-def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, pixels, bounds, runs,
-               run_offsets):
+def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, pixels, bounds, run_offsets):
     """Instances ``instances`` of ``logits`` (N, ph, pw) float32 upsampled to output pixels and cut to ``crops``.
 
     ``rows``/``cols``: per output pixel of an axis ``(index0, index1, weight0, weight1, segment_end)`` (its
     source taps, their weights, and the first later pixel with other taps). Writes, for the k-th instance:
-    its crop's pixels at ``pixels[offsets[k]:offsets[k + 1]]`` (row-major), its tight box ``bounds[k]``
-    (x0, y0, x1, y1, end exclusive; all zero when it has no pixel) and its run lengths at
-    ``runs[run_offsets[k]:run_offsets[k + 1]]``. ``runs`` needs room for every crop pixel plus one per instance.
+    its crop's pixels at ``pixels[offsets[k]:offsets[k + 1]]`` (row-major) and its tight box ``bounds[k]``
+    (x0, y0, x1, y1, end exclusive; all zero when it has no pixel). Returns the run lengths, instance k's at
+    ``[run_offsets[k]:run_offsets[k + 1]]`` (uint32). Scratch memory grows with the flips, not the pixels: a
+    frame's transient allocations stay small (large ones fragment the heap of a long-running node).
     """
     row0, row1, wy0, wy1 = rows[0], rows[1], rows[2], rows[3]
     col0, col1, wx0, wx1, segment_end = cols[0], cols[1], cols[2], cols[3], cols[4]
-    widest, tallest, largest = 1, 1, 1
+    widest, tallest = 1, 1
     for k in range(len(instances)):
-        w = crops[instances[k], 2] - crops[instances[k], 0]
-        h = crops[instances[k], 3] - crops[instances[k], 1]
-        if w > 0 and h > 0:
-            widest, tallest, largest = max(widest, w), max(tallest, h), max(largest, h * (w + 1))
+        widest = max(widest, crops[instances[k], 2] - crops[instances[k], 0])
+        tallest = max(tallest, crops[instances[k], 3] - crops[instances[k], 1])
     # One output row pair's template: spans of settled segments (merged) and undecided segments.
     span_start = np.empty(widest, np.int64)
     span_end = np.empty(widest, np.int64)
     span_kind = np.empty(widest, np.uint8)
     top = np.empty(widest, np.float32)  # the undecided pixels' upsample along x, on the pair's two source rows
     bottom = np.empty(widest, np.float32)
-    flips = np.empty(largest, np.int64)  # per row, the crop columns where the value flips (from clear)
+    flips = np.empty(4096, np.int64)  # per row, the crop columns where the value flips (from clear)
+    runs = np.empty(4096, np.uint32)
     row_flips = np.empty(tallest + 1, np.int64)
     settled = np.empty(col1[-1] + 1, np.uint8)
     written = 0
@@ -123,6 +132,7 @@ def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, 
                             bottom[q] = _combine(logits[n, r1, c0], wx0[xq], logits[n, r1, c1], wx1[xq], fused_x)
                     j = end
             row_flips[i] = flip_count
+            flips = _room(flips, flip_count + width + 1)
             value = False
             a, b = wy0[y], wy1[y]
             base = offsets[k] + i * width
@@ -157,6 +167,7 @@ def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, 
         bounds[k, 2], bounds[k, 3] = x0 + right, y0 + last_row + 1
         # The flips as positions in the tight box's raster; a row ending set and the next starting set is no flip.
         box_width, start, last = right - left, written, 0
+        runs = _room(runs, written + flip_count + 1)
         for i in range(first_row, last_row + 1):
             shift = (i - first_row) * box_width - left
             for f in range(row_flips[i], row_flips[i + 1]):
@@ -173,3 +184,4 @@ def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, 
             runs[written] = total - last
             written += 1
     run_offsets[len(instances)] = written
+    return runs[:written].copy()

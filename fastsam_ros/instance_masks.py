@@ -218,7 +218,7 @@ class InstanceMasks:
         by_scan = [index for index in indices if index not in self._runs]  # dense, or made by the PyTorch kernel
         tights = [self.tight(index) for index in by_scan]
         crops = [np.zeros((0, 0), dtype=bool) if tight is None else tight[0] for tight in tights]
-        scanned = dict(zip(by_scan, zip(tights, encode_crops(crops), strict=True), strict=True))
+        scanned = dict(zip(by_scan, zip(tights, encode_crops(crops) if crops else [], strict=True), strict=True))
         out = []
         for index in indices:
             if index in scanned:

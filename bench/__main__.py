@@ -328,7 +328,8 @@ def report(results: dict[str, Any]) -> str:
                   f"{stream['answers']} answered ({stream['output_rate_hz']} Hz output), {stream['frames_dropped']} "
                   f"skipped by the newest-frame slot or lost (node: {stream['node_frames_dropped']} dropped, "
                   f"{stream['lost_in_transport']} never arrived); RSS {stream['rss_start_mb']} -> "
-                  f"{stream['rss_end_mb']} MB (growth {stream['rss_growth_mb']} MB, max {stream['rss_max_mb']})"]
+                  f"{stream['rss_end_mb']} MB (growth {stream['rss_growth_mb']} MB: median of the last 10 s minus "
+                  f"the first 10 s; max {stream['rss_max_mb']})"]
     compared = results.get("exports") or {}
     fastest = compared.get("fastest")
     if fastest:

@@ -134,3 +134,15 @@ def test_frame_stages_times_each_stage_of_a_frame_at_many_instances(standin_mode
     assert stages <= set(figures)
     assert all(figures[stage]["n"] == 2 and figures[stage]["p50"] > 0 for stage in stages)  # 4 frames warm up
     assert figures["instances"]["p50"] >= 50  # FastSAM's working point, not the stand-in's default
+
+
+def test_stream_memory_growth_is_the_trend_not_a_swing_between_two_samples() -> None:
+    from bench.stream import growth_mb
+
+    swinging = list(1200.0 + np.random.default_rng(0).uniform(-25, 25, 60))  # heaps trimmed and refilled: no leak
+    swinging[0], swinging[-1] = 1175.0, 1225.0  # start and end at opposite ends of the swing
+    assert abs(growth_mb(swinging)) < 10
+    leaking = [1200.0 + 1.5 * k for k in range(60)]  # 1.5 MB per second
+    assert growth_mb(leaking) == pytest.approx(1.5 * 50, abs=0.1)
+    assert growth_mb([1200.0 + k for k in range(9)]) == 6.0  # a --quick stream: first and last thirds
+    assert growth_mb([1200.0, 1300.0]) is None

@@ -170,19 +170,10 @@ class InstanceTracker:
         carried = np.full(known, -1)  # track row -> the instance that carries its id
         duplicate = np.full(known, -1)  # track row -> an instance it continues in without carrying the id
         if known and count:
-            tracks, instances, overlap = self._overlaps(grid, boxes, areas)
-            order = _descending(overlap)  # greedy, best overlap first (ties: first track, then instance)
-            tracks, instances, overlap = tracks[order], instances[order], overlap[order]
-            strong = np.flatnonzero(overlap >= self.params.min_iou)
-            rows, cols = _greedy(tracks[strong], instances[strong], known, count)
-            carried[rows], ids[cols] = cols, self._ids[rows]
-            # Each track's best instance: its first pair in that order.
-            best = np.full(known, len(order))
-            np.minimum.at(best, tracks, np.arange(len(order)))
-            seen = np.flatnonzero(best < len(order))
-            best = best[seen]
-            close = (carried[seen] < 0) & (overlap[best] >= DUPLICATE_IOU)
-            duplicate[seen[close]] = instances[best[close]]
+            carried, duplicate = _match(*self._overlaps(grid, boxes, areas), known, count,
+                                        np.float32(self.params.min_iou), np.float32(DUPLICATE_IOU))
+            rows = np.flatnonzero(carried >= 0)
+            ids[carried[rows]] = self._ids[rows]
         fresh = np.flatnonzero(ids == 0)
         ids[fresh] = np.arange(self._next_id, self._next_id + len(fresh))
         self._next_id += len(fresh)
@@ -201,25 +192,24 @@ class InstanceTracker:
 
 
 @njit(cache=True, nogil=True)
-def _greedy(tracks, instances, known, count):
-    """The pairs a greedy matching takes from ``(tracks[k], instances[k])``, best first: each pair whose track and
-    instance no earlier pair took."""
-    taken_tracks, taken_instances = np.zeros(known, np.bool_), np.zeros(count, np.bool_)
-    matched = np.zeros(len(tracks), np.bool_)
-    for k in range(len(tracks)):
-        if not (taken_tracks[tracks[k]] or taken_instances[instances[k]]):
-            taken_tracks[tracks[k]] = taken_instances[instances[k]] = True
-            matched[k] = True
-    return tracks[matched], instances[matched]
-
-
-def _descending(values: np.ndarray) -> np.ndarray:
-    """The order that sorts non-negative float32 ``values`` from the largest, equal ones in their order (as a
-    stable argsort of ``-values``, a few times faster: one sort of int64 keys, the value's bits then the index)."""
-    keys = (np.int64(0x7F800000) - values.view(np.int32)).astype(np.int64) << 32
-    keys |= np.arange(len(values))
-    keys.sort()
-    return keys & 0xFFFFFFFF
+def _match(tracks, instances, overlap, known, count, min_iou, duplicate_iou):
+    """``(carried, duplicate)`` per track: the instance that carries its id (greedy, best overlap first; ties: the
+    pairs' order, first track then instance; only pairs reaching ``min_iou``), and for a track that carries
+    none, its best instance when they overlap at least ``duplicate_iou``; -1 where none."""
+    order = np.argsort(-overlap, kind="mergesort")  # stable: equal overlaps keep their order
+    taken = np.zeros(count, np.bool_)
+    carried, best = np.full(known, -1), np.full(known, -1)
+    for k in order:
+        track, instance = tracks[k], instances[k]
+        if best[track] < 0:
+            best[track] = k
+        if overlap[k] >= min_iou and carried[track] < 0 and not taken[instance]:
+            carried[track], taken[instance] = instance, True
+    duplicate = np.full(known, -1)
+    for track in range(known):
+        if carried[track] < 0 and best[track] >= 0 and overlap[best[track]] >= duplicate_iou:
+            duplicate[track] = instances[best[track]]
+    return carried, duplicate
 
 
 def _density(masks: np.ndarray, width: int) -> np.ndarray:
@@ -294,7 +284,7 @@ def compile_kernels() -> None:
     not on the second frame of a stream."""
     words, boxes, shifts = np.zeros((1, 1), np.uint64), np.zeros((4, 1), np.int64), np.zeros(1, np.int64)
     _overlaps(words, boxes, shifts, shifts, 1, words, boxes, shifts, DEFAULT_MIN_IOU)
-    _greedy(shifts, shifts, 1, 1)
+    _match(shifts, shifts, np.zeros(1, np.float32), 1, 1, np.float32(DEFAULT_MIN_IOU), np.float32(DUPLICATE_IOU))
     _bounds(words)
     _area(words)
 

@@ -41,6 +41,15 @@ from harness.node_process import private_ros_network  # noqa: E402
 private_ros_network()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the numba kernels once, up front (seconds on a fresh clone): the nodes the tests start, warm-up off
+    to start fast, then load them from numba's cache instead of each compiling them on its first frames."""
+    from fastsam_ros import instance_masks, tracking
+
+    instance_masks.compile_kernels()
+    tracking.compile_kernels()
+
+
 def _require(path: Path, variable: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: set {variable} to run this test")

@@ -1,10 +1,13 @@
-"""Process-level plumbing of the node: its executor and glibc's malloc threshold (no FastSAM logic here)."""
+"""Process-level plumbing of the node: its executor, its signals and glibc's malloc threshold (no FastSAM logic
+here)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -73,3 +76,24 @@ def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold))
     except (OSError, AttributeError):  # not glibc
         return False
+
+
+def stop_on_signals() -> threading.Event:
+    """Handle SIGINT and SIGTERM here instead of rclpy (init it with ``SignalHandlerOptions.NO``): the first sets
+    the returned event, which the spin loop checks between spins, and both are ignored from then on.
+
+    rclpy's handlers shut the context down at once, wherever a callback is: a publish in flight then fails
+    ("publisher's context is invalid"), and a second Ctrl-C (``ros2 launch`` forwards the terminal's) raised
+    KeyboardInterrupt during shutdown.
+    """
+    signals = (signal.SIGINT, signal.SIGTERM)
+    stop_requested = threading.Event()
+
+    def request_stop(*_: Any) -> None:
+        for signum in signals:  # ignored from now on, also through interpreter exit
+            signal.signal(signum, signal.SIG_IGN)
+        stop_requested.set()
+
+    for signum in signals:
+        signal.signal(signum, request_stop)
+    return stop_requested

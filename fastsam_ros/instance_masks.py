@@ -311,7 +311,8 @@ class InstanceMasks:
         """``(i0, i1, j0, j1)``: per instance, the rows ``i0:i1`` and columns ``j0:j1`` of the grid of points
         ``offset + step * k`` (``rows`` by ``cols``) inside its crop."""
         before = -((offset - self._crops) // step)  # grid points before each crop edge (x0, y0, x1, y1)
-        x0, y0, x1, y1 = np.minimum(np.maximum(before, 0), np.array([cols, rows, cols, rows])).T
+        # Contiguous rows: the compiled readers are compiled (at warm-up) for contiguous arrays only.
+        x0, y0, x1, y1 = np.minimum(np.maximum(before, 0), np.array([cols, rows, cols, rows])).T.copy()
         return y0, y1, x0, x1
 
     def nonempty(self) -> np.ndarray:

@@ -39,7 +39,7 @@ from std_msgs.msg import Header, String
 from fastsam_ros import ros_io, tracking, wire
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.engine import FastSAMEngine, ModelLoadError
-from fastsam_ros.executor import NodeExecutor, pin_malloc_thresholds
+from fastsam_ros.executor import NodeExecutor, pin_malloc_thresholds, stop_on_signals
 from fastsam_ros.frames import Frame, FrameCache, LatestSlot
 from fastsam_ros.images import ImageError
 from fastsam_ros.msg import Instances
@@ -643,21 +643,10 @@ def main(args: list[str] | None = None) -> None:
     code -2]". A Python handler runs only between bytecodes,
     so the loop wakes every ``poll_s`` to see the request (rclpy's wait cannot be interrupted from it).
     """
-    import signal
-
     from rclpy.signals import SignalHandlerOptions
 
     poll_s = 0.1
-    signals = (signal.SIGINT, signal.SIGTERM)
-    stop_requested = threading.Event()
-
-    def request_stop(*_: Any) -> None:
-        for signum in signals:  # ignored from now on, also through interpreter exit
-            signal.signal(signum, signal.SIG_IGN)
-        stop_requested.set()
-
-    for signum in signals:
-        signal.signal(signum, request_stop)
+    stop_requested = stop_on_signals()
     pin_malloc_thresholds()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = FastSAMNode()

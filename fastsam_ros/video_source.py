@@ -16,10 +16,12 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from fastsam_ros import ros_io
+from fastsam_ros.executor import stop_on_signals
 from fastsam_ros.video import VideoError, VideoReader, frame_period
 
 
@@ -58,7 +60,8 @@ class VideoSource(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``video_source``: 0 at the end of a file or on Ctrl-C, 2 when the source cannot be used."""
-    rclpy.init(args=args)
+    stop_requested = stop_on_signals()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = VideoSource()
     except VideoError as error:
@@ -66,9 +69,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.try_shutdown()
         return 2
     try:
-        while rclpy.ok() and not node.finished:
+        while rclpy.ok() and not node.finished and not stop_requested.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
         node.close()

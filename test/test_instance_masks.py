@@ -176,3 +176,28 @@ def test_a_click_makes_only_the_pixels_of_the_masks_under_it() -> None:
     if arithmetic is not None:  # the point lookup itself made nothing
         assert set(lazy._windows) == set(under.tolist())
     assert len(lazy._windows) < 100
+
+
+def test_the_warm_up_compiles_every_kernel_a_frame_uses() -> None:
+    """A frame must not compile a kernel again (seconds holding the GIL: the node's executor stalls): the warm-up
+    calls each with the types frames pass."""
+    from fastsam_ros import mask_kernel, tracking
+    from fastsam_ros.instance_masks import compile_kernels
+    from fastsam_ros.masks import MaskGeometry
+    from fastsam_ros.types import Segmentation
+
+    compile_kernels()
+    tracking.compile_kernels()
+    kernels = (mask_kernel.make_masks, mask_kernel.packed_signs, tracking._overlaps, tracking._match,
+               tracking._bounds, tracking._area)
+    compiled = [len(kernel.signatures) for kernel in kernels]
+    logits, boxes, eager = _case(1, 40, (30, 40))
+    tracker = tracking.InstanceTracker()
+    for shift in (0, 1, 2):  # a panning camera: tracks continue
+        moved = np.roll(logits, shift, axis=2)
+        lazy = InstanceMasks.from_logits(moved, boxes, eager.shape[1:], _arithmetic("cpu"), _upsampler("cpu"))
+        segmentation = Segmentation(masks=lazy, boxes=boxes, scores=np.ones(40, np.float32),
+                                    geometry=MaskGeometry(eager.shape[1:], eager.shape[1:]))
+        tracker.update(segmentation)
+        segmentation.encoded_masks()
+    assert [len(kernel.signatures) for kernel in kernels] == compiled

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastsam_ros.mask_kernel import POSITIVE_FLOOR, make_masks, packed_signs
-from fastsam_ros.masks import EncodedMask, encode_crops, linear_taps, mask_box
+from fastsam_ros.masks import EncodedMasks, encode_crops, linear_taps, mask_box
 
 Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
 Upsample = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (K, h, w) float32 -> (K, H, W): the real kernel
@@ -210,25 +210,18 @@ class InstanceMasks:
         x0, y0, x1, y1 = bounds
         return pixels[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0], bounds
 
-    def encoded(self, indices: Sequence[int] | None = None) -> list[EncodedMask]:
-        """Instances ``indices`` (default: all) over their own boxes, run-length encoded (:class:`EncodedMask`,
-        network pixels; an instance without pixels is 0x0 at (0, 0))."""
+    def encoded(self, indices: Sequence[int] | None = None) -> EncodedMasks:
+        """Instances ``indices`` (default: all) over their own boxes, run-length encoded (network pixels; an
+        instance without pixels is 0x0 at (0, 0))."""
         indices = list(range(self._count)) if indices is None else [int(i) for i in indices]
         self.make(indices)
         by_scan = [index for index in indices if index not in self._runs]  # dense, or made by the PyTorch kernel
         tights = [self.tight(index) for index in by_scan]
         crops = [np.zeros((0, 0), dtype=bool) if tight is None else tight[0] for tight in tights]
-        scanned = dict(zip(by_scan, zip(tights, encode_crops(crops) if crops else [], strict=True), strict=True))
-        out = []
-        for index in indices:
-            if index in scanned:
-                tight, runs = scanned[index]
-                x0, y0, x1, y1 = (0, 0, 0, 0) if tight is None else tight[1]
-            else:
-                bounds, runs = self._bounds[index], self._runs[index]
-                x0, y0, x1, y1 = (0, 0, 0, 0) if bounds is None else bounds
-            out.append(EncodedMask(x0, y0, x1 - x0, y1 - y0, runs))
-        return out
+        scanned = {index: (None if tight is None else tight[1], runs)
+                   for index, tight, runs in zip(by_scan, tights, encode_crops(crops), strict=True)}
+        made = [scanned[index] if index in scanned else (self._bounds[index], self._runs[index]) for index in indices]
+        return EncodedMasks.join([bounds or (0, 0, 0, 0) for bounds, _ in made], [runs for _, runs in made])
 
     def count(self, index: int, window: Window) -> int:
         """Pixels of instance ``index`` inside ``window``."""

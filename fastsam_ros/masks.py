@@ -6,7 +6,7 @@ its box, run-length encoded row by row. ``decode_mask`` is the helper consumers 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -194,6 +194,55 @@ class EncodedMask:
         """Pixels set: the sum of the foreground (odd) runs."""
         return int(self.counts[1::2].sum(dtype=np.int64))
 
+
+
+@dataclass(frozen=True)
+class EncodedMasks:
+    """Many :class:`EncodedMask` as flat arrays: a frame's 100 masks without a Python object each (the
+    ``Instances`` message is written straight from these, :mod:`fastsam_ros.wire`). Indexing and iterating
+    give :class:`EncodedMask` views."""
+
+    boxes: np.ndarray  # (N, 4) int64: each mask's x, y, width, height
+    offsets: np.ndarray  # (N + 1,) int64: mask k's counts are counts[offsets[k]:offsets[k + 1]]
+    counts: np.ndarray  # uint32, every mask's counts end to end
+
+    @classmethod
+    def join(cls, boxes: Sequence[tuple[int, int, int, int]], counts: Sequence[np.ndarray]) -> EncodedMasks:
+        """Masks given by their boxes ``(x0, y0, x1, y1)`` (end exclusive) and their counts."""
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter((len(runs) for runs in counts), dtype=np.int64, count=len(counts)), out=offsets[1:])
+        xywh = np.array(boxes, dtype=np.int64).reshape(-1, 4)
+        xywh[:, 2:] -= xywh[:, :2]
+        flat = np.concatenate(counts).astype(np.uint32, copy=False) if len(counts) else np.zeros(0, np.uint32)
+        return cls(xywh, offsets, flat)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, k: int) -> EncodedMask:
+        x, y, width, height = self.boxes[k].tolist()
+        return EncodedMask(x, y, width, height, self.counts[self.offsets[k] : self.offsets[k + 1]])
+
+    def __iter__(self) -> Iterator[EncodedMask]:
+        return (self[k] for k in range(len(self)))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def areas(self) -> np.ndarray:
+        """``(N,)`` int64 pixels of each mask, all at once. A mask's counts sum to its box's pixels and alternate
+        background and foreground, so its foreground is half of (box pixels - (background - foreground)), and
+        that difference is one signed sum per mask (signs alternating along the flat counts)."""
+        signed_counts = self.counts.astype(np.int64)
+        signed_counts[1::2] *= -1
+        starts = self.offsets[:-1]
+        filled = self.offsets[1:] > starts
+        difference = np.zeros(len(self), dtype=np.int64)
+        difference[filled] = np.add.reduceat(signed_counts, starts[filled])
+        difference[starts % 2 == 1] *= -1  # a mask's background runs sit at odd flat positions
+        return (self.boxes[:, 2] * self.boxes[:, 3] - difference) // 2
 
 def encode_crop(crop: np.ndarray) -> np.ndarray:
     """Row-major run lengths of a 2-D bool crop, background first."""

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastsam_ros.instance_masks import InstanceMasks
-from fastsam_ros.masks import EncodedMask, MaskGeometry, encode_crops, encode_region, own_box, region_stats
+from fastsam_ros.masks import (
+    EncodedMask,
+    EncodedMasks,
+    MaskGeometry,
+    encode_crops,
+    encode_region,
+    own_box,
+    region_stats,
+)
 
 Box = tuple[float, float, float, float]
 PointXY = tuple[float, float]
@@ -127,7 +135,7 @@ class Segmentation:
         """Instance ``index`` at image resolution, lossless, upsampling only the region its cells can reach."""
         return self.encoded_masks((index,))[0]
 
-    def encoded_masks(self, indices: Sequence[int] | None = None) -> list[EncodedMask]:
+    def encoded_masks(self, indices: Sequence[int] | None = None) -> EncodedMasks:
         """:meth:`encoded_mask` of instances ``indices`` (default: all), run-length encoded in one pass."""
         if self.geometry.mask_shape == self.image_shape:  # no resize: the cells are the pixels
             return self.masks.encoded(indices)
@@ -136,8 +144,7 @@ class Segmentation:
             indices = range(len(self))
         crops = [own_box(*self.instance_region(index)) for index in indices]
         counts = encode_crops([crop for crop, _, _ in crops])
-        return [EncodedMask(x, y, crop.shape[1], crop.shape[0], runs)
-                for (crop, x, y), runs in zip(crops, counts, strict=True)]
+        return EncodedMasks.join([(x, y, x + crop.shape[1], y + crop.shape[0]) for crop, x, y in crops], counts)
 
 
 @dataclass(frozen=True)

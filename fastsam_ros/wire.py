@@ -46,14 +46,11 @@ def instances_cdr(segmentation: Segmentation, sec: int, nanosec: int, frame_id: 
         body = fixed.reshape(-1)
     else:
         encoded = segmentation.encoded_masks()
-        lengths = np.fromiter((len(mask.counts) for mask in encoded), dtype=np.int64, count=count)
-        runs = np.concatenate([mask.counts for mask in encoded]).astype("<u4", copy=False) if count else (
-            np.zeros(0, dtype="<u4"))
-        fixed[:, 7:11] = np.array([(mask.x, mask.y, mask.width, mask.height) for mask in encoded],
-                                  dtype=np.int64).reshape(count, 4)
+        lengths = encoded.lengths
+        fixed[:, 7:11] = encoded.boxes
         fixed[:, 11] = lengths
-        fixed[:, 6] = np.fromiter((mask.area for mask in encoded), dtype=np.int64, count=count)
-        body = _interleave(fixed, runs, lengths)
+        fixed[:, 6] = encoded.areas
+        body = _interleave(fixed, encoded.counts, lengths)
     height, width = segmentation.image_shape
     return b"".join((
         header_cdr(sec, nanosec, frame_id), struct.pack("<III", height, width, count), body.tobytes(),

@@ -8,6 +8,7 @@ import pytest
 
 from fastsam_ros.masks import (
     EncodedMask,
+    EncodedMasks,
     MaskGeometry,
     box_intersections,
     decode_crop,
@@ -115,6 +116,23 @@ def test_encoding_many_crops_at_once_matches_one_by_one() -> None:
         for crop, counts in zip(crops, encoded, strict=True):
             assert counts.dtype == np.uint32
             assert counts.tolist() == _runs_one_by_one(crop)  # a crop's runs never continue into the next crop
+
+
+def test_encoded_masks_are_the_masks_one_by_one_with_their_pixel_counts() -> None:
+    """Flat masks of every parity of counts and position, empty ones among them, give each mask back and its area."""
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        crops = [rng.random((int(rng.integers(0, 7)), int(rng.integers(0, 7)))) < rng.random()
+                 for _ in range(int(rng.integers(0, 9)))]
+        places = [(int(rng.integers(0, 50)), int(rng.integers(0, 50))) for _ in crops]
+        encoded = EncodedMasks.join([(x, y, x + crop.shape[1], y + crop.shape[0]) for crop, (x, y) in
+                                     zip(crops, places, strict=True)], encode_crops(crops))
+        assert len(encoded) == len(crops)
+        assert encoded.areas.tolist() == [int(crop.sum()) for crop in crops]
+        for crop, (x, y), mask in zip(crops, places, encoded, strict=True):
+            assert (mask.x, mask.y, mask.width, mask.height) == (x, y, crop.shape[1], crop.shape[0])
+            assert mask.counts.tolist() == _runs_one_by_one(crop)
+        assert encoded.lengths.tolist() == [len(_runs_one_by_one(crop)) for crop in crops]
 
 
 def test_rle_zero_size_crop() -> None:

@@ -39,7 +39,7 @@ from std_msgs.msg import Header, String
 from fastsam_ros import ros_io, tracking, wire
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.engine import FastSAMEngine, ModelLoadError
-from fastsam_ros.executor import NodeExecutor, pin_malloc_thresholds, stop_on_signals
+from fastsam_ros.executor import NodeExecutor, pin_malloc_thresholds, shorten_gil_switch_interval, stop_on_signals
 from fastsam_ros.frames import Frame, FrameCache, LatestSlot
 from fastsam_ros.images import ImageError
 from fastsam_ros.msg import Instances
@@ -648,6 +648,7 @@ def main(args: list[str] | None = None) -> None:
     poll_s = 0.1
     stop_requested = stop_on_signals()
     pin_malloc_thresholds()
+    shorten_gil_switch_interval()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = FastSAMNode()
     executor = NodeExecutor(node.blocking_group, on_error=lambda error: node.report_error("callback failed", error))

@@ -94,6 +94,27 @@ class _Axis:
         return self.index0, self.index1, self.weight0, self.weight1, self.segment_end
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What one compiled pass (:func:`make_masks`) made for its instances, the k-th in slot k: kept as the pass wrote
+    it, so that a frame's 100 masks cost no Python object each until one is asked for."""
+
+    indices: list[int]  # the instance in each slot
+    pixels: np.ndarray  # bool: every crop's pixels end to end, row-major
+    offsets: np.ndarray  # (K + 1,) int64: slot k's pixels are pixels[offsets[k]:offsets[k + 1]]
+    shapes: list[tuple[int, int]]  # (height, width) of each slot's crop
+    bounds: np.ndarray  # (K, 4) int64: each slot's tight box (x0, y0, x1, y1); all zero when it has no pixel
+    runs: np.ndarray  # uint32: each slot's run lengths over its tight box, end to end
+    run_offsets: np.ndarray  # (K + 1,) int64: slot k's runs are runs[run_offsets[k]:run_offsets[k + 1]]
+
+    def pixels_of(self, k: int) -> np.ndarray:
+        return self.pixels[self.offsets[k] : self.offsets[k + 1]].reshape(self.shapes[k])
+
+    def bounds_of(self, k: int) -> Window | None:
+        x0, y0, x1, y1 = self.bounds[k].tolist()
+        return (x0, y0, x1, y1) if x1 > x0 else None
+
+
 class InstanceMasks:
     """``N`` bool masks of shape ``(h, w)`` (network input resolution, letterboxed), served by window.
 
@@ -111,9 +132,9 @@ class InstanceMasks:
         self._crops = crops  # (N, 4) int: the box crop (x0, y0, x1, y1) every mask is cut to
         self._arithmetic = arithmetic
         self._upsample = upsample
-        self._windows: dict[int, np.ndarray] = {}  # instance -> its pixels over its crop
-        self._bounds: dict[int, Window | None] = {}  # instance -> tight bounds of its pixels
-        self._runs: dict[int, np.ndarray] = {}  # instance -> run lengths over its bounds, when made compiled
+        self._windows: dict[int, np.ndarray] = {}  # instance -> its pixels over its crop, made by PyTorch's kernel
+        self._made: dict[int, tuple[_Pass, int]] = {}  # instance -> the compiled pass and slot that made it
+        self._bounds: dict[int, Window | None] = {}  # instance -> tight bounds of its pixels, once asked for
         if crops is not None:
             self._crop_tuples: list[Window] = [(x0, y0, x1, y1) for x0, y0, x1, y1 in crops.tolist()]
         if logits is not None:
@@ -169,8 +190,8 @@ class InstanceMasks:
         kept = InstanceMasks(self.shape, len(indices), logits=None if logits is None else logits[indices],
                              crops=self._crops[indices], arithmetic=self._arithmetic, upsample=self._upsample)
         for new, old in enumerate(indices.tolist()):  # pixels already made stay made
-            for made, kept_made in ((self._windows, kept._windows), (self._bounds, kept._bounds),
-                                    (self._runs, kept._runs)):
+            for made, kept_made in ((self._windows, kept._windows), (self._made, kept._made),
+                                    (self._bounds, kept._bounds)):
                 if old in made:
                     kept_made[new] = made[old]
         return kept
@@ -196,9 +217,13 @@ class InstanceMasks:
         """Tight ``(x0, y0, x1, y1)`` of instance ``index``'s pixels (end exclusive), or None when it has none."""
         if index not in self._bounds:
             pixels, (cx0, cy0, _, _) = self._own(index)
-            tight = mask_box(pixels)
-            self._bounds[index] = None if tight is None else (
-                cx0 + tight[0], cy0 + tight[1], cx0 + tight[2], cy0 + tight[3])
+            made = self._made.get(index)
+            if made is not None:  # the pass found it
+                self._bounds[index] = made[0].bounds_of(made[1])
+            else:
+                tight = mask_box(pixels)
+                self._bounds[index] = None if tight is None else (
+                    cx0 + tight[0], cy0 + tight[1], cx0 + tight[2], cy0 + tight[3])
         return self._bounds[index]
 
     def tight(self, index: int) -> tuple[np.ndarray, Window] | None:
@@ -215,13 +240,39 @@ class InstanceMasks:
         instance without pixels is 0x0 at (0, 0))."""
         indices = list(range(self._count)) if indices is None else [int(i) for i in indices]
         self.make(indices)
-        by_scan = [index for index in indices if index not in self._runs]  # dense, or made by the PyTorch kernel
-        tights = [self.tight(index) for index in by_scan]
+        if self._dense is None and self._arithmetic is not None:
+            return self._encoded_by_passes(indices)
+        tights = [self.tight(index) for index in indices]  # dense, or made by the PyTorch kernel: scan them
         crops = [np.zeros((0, 0), dtype=bool) if tight is None else tight[0] for tight in tights]
-        scanned = {index: (None if tight is None else tight[1], runs)
-                   for index, tight, runs in zip(by_scan, tights, encode_crops(crops), strict=True)}
-        made = [scanned[index] if index in scanned else (self._bounds[index], self._runs[index]) for index in indices]
-        return EncodedMasks.join([bounds or (0, 0, 0, 0) for bounds, _ in made], [runs for _, runs in made])
+        return EncodedMasks.join([(0, 0, 0, 0) if tight is None else tight[1] for tight in tights],
+                                 encode_crops(crops))
+
+    def _encoded_by_passes(self, indices: list[int]) -> EncodedMasks:
+        """:meth:`encoded` of compiled-made instances: their passes' boxes and runs, as they are when one pass made
+        exactly these (a frame's instances message), else gathered from the passes that made them."""
+        first = self._made[indices[0]][0] if indices else None
+        if first is not None and first.indices == indices:
+            boxes = first.bounds.copy()
+            boxes[:, 2:] -= boxes[:, :2]  # x0, y0, x1, y1 -> x, y, width, height (an empty mask's stays zero)
+            return EncodedMasks(boxes, first.run_offsets, first.runs)
+        made = [self._made[index] for index in indices]
+        passes = list({id(made_by): made_by for made_by, _ in made}.values())
+        number = {id(made_by): n for n, made_by in enumerate(passes)}
+        which = np.fromiter((number[id(made_by)] for made_by, _ in made), dtype=np.int64, count=len(made))
+        slots = np.fromiter((slot for _, slot in made), dtype=np.int64, count=len(made))
+        base = np.cumsum([0] + [len(made_by.runs) for made_by in passes])
+        boxes, starts, lengths = np.zeros((len(made), 4), dtype=np.int64), np.zeros_like(slots), np.zeros_like(slots)
+        for n, made_by in enumerate(passes):
+            mine = which == n
+            boxes[mine] = made_by.bounds[slots[mine]]
+            starts[mine] = base[n] + made_by.run_offsets[slots[mine]]
+            lengths[mine] = made_by.run_offsets[slots[mine] + 1] - made_by.run_offsets[slots[mine]]
+        offsets = np.zeros(len(made) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        runs = passes[0].runs if len(passes) == 1 else np.concatenate([made_by.runs for made_by in passes])
+        counts = runs[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
+        boxes[:, 2:] -= boxes[:, :2]  # x0, y0, x1, y1 -> x, y, width, height (an empty mask's stays zero)
+        return EncodedMasks(boxes, offsets, counts)
 
     def count(self, index: int, window: Window) -> int:
         """Pixels of instance ``index`` inside ``window``."""
@@ -317,7 +368,7 @@ class InstanceMasks:
             return np.array([bool(self._own(i)[0].any()) for i in range(self._count)], dtype=bool)
         out = self._centre_block_positive(logits)
         for index in np.flatnonzero(~out).tolist():
-            if index in self._windows:
+            if index in self._windows or index in self._made:
                 out[index] = bool(self._own(index)[0].any())
                 continue
             x0, y0, x1, y1 = self.crop(index)
@@ -364,10 +415,10 @@ class InstanceMasks:
         """Instance ``index``'s pixels over its crop (made once, then kept: every consumer reads these)."""
         if self._dense is not None:
             return self._dense[index], (0, 0, self.shape[1], self.shape[0])
-        pixels = self._windows.get(index)
-        if pixels is None:
+        if index not in self._windows and index not in self._made:
             self.make((index,))
-            pixels = self._windows[index]
+        made = self._made.get(index)
+        pixels = self._windows[index] if made is None else made[0].pixels_of(made[1])
         return pixels, self.crop(index)
 
     def _values(self, index: int | slice | np.ndarray, ys: np.ndarray, xs: np.ndarray,
@@ -395,7 +446,8 @@ class InstanceMasks:
         """Make (and keep) the pixels of instances ``indices`` (default: all) over their crops, all in one call."""
         if self._dense is not None:
             return
-        todo = [int(i) for i in (range(self._count) if indices is None else indices) if int(i) not in self._windows]
+        todo = [i for i in map(int, range(self._count) if indices is None else indices)
+                if i not in self._windows and i not in self._made]
         logits = self._logits
         if not todo or logits is None:
             return
@@ -403,11 +455,12 @@ class InstanceMasks:
             self._make_compiled(todo, logits)
         else:
             self._make_by_kernel(todo, logits)
-        if len(self._windows) == self._count:
+        if len(self._windows) + len(self._made) == self._count:
             self._logits = None  # every pixel is made: the logits (4 bytes per prototype cell) can go
 
     def _make_compiled(self, todo: list[int], logits: np.ndarray) -> None:
-        """Pixels, tight bounds and run lengths of ``todo`` by :func:`fastsam_ros.mask_kernel.make_masks`."""
+        """Pixels, tight bounds and run lengths of ``todo`` by :func:`fastsam_ros.mask_kernel.make_masks`, kept as
+        one :class:`_Pass`."""
         indices = np.asarray(todo, dtype=np.int64)
         x0, y0, x1, y1 = self._crops[indices].T
         widths, heights = np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)
@@ -419,11 +472,9 @@ class InstanceMasks:
         arithmetic = self._arithmetic
         runs = make_masks(logits, indices, self._crops, self._rows.table, self._cols.table, arithmetic.fused_x,
                           arithmetic.fused_y, offsets, pixels, bounds, run_offsets)
-        for k, (index, height, width, box) in enumerate(zip(todo, heights.tolist(), widths.tolist(),
-                                                            bounds.tolist(), strict=True)):
-            self._windows[index] = pixels[offsets[k] : offsets[k + 1]].reshape(height, width)
-            self._bounds[index] = tuple(box) if box[2] > box[0] else None
-            self._runs[index] = runs[run_offsets[k] : run_offsets[k + 1]]
+        made = _Pass(todo, pixels, offsets, list(zip(heights.tolist(), widths.tolist(), strict=True)), bounds, runs,
+                      run_offsets)
+        self._made.update((index, (made, k)) for k, index in enumerate(todo))
 
     def _make_by_kernel(self, todo: list[int], logits: np.ndarray) -> None:
         """Pixels of ``todo`` by the PyTorch kernel (``upsample``), in few kernel calls.

@@ -64,6 +64,7 @@ def test_lazy_masks_equal_process_mask(seed: int, count: int, proto_shape: tuple
     one_by_one = InstanceMasks.from_logits(logits, boxes, eager.shape[1:], emulation, upsample)
     full = (0, 0, eager.shape[2], eager.shape[1])
     assert np.array_equal(np.stack([one_by_one.window(i, full) for i in range(count)]), eager)  # a call each
+    assert _fields(one_by_one.encoded()) == expected  # gathered from a pass each
     assert np.array_equal(lazy.dense(), eager)  # batched calls
     assert _fields(lazy.encoded()) == expected
     height, width = eager.shape[1:]
@@ -173,9 +174,10 @@ def test_a_click_makes_only_the_pixels_of_the_masks_under_it() -> None:
     answer = select(segmentation, Prompt(id="p", points=((x + 0.5, y + 0.5),), labels=(1,)))
     under = np.flatnonzero(eager[:, y, x])
     assert answer.ok and answer.objects[0].instances[0] == under[np.argmin(eager[under].sum(axis=(1, 2)))]
+    made = set(lazy._windows) | set(lazy._made)  # by PyTorch's kernel, by the compiled pass
     if arithmetic is not None:  # the point lookup itself made nothing
-        assert set(lazy._windows) == set(under.tolist())
-    assert len(lazy._windows) < 100
+        assert made == set(under.tolist())
+    assert len(made) < 100
 
 
 def test_the_warm_up_compiles_every_kernel_a_frame_uses() -> None:

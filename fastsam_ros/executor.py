@@ -16,8 +16,9 @@ from typing import Any
 from rclpy.callback_groups import CallbackGroup
 from rclpy.executors import ShutdownException, SingleThreadedExecutor, TimeoutException
 
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 GIL_SWITCH_INTERVAL_S = 0.0002
 
 
@@ -61,21 +62,27 @@ class NodeExecutor(SingleThreadedExecutor):
         return done
 
 
-def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Stop glibc from raising its mmap threshold at run time, so freed frame-sized memory goes back to the OS.
+def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
+                          ) -> bool:
+    """Fix glibc's mmap and trim thresholds, so that a frame's memory is reused, not mapped afresh, and the node's
+    resident memory stays bounded.
 
-    By default glibc raises the threshold (up to 32 MB) each time a large block is freed, after which camera
+    By default glibc raises the mmap threshold (up to 32 MB) each time a large block is freed, after which camera
     frames, masks and tensors (1-10 MB each, from several threads) are carved from heaps that are trimmed only
     past twice that: the node's resident memory then climbed by 100-300 MB in the first seconds of a 30 Hz
-    stream (``make bench``). A fixed threshold above the network's largest activations keeps them reusing heap
-    memory (no page-fault cost per inference) while the heaps are trimmed again: growth stays ~20-40 MB.
-    Skipped where the user tunes malloc through ``MALLOC_*_`` variables, and outside glibc.
+    stream (``make bench``). A fixed mmap threshold above the network's largest activations keeps them on the
+    heaps. Fixing it also fixes the trim threshold, at 128 KB unless set: the heaps then gave a frame's memory
+    back to the OS after every frame and faulted it in again on the next, ~2000 page faults per frame at 100
+    instances (several ms on this VM, counted in ``/proc/PID/stat``); with the trim threshold above a frame's
+    transient memory, 30-280. Skipped where the user tunes malloc through ``MALLOC_*_`` variables, and outside
+    glibc.
     """
     if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
     except (OSError, AttributeError):  # not glibc
         return False
 

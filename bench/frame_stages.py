@@ -8,10 +8,10 @@ times each stage right after the frame's inference, as the node meets it:
 * ``track``: :meth:`InstanceTracker.update`;
 * ``instances_msg``: the whole ``Instances`` message with masks (:func:`fastsam_ros.wire.instances_cdr`).
 
-On a second segmentation of the same frame it splits ``instances_msg`` into ``make_pixels`` (every mask's pixels over
-its box, :meth:`InstanceMasks.make`), ``own_boxes`` (each mask's own box) and ``runs`` (the run lengths; the rest
-of ``instances_msg`` is writing the bytes), and times ``deserialize``: what a Python consumer pays to turn the bytes
-into message objects (rclpy; skipped without it).
+On a second segmentation of the same frame it splits ``instances_msg`` into ``make_pixels`` (the compiled pass: every
+mask's pixels over its box, its own box and run lengths, :meth:`InstanceMasks.make`) and ``encoded`` (those boxes and
+runs read as the message's arrays; the rest of ``instances_msg`` is writing the bytes), and times ``deserialize``:
+what a Python consumer pays to turn the bytes into message objects (rclpy; skipped without it).
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ def run(model: str, image: Path, frames: int = 24) -> dict[str, Any]:
         # The same message again, stage by stage, on a fresh segmentation of the frame.
         again = engine.segment(picture)
         timed("make_pixels", again.masks.make)
-        timed("own_boxes", lambda s=again: [s.masks.bounds(i) for i in range(len(s))])
-        timed("runs", again.encoded_masks)  # pixels and boxes made: the run lengths (and the crops to the boxes)
+        timed("encoded", again.encoded_masks)  # pixels made: their boxes and run lengths, as the message reads them
         if deserialize is not None:
             timed("deserialize", lambda d=data: deserialize(d))
         counts.append(len(segmentation))

@@ -216,11 +216,12 @@ class InstanceMasks:
     def bounds(self, index: int) -> Window | None:
         """Tight ``(x0, y0, x1, y1)`` of instance ``index``'s pixels (end exclusive), or None when it has none."""
         if index not in self._bounds:
-            pixels, (cx0, cy0, _, _) = self._own(index)
+            self.make((index,))
             made = self._made.get(index)
-            if made is not None:  # the pass found it
+            if made is not None:  # the compiled pass found it
                 self._bounds[index] = made[0].bounds_of(made[1])
             else:
+                pixels, (cx0, cy0, _, _) = self._own(index)
                 tight = mask_box(pixels)
                 self._bounds[index] = None if tight is None else (
                     cx0 + tight[0], cy0 + tight[1], cx0 + tight[2], cy0 + tight[3])

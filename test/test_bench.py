@@ -130,7 +130,7 @@ def test_frame_stages_times_each_stage_of_a_frame_at_many_instances(standin_mode
     from bench import frame_stages
 
     figures = frame_stages.run(str(standin_model), sample_images / "zidane.jpg", frames=6)
-    stages = {"segment", "track", "instances_msg", "make_pixels", "own_boxes", "runs"}
+    stages = {"segment", "track", "instances_msg", "make_pixels", "encoded"}
     assert stages <= set(figures)
     assert all(figures[stage]["n"] == 2 and figures[stage]["p50"] > 0 for stage in stages)  # 4 frames warm up
     assert figures["instances"]["p50"] >= 50  # FastSAM's working point, not the stand-in's default

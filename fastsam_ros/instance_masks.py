@@ -249,29 +249,30 @@ class InstanceMasks:
                                  encode_crops(crops))
 
     def _encoded_by_passes(self, indices: list[int]) -> EncodedMasks:
-        """:meth:`encoded` of compiled-made instances: their passes' boxes and runs, as they are when one pass made
+        """:meth:`encoded` of compiled-made instances: their pass's boxes and runs as they are when one pass made
         exactly these (a frame's instances message), else gathered from the passes that made them."""
-        first = self._made[indices[0]][0] if indices else None
-        if first is not None and first.indices == indices:
-            boxes = first.bounds.copy()
-            boxes[:, 2:] -= boxes[:, :2]  # x0, y0, x1, y1 -> x, y, width, height (an empty mask's stays zero)
-            return EncodedMasks(boxes, first.run_offsets, first.runs)
-        made = [self._made[index] for index in indices]
-        passes = list({id(made_by): made_by for made_by, _ in made}.values())
-        number = {id(made_by): n for n, made_by in enumerate(passes)}
-        which = np.fromiter((number[id(made_by)] for made_by, _ in made), dtype=np.int64, count=len(made))
-        slots = np.fromiter((slot for _, slot in made), dtype=np.int64, count=len(made))
-        base = np.cumsum([0] + [len(made_by.runs) for made_by in passes])
-        boxes, starts, lengths = np.zeros((len(made), 4), dtype=np.int64), np.zeros_like(slots), np.zeros_like(slots)
-        for n, made_by in enumerate(passes):
-            mine = which == n
-            boxes[mine] = made_by.bounds[slots[mine]]
-            starts[mine] = base[n] + made_by.run_offsets[slots[mine]]
-            lengths[mine] = made_by.run_offsets[slots[mine] + 1] - made_by.run_offsets[slots[mine]]
-        offsets = np.zeros(len(made) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        runs = passes[0].runs if len(passes) == 1 else np.concatenate([made_by.runs for made_by in passes])
-        counts = runs[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
+        if not indices:
+            return EncodedMasks.join([], [])
+        first = self._made[indices[0]][0]
+        if first.indices == indices:
+            boxes, offsets, counts = first.bounds.copy(), first.run_offsets, first.runs
+        else:
+            made = [self._made[index] for index in indices]
+            passes = list({id(made_by): made_by for made_by, _ in made}.values())
+            number = {id(made_by): n for n, made_by in enumerate(passes)}
+            which = np.fromiter((number[id(made_by)] for made_by, _ in made), dtype=np.int64, count=len(made))
+            slots = np.fromiter((slot for _, slot in made), dtype=np.int64, count=len(made))
+            base = np.cumsum([0] + [len(made_by.runs) for made_by in passes])
+            boxes, starts, lengths = np.zeros((len(made), 4), np.int64), np.zeros_like(slots), np.zeros_like(slots)
+            for n, made_by in enumerate(passes):
+                mine = which == n
+                boxes[mine] = made_by.bounds[slots[mine]]
+                starts[mine] = base[n] + made_by.run_offsets[slots[mine]]
+                lengths[mine] = made_by.run_offsets[slots[mine] + 1] - made_by.run_offsets[slots[mine]]
+            offsets = np.zeros(len(made) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            runs = np.concatenate([made_by.runs for made_by in passes])
+            counts = runs[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
         boxes[:, 2:] -= boxes[:, :2]  # x0, y0, x1, y1 -> x, y, width, height (an empty mask's stays zero)
         return EncodedMasks(boxes, offsets, counts)
 

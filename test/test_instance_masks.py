@@ -203,3 +203,12 @@ def test_the_warm_up_compiles_every_kernel_a_frame_uses() -> None:
         tracker.update(segmentation)
         segmentation.encoded_masks()
     assert [len(kernel.signatures) for kernel in kernels] == compiled
+
+
+def test_no_instances_encode_to_nothing() -> None:
+    """A frame without instances (the compiled path as much as the others) gives an empty encoding, not an error."""
+    for arithmetic in (Arithmetic(True, True), None):
+        masks = InstanceMasks.from_logits(np.zeros((0, 4, 4), np.float32), np.zeros((0, 4), np.float32), (16, 16),
+                                          arithmetic, _upsampler("cpu"))
+        encoded = masks.encoded()
+        assert len(encoded) == 0 and encoded.counts.size == 0 and encoded.areas.size == 0

@@ -63,9 +63,14 @@ def segmented(probe: Probe, frame: np.ndarray | None = None) -> int:
 
 
 def answer(probe: Probe, prompt_id: str, stamp: int = 0, timeout: float = 20.0, **prompt):
+    """Publish a prompt and wait for its answer: a new one, not an earlier answer to a prompt with this id (the
+    node has then taken the prompt, so a frame published next is answered with it)."""
+    def matches(m) -> bool:
+        return m.prompt_id == prompt_id and (stamp == 0 or stamp_of(m) == stamp)
+
+    before = probe.count("selection", matches)
     probe.prompt_pub.publish(probe.prompt(prompt_id, stamp, **prompt))
-    selection = probe.wait_for(
-        "selection", lambda m: m.prompt_id == prompt_id and (stamp == 0 or stamp_of(m) == stamp), timeout)
+    selection = probe.wait_for_nth("selection", before, matches, timeout)
     assert selection is not None, f"no answer to {prompt_id}"
     return selection
 

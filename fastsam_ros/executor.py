@@ -72,10 +72,10 @@ def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thres
     past twice that: the node's resident memory then climbed by 100-300 MB in the first seconds of a 30 Hz
     stream (``make bench``). A fixed mmap threshold above the network's largest activations keeps them on the
     heaps. Fixing it also fixes the trim threshold, at 128 KB unless set: the heaps then gave a frame's memory
-    back to the OS after every frame and faulted it in again on the next, ~2000 page faults per frame at 100
-    instances (several ms on this VM, counted in ``/proc/PID/stat``); with the trim threshold above a frame's
-    transient memory, 30-280. Skipped where the user tunes malloc through ``MALLOC_*_`` variables, and outside
-    glibc.
+    back to the OS after every frame and faulted it in again on the next, ~1,900 page faults per frame at 100
+    instances (several ms on this VM); with the trim threshold above a frame's transient memory, ~15 (p50;
+    ``python -m bench.node_stages`` counts them). Skipped where the user tunes malloc through ``MALLOC_*_``
+    variables, and outside glibc.
     """
     if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
         return False
@@ -92,9 +92,9 @@ def shorten_gil_switch_interval(seconds: float = GIL_SWITCH_INTERVAL_S) -> None:
 
     A frame's callback hands the frame to the inference thread and returns to rclpy's executor, which rebuilds
     its wait set in Python (a lifecycle node has ~20 entities) before it blocks and releases the GIL: the
-    inference thread, woken at once, waited for that. At 100 instances per frame that handoff took 0.6-0.7 ms
-    per frame, 0.4 ms with 0.2 ms slices (instrumented node, ``make bench``'s frames). Threads that run native
-    code (inference, the compiled mask and tracking passes) release the GIL anyway; only Python competes.
+    inference thread, woken at once, waited for that: 0.75-0.9 ms per frame, 0.4-0.45 ms with 0.2 ms slices
+    (``python -m bench.node_stages``, ``handoff``). Threads that run native code (inference, the compiled mask and
+    tracking passes) release the GIL anyway; only Python competes.
     """
     sys.setswitchinterval(seconds)
 

@@ -195,7 +195,6 @@ class EncodedMask:
         return int(self.counts[1::2].sum(dtype=np.int64))
 
 
-
 @dataclass(frozen=True)
 class EncodedMasks:
     """Many :class:`EncodedMask` as flat arrays: a frame's 100 masks without a Python object each (the
@@ -243,6 +242,7 @@ class EncodedMasks:
         difference[filled] = np.add.reduceat(signed_counts, starts[filled])
         difference[starts % 2 == 1] *= -1  # a mask's background runs sit at odd flat positions
         return (self.boxes[:, 2] * self.boxes[:, 3] - difference) // 2
+
 
 def encode_crop(crop: np.ndarray) -> np.ndarray:
     """Row-major run lengths of a 2-D bool crop, background first."""

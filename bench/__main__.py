@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,19 +38,15 @@ from bench.bench_selection import run as run_selection
 from bench.bench_tracking import REAL_IMAGE
 from bench.bench_tracking import run as run_tracking
 from bench.bench_tracking import run_real as run_tracking_real
+from bench.shared_data import add_model_and_images
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 NATIVE_IMAGE = "bus.jpg"
 SCALING_IMAGE = "zidane.jpg"  # the frame of the 5-vs-100-instances figure
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=os.environ.get("FASTSAM_TEST_MODEL",
-                                                          str(SHARED / "models" / "yolov8n-seg.pt")))
-    parser.add_argument("--images", type=Path, default=Path(os.environ.get("FASTSAM_TEST_IMAGES",
-                                                                             SHARED / "data" / "images")))
+    add_model_and_images(parser)
     parser.add_argument("--out", type=Path, default=Path("out/bench.json"), help="JSON results (a .md table beside)")
     parser.add_argument("--work-dir", type=Path, default=Path("out/bench"),
                         help="exported models and the node's log (gitignored)")

@@ -8,16 +8,16 @@ the same frame would take (which would lose every overlap).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import cv2
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+if __package__ in (None, ""):  # run as a script: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.shared_data import add_model_and_images
 
 SAMPLES = ("bus.jpg", "zidane.jpg", "sa_8776.jpg")
 
@@ -44,9 +44,7 @@ def run(model: str, images: Path, names: tuple[str, ...] = SAMPLES) -> list[dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=os.environ.get("FASTSAM_TEST_MODEL", str(SHARED / "models/yolov8n-seg.pt")))
-    parser.add_argument("--images", type=Path, default=Path(os.environ.get("FASTSAM_TEST_IMAGES",
-                                                                             SHARED / "data/images")))
+    add_model_and_images(parser)
     args = parser.parse_args(argv)
     print(f"{'image':<12} {'size':>9} {'instances':>9} {'with masks B':>12} {'boxes only B':>12} {'mono8 label B':>13}")
     for row in run(args.model, args.images):

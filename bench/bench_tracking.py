@@ -12,7 +12,6 @@ model at FastSAM's working point (``bench/many.py``'s ``MANY``: ~100 instances) 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 from bench.bench_selection import synthetic_segmentation
 from bench.machine import reference_ms
+from bench.shared_data import add_model_and_images
 from bench.stats import print_figures
 from fastsam_ros.selection import select
 from fastsam_ros.tracking import InstanceTracker, follow_step
@@ -32,7 +32,6 @@ from fastsam_ros.types import Prompt, Segmentation
 
 PAN_PX = 12  # camera pan per frame
 REAL_IMAGE = "zidane.jpg"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def _panned(segmentation: Segmentation, world: np.ndarray, shift: int) -> tuple[Segmentation, np.ndarray]:
@@ -119,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=100)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--model", default=os.environ.get("FASTSAM_TEST_MODEL",
-                                                          str(SHARED / "models" / "yolov8n-seg.pt")))
-    parser.add_argument("--images", type=Path, default=Path(os.environ.get("FASTSAM_TEST_IMAGES",
-                                                                             SHARED / "data" / "images")))
+    add_model_and_images(parser)
     parser.add_argument("--no-real", action="store_true", help="skip the update on the model's lazy masks")
     args = parser.parse_args(argv)
     figures: dict[str, dict[str, float]] = run(args.instances, frames=args.frames)

@@ -17,7 +17,6 @@ what a Python consumer pays to turn the bytes into message objects (rclpy; skipp
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_tracking import REAL_IMAGE, SHARED, panning
+from bench.bench_tracking import REAL_IMAGE, panning
 from bench.machine import reference_ms
+from bench.shared_data import add_model_and_images
 from bench.stats import print_figures, summarize
 
 WARMUP = 4  # first frames: lazy set-up of the engine, the tracker and the kernels
@@ -81,10 +81,7 @@ def _deserializer() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=os.environ.get("FASTSAM_TEST_MODEL",
-                                                          str(SHARED / "models" / "yolov8n-seg.pt")))
-    parser.add_argument("--images", type=Path, default=Path(os.environ.get("FASTSAM_TEST_IMAGES",
-                                                                             SHARED / "data" / "images")))
+    add_model_and_images(parser)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)

@@ -31,8 +31,8 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import many, pipeline
-from bench.bench_tracking import SHARED
 from bench.machine import reference_ms
+from bench.shared_data import add_model_and_images
 from bench.stats import print_figures, summarize
 
 STAGES = ("decode", "segment", "track", "make_masks", "instances_msg", "publish")
@@ -103,10 +103,7 @@ def run(model: str, images: Path, rounds: int, work_dir: Path) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=os.environ.get("FASTSAM_TEST_MODEL",
-                                                          str(SHARED / "models" / "yolov8n-seg.pt")))
-    parser.add_argument("--images", type=Path, default=Path(os.environ.get("FASTSAM_TEST_IMAGES",
-                                                                             SHARED / "data" / "images")))
+    add_model_and_images(parser)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)

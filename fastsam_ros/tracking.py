@@ -82,7 +82,7 @@ class InstanceTracker:
         # One row per track: its id, grid mask when last seen, the camera motion since (grid cells), frames unseen.
         self._ids = np.zeros(0, dtype=np.int64)
         self._masks = np.zeros((0, 0), dtype=np.uint64)  # (T, grid rows), bit x of a row: grid column x
-        self._boxes = np.zeros((4, 0), dtype=np.int16)  # (top, bottom, left, right) of each track's mask, in cells
+        self._boxes = np.zeros((4, 0), dtype=np.int64)  # (top, bottom, left, right) of each track's mask, in cells
         self._width = 0  # grid columns (at most 64: a grid row is one uint64)
         self._offsets = np.zeros((0, 2))
         self._missing = np.zeros(0, dtype=np.int64)
@@ -160,8 +160,7 @@ class InstanceTracker:
         dx = shifts[0].clip(-width, width).astype(np.int64)
         dy = shifts[1].clip(-height, height).astype(np.int64)
         floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division
-        return _overlaps(self._masks, self._boxes.astype(np.int64), dx, dy, width, grid, boxes.astype(np.int64),
-                         areas.astype(np.int64), floor)
+        return _overlaps(self._masks, self._boxes, dx, dy, width, grid, boxes, areas, floor)
 
     def _associate(self, grid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         count, known = len(grid), len(self._ids)
@@ -291,8 +290,8 @@ def compile_kernels() -> None:
 
 @njit(cache=True, nogil=True)
 def _area(masks):
-    """``(K,)`` int32 cells of ``(K, h)`` packed masks."""
-    area = np.zeros(len(masks), np.int32)
+    """``(K,)`` int64 cells of ``(K, h)`` packed masks."""
+    area = np.zeros(len(masks), np.int64)
     for k in range(len(masks)):
         for row in range(masks.shape[1]):
             area[k] += _popcount(masks[k, row])
@@ -301,10 +300,10 @@ def _area(masks):
 
 @njit(cache=True, nogil=True)
 def _bounds(masks):
-    """``(4, K)`` int16 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
+    """``(4, K)`` int64 ``(top, bottom, left, right)`` cell bounds (end exclusive) of ``(K, h)`` packed masks; an
     empty mask gets an empty box that meets nothing."""
     count, height = masks.shape
-    box = np.empty((4, count), np.int16)
+    box = np.empty((4, count), np.int64)
     for k in range(count):
         top, bottom, columns = height, 0, np.uint64(0)
         for row in range(height):

@@ -255,8 +255,8 @@ def test_packed_grid_overlaps_are_the_iou_of_the_moved_bool_masks(floor: float) 
     assert 10 < len(expected) < 40 * 30 // 2  # the data has pairs on both sides of the floor
     packed, packed_current = pack_rows(last), pack_rows(current)
     tracks, instances, overlap = tracking._overlaps(
-        packed, tracking._bounds(packed).astype(np.int64), dx, dy, width, packed_current,
-        tracking._bounds(packed_current).astype(np.int64), current.sum(axis=(1, 2)), floor)
+        packed, tracking._bounds(packed), dx, dy, width, packed_current,
+        tracking._bounds(packed_current), current.sum(axis=(1, 2)), floor)
     assert np.array_equal(np.stack([tracks, instances], axis=1), expected)
     assert np.allclose(overlap, iou[tracks, instances], rtol=1e-6)
     assert np.array_equal(tracking._area(packed), last.sum(axis=(1, 2)))

@@ -80,6 +80,7 @@ class NodeConfig:
     max_prompt_points: int = _param(64, "prompts with more points are answered invalid", live=True)
     max_prompt_boxes: int = _param(16, "prompts with more boxes are answered invalid", live=True)
     max_text_length: int = _param(256, "text prompts longer than this many characters are answered invalid", live=True)
+    max_persistent_prompts: int = _param(64, "persistent prompts kept at once; more are answered invalid", live=True)
     tracking: bool = _param(True, "stable instance ids in `instances`, and persistent prompts follow the objects they "
                             "first selected (false: they re-apply their pixels to every frame)", live=True)
     track_lost_frames: int = _param(DEFAULT_MAX_LOST_FRAMES, "frames a followed object may be missing and still be "
@@ -93,7 +94,7 @@ class NodeConfig:
             if choices and getattr(self, item.name) not in choices:
                 raise ConfigError(f"{item.name} must be one of {', '.join(choices)}, got {getattr(self, item.name)!r}")
         positive = ("imgsz", "max_det", "image_depth", "cache_frames", "diagnostics_period", "max_image_pixels",
-                    "max_prompt_points", "max_prompt_boxes", "max_text_length")
+                    "max_prompt_points", "max_prompt_boxes", "max_text_length", "max_persistent_prompts")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")

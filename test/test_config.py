@@ -29,6 +29,7 @@ def test_defaults_are_valid_and_feed_engine_and_selection() -> None:
         ({"image_reliability": "sometimes"}, "image_reliability must be one of"),
         ({"image_transport": "theora"}, "image_transport must be one of"),
         ({"cache_frames": 0}, "cache_frames must be positive"),
+        ({"max_persistent_prompts": 0}, "max_persistent_prompts must be positive"),
         ({"conf": 1.5}, "conf must be within"),
         ({"cpu_threads": -1}, "cpu_threads must be 0"),
         ({"model": ""}, "model must name"),

@@ -162,6 +162,7 @@ class UltralyticsIds:
         config = IterableSimpleNamespace(**YAML.load(check_yaml(f"{kind}.yaml")))
         self._tracker = {"bytetrack": BYTETracker, "botsort": BOTSORT}[kind](config)
         self.params = TrackerParams(max_lost_frames=int(config.track_buffer))
+        self.epoch = 0  # never reset: one tracker per sequence
 
     def update(self, segmentation: Segmentation, image: np.ndarray | None) -> np.ndarray:
         from ultralytics.engine.results import Boxes

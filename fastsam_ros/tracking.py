@@ -53,6 +53,8 @@ MOTION_WIDTH = 96  # the picture is shrunk to this width to measure camera motio
 MOTION_FIELD = 0.6
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
+RESET_REASON = ("the tracker was reset since this prompt selected its objects (a new stream or image size, or "
+                "tracking turned off and on): its track ids now name other objects; clear or re-prompt")
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,14 @@ class InstanceTracker:
 
     def __init__(self, params: TrackerParams = TrackerParams()) -> None:
         self.params = params
+        # Ids restart at 1 on every reset, so an id names one object only within one epoch: what follows an id
+        # (:class:`FollowedPrompt`) keeps the epoch it was taken in and refuses to answer in another.
+        self.epoch = -1
         self.reset()
 
     def reset(self) -> None:
-        """Forget every track (a new stream, or a change of image size)."""
+        """Forget every track (a new stream, or a change of image size) and start a new :attr:`epoch`."""
+        self.epoch += 1
         # One row per track: its id, grid mask when last seen, the camera motion since (grid cells), frames unseen.
         self._ids = np.zeros(0, dtype=np.int64)
         self._masks = np.zeros((0, 0), dtype=np.uint64)  # (T, grid rows), bit x of a row: grid column x
@@ -342,14 +348,16 @@ class FollowedPrompt:
     prompt_id: str
     objects: tuple[tuple[int, ...], ...]
     scores: tuple[float, ...]
+    epoch: int  # the tracker's epoch the ids belong to: after a reset the same ids name other objects
 
     @classmethod
-    def start(cls, selection: Selection, ids: np.ndarray) -> FollowedPrompt | None:
-        """Begin following an ``ok`` selection made on the frame whose instance ids are ``ids``."""
+    def start(cls, selection: Selection, ids: np.ndarray, epoch: int) -> FollowedPrompt | None:
+        """Begin following an ``ok`` selection made on the frame whose instance ids are ``ids``, given by the
+        tracker in ``epoch`` (its :attr:`InstanceTracker.epoch` when it returned ``ids``)."""
         if not selection.ok or not selection.objects:
             return None
         objects = tuple(tuple(int(ids[i]) for i in obj.instances) for obj in selection.objects)
-        return cls(selection.prompt_id, objects, tuple(obj.score for obj in selection.objects))
+        return cls(selection.prompt_id, objects, tuple(obj.score for obj in selection.objects), epoch)
 
     def tagged(self, selection: Selection) -> Selection:
         """The first answer, its objects carrying their track ids."""
@@ -358,7 +366,13 @@ class FollowedPrompt:
         return Selection(selection.prompt_id, selection.status, selection.reason, objects)
 
     def answer(self, segmentation: Segmentation, tracker: InstanceTracker) -> Selection:
-        """The instances continuing the followed objects in the frame ``tracker`` was last updated with."""
+        """The instances continuing the followed objects in the frame ``tracker`` was last updated with.
+
+        After a tracker reset (a new stream or image size, tracking turned off and on) the ids name other
+        objects and never come back: ``no_match``, never ``ok`` with whatever now holds the id.
+        """
+        if tracker.epoch != self.epoch:
+            return Selection.failed(self.prompt_id, Status.NO_MATCH, RESET_REASON)
         objects: list[SelectedObject] = []
         lost: list[str] = []
         gone: list[str] = []
@@ -401,14 +415,14 @@ def follow_step(
     if followed is not None:
         return followed.answer(segmentation, tracker), followed
     selection = first_answer()
-    followed = FollowedPrompt.start(selection, ids)
+    followed = FollowedPrompt.start(selection, ids, tracker.epoch)
     return (followed.tagged(selection) if followed else selection), followed
 
 
 class PromptFollower:
     """Persistent prompts over one stream in one thread (the CLI's videos, the benchmark): each follows what it
     first selected. ``tracker`` gives the ids (:class:`InstanceTracker`, or another with ``update``,
-    ``instance_of``, ``missing_frames`` and ``params``)."""
+    ``instance_of``, ``missing_frames``, ``params`` and ``epoch``)."""
 
     def __init__(self, tracker: Any = None) -> None:
         self.tracker = tracker if tracker is not None else InstanceTracker()

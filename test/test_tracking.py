@@ -172,7 +172,47 @@ def test_followed_prompt_reports_lost_objects_beside_the_ones_still_seen() -> No
 
 
 def test_start_needs_an_ok_selection() -> None:
-    assert FollowedPrompt.start(Selection.failed("x", Status.NO_MATCH, "nothing"), np.zeros(0, dtype=np.int64)) is None
+    assert FollowedPrompt.start(Selection.failed("x", Status.NO_MATCH, "nothing"), np.zeros(0, dtype=np.int64),
+                                0) is None
+
+
+def test_every_reset_starts_a_new_epoch_including_a_new_image_size() -> None:
+    tracker = InstanceTracker()
+    tracker.update(frame((0, 0))[0])
+    first = tracker.epoch
+    tracker.update(frame((10, 0))[0])
+    assert tracker.epoch == first
+    tracker.reset()
+    assert tracker.epoch == first + 1
+    tracker.update(make_segmentation([rect((120, 160), 10, 10, 40, 40)], (120, 160)))
+    assert tracker.epoch == first + 2
+
+
+# The followed mug's id is 1; after a reset, id 1 goes to the first instance of the next frame, the box, which keeps
+# it, with the mug in view or not.
+OTHER_SCENES = [frame((0, 0), order=("box", "book", "plate", "mug")),
+                frame((0, 0), order=("plate", "mug", "box", "book")),
+                frame((0, 0), names=("plate", "box", "book"))]
+
+
+@pytest.mark.parametrize("how", ["reset", "image size"])
+def test_a_followed_prompt_never_answers_ok_with_another_object_after_a_tracker_reset(how: str) -> None:
+    tracker, mug = InstanceTracker(), frame((0, 0))[0]
+    first, followed = follow_step(None, lambda: select(mug, MUG_CLICK), mug, tracker.update(mug), tracker)
+    assert first.status is Status.OK and first.objects[0].track_id == 1
+    if how == "reset":
+        tracker.reset()
+        scenes = OTHER_SCENES
+    else:  # the same scenes at another resolution: update resets the tracker itself
+        scenes = [(make_segmentation([m[::2, ::2] for m in s.masks.dense()], (120, 200)), n) for s, n in OTHER_SCENES]
+    for segmentation, names in scenes:
+        ids = tracker.update(segmentation)
+        assert ids[names.index("box")] == 1  # the id the prompt follows now names another object
+        answer, followed = follow_step(followed, lambda s=segmentation: select(s, MUG_CLICK), segmentation, ids,
+                                       tracker)
+        assert answer.status is Status.NO_MATCH
+        assert answer.objects == ()
+        assert answer.reason == tracking.RESET_REASON
 
 
 def test_the_camera_motion_is_measured_on_the_picture_when_the_frame_is_given() -> None:

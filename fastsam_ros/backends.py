@@ -6,9 +6,11 @@ first. This module does that on the first start and reuses the export on later o
 
 - **Which backend** (:func:`choose`, pure, tested with fake probes): ``auto`` on CPU is OpenVINO on Intel
   CPUs and ONNX Runtime on others (the faster of the two measured on each, see ``CPU_PREFERENCE``), else the
-  other one, else PyTorch; ``auto`` on CUDA is a TensorRT FP16 engine when ``tensorrt`` imports, else PyTorch
-  FP16. An explicit ``onnx``/``openvino``/``tensorrt`` is honoured where it can run; whatever cannot run (package
-  missing, wrong device) falls back to PyTorch with one log line saying why, never a crash.
+  other one, else PyTorch; ``auto`` on CUDA is a TensorRT engine when ``tensorrt`` imports, else PyTorch, both
+  of the ``half`` parameter's precision (FP16 with ``half: true``, FP32 without: the user's choice of speed or
+  PyTorch-FP32 masks holds on every backend). An explicit ``onnx``/``openvino``/``tensorrt`` is honoured where
+  it can run; whatever cannot run (package missing, wrong device) falls back to PyTorch with one log line saying
+  why, never a crash.
 - **Which shape**: exports are static (the fastest and simplest to run), so the export is made lazily for the
   letterbox shape of the *first frame* (:func:`letterbox_shape`: the tensor PyTorch builds for that frame, so
   the export does the same work and gives the same masks). Frames of any other shape run on PyTorch (one log
@@ -63,6 +65,21 @@ EXPORT_SETTINGS: Mapping[str, Mapping[str, Any]] = {
 
 class ExportFailed(RuntimeError):
     """The export could not be made or loaded; the message says why (the caller falls back to PyTorch)."""
+
+
+def normalise_device(device: str) -> str:
+    """``device`` in the one spelling that torch, open_clip and ultralytics all take: ``cpu``, ``mps``, ``cuda:N``.
+
+    ultralytics also reads ``0`` and ``cuda``, torch does not read ``0``, so every consumer gets this form
+    (``0`` and ``cuda`` are ``cuda:0``). One device: a list such as ``0,1`` is refused.
+    """
+    name = device.strip().lower()
+    if name in ("cpu", "mps"):
+        return name
+    index = re.fullmatch(r"(?:cuda:?)?(\d+)|cuda", name)
+    if index is None:
+        raise ValueError(f"device must be cpu, cuda:N, N, cuda or mps (one device), got {device!r}")
+    return f"cuda:{int(index.group(1) or 0)}"
 
 
 def default_cache_dir() -> Path:
@@ -144,11 +161,14 @@ def choose(backend: str, half: bool, machine: Probe) -> Plan:
     if backend == "pytorch":
         return Plan("pytorch", half, "backend: pytorch")
     if machine.cuda:
+        precision = "FP16" if half else "FP32"  # the half parameter, on every CUDA backend
         if backend in ("auto", "tensorrt"):
             if machine.has("tensorrt"):
-                return Plan("tensorrt", True, f"backend {backend} on {machine.gpu_name}: TensorRT FP16", export=True)
+                return Plan("tensorrt", half, f"backend {backend} on {machine.gpu_name}: TensorRT {precision}",
+                            export=True)
             missing = ", ".join(p for p in PACKAGES["tensorrt"] if p not in machine.versions)
-            return Plan("pytorch", True, f"backend {backend}: TensorRT needs {missing}, not installed: PyTorch FP16")
+            return Plan("pytorch", half, f"backend {backend}: TensorRT needs {missing}, not installed: "
+                                         f"PyTorch {precision}")
         return Plan("pytorch", half, f"backend {backend} runs on the CPU only here, the device is a GPU: PyTorch")
     if backend == "tensorrt":
         return Plan("pytorch", half, "backend tensorrt needs a CUDA device: PyTorch")

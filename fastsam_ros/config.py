@@ -1,21 +1,31 @@
 """The node's parameters: one table (the ``NodeConfig`` dataclass) that the node declares, validates and documents.
 
 Each field's metadata carries its description and allowed values, so ``declare_parameter``,
-``config/fastsam.yaml`` and the README table all come from one place (a test keeps them in step).
+``config/fastsam.yaml`` and the README table all come from one place: ``python -m fastsam_ros.config --yaml``
+writes the YAML and ``--readme`` the README table (tests keep both equal to what they generate).
+
+This module imports nothing heavy (no numpy, torch, numba, cv2, ultralytics), so the launch file reads the table
+without loading the network's libraries: the defaults that the core also holds are written here, and
+test/test_config.py checks they are the core's; the core's config objects are built by local imports.
 """
 
 from __future__ import annotations
 
+import argparse
 import array
+import json
+import sys
+import textwrap
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastsam_ros.backends import BACKENDS
-from fastsam_ros.depth import DepthError, depth_limits
-from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig
-from fastsam_ros.selection import SelectionParams
-from fastsam_ros.text import ClipConfig
-from fastsam_ros.tracking import DEFAULT_MAX_LOST_FRAMES, DEFAULT_MIN_IOU, TrackerParams
+from fastsam_ros.backends import BACKENDS, normalise_device
+
+if TYPE_CHECKING:
+    from fastsam_ros.engine import EngineConfig
+    from fastsam_ros.selection import SelectionParams
+    from fastsam_ros.text import ClipConfig
+    from fastsam_ros.tracking import TrackerParams
 
 
 def _param(default: Any, doc: str, choices: tuple[str, ...] = (), live: bool = False) -> Any:
@@ -31,10 +41,12 @@ class ConfigError(ValueError):
 class NodeConfig:
     """Every parameter of the ``fastsam`` node, with its default."""
 
-    model: str = _param(DEFAULT_MODEL, "FastSAM checkpoint or export (.pt, .onnx, .engine, *_openvino_model/), "
+    model: str = _param("FastSAM-s.pt", "FastSAM checkpoint or export (.pt, .onnx, .engine, *_openvino_model/), "
                         "or FastSAM-s.pt / FastSAM-x.pt, which ultralytics downloads where there is internet")
-    device: str = _param("cpu", "inference device: cpu, cuda:0, 0, ...")
-    half: bool = _param(False, "FP16 inference (CUDA only)")
+    device: str = _param("cpu", "inference device: cpu, cuda:N or mps (N is read as cuda:N, cuda as "
+                        "cuda:0)")
+    half: bool = _param(False, "FP16 inference on CUDA, honoured by every backend (auto: a TensorRT FP16 engine "
+                        "with half true, a TensorRT FP32 one without); CPU backends run FP32")
     imgsz: int = _param(640, "network input size in pixels (longest side)")
     conf: float = _param(0.4, "minimum instance confidence", live=True)
     iou: float = _param(0.9, "NMS IoU threshold between instances", live=True)
@@ -43,8 +55,9 @@ class NodeConfig:
                               "each one's default: every core for ONNX Runtime and OpenVINO, every core but one for "
                               "PyTorch")
     backend: str = _param("auto", "auto runs the fastest measured backend: on CPU the checkpoint exported once to "
-                          "OpenVINO (Intel CPUs) or ONNX Runtime (others), on CUDA a TensorRT FP16 engine (else "
-                          "PyTorch FP16); pytorch turns that off; onnx, openvino, tensorrt ask for one", BACKENDS)
+                          "OpenVINO (Intel CPUs) or ONNX Runtime (others), on CUDA a TensorRT engine of the half "
+                          "precision (else PyTorch); pytorch turns that off; onnx, openvino, tensorrt ask for one",
+                          BACKENDS)
     export_cache: str = _param("", "folder of the cached exports, keyed by checkpoint hash, shape and versions; "
                                "empty: $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros")
     warmup: bool = _param(True, "run one blank frame at configure so the first real frame is not slow")
@@ -61,14 +74,14 @@ class NodeConfig:
                                     "for the two to pair (0: exact stamps only)")
     depth_wait: float = _param(0.1, "seconds an answer waits for a depth image still on its way")
     depth_range: tuple[float, float] = _param((0.1, 10.0), "metres [min, max] of depth used; others are no data")
-    min_box_iou: float = _param(SelectionParams.min_box_iou,
+    min_box_iou: float = _param(0.05,
                                 "box prompts whose best mask IoU is below this: no_match", live=True)
-    min_text_score: float = _param(SelectionParams.min_text_score,
+    min_text_score: float = _param(0.2,
                                    "text prompts whose best CLIP similarity is below this: no_match", live=True)
     text_return_all: bool = _param(False, "text prompts select every instance above min_text_score, "
                                    "not only the best", live=True)
-    clip_model: str = _param(ClipConfig.model, "open_clip architecture for text prompts (Jetson: MobileCLIP-S1)")
-    clip_pretrained: str = _param(ClipConfig.pretrained, "open_clip weights tag, downloaded where there is internet "
+    clip_model: str = _param("ViT-B-32", "open_clip architecture for text prompts (Jetson: MobileCLIP-S1)")
+    clip_pretrained: str = _param("openai", "open_clip weights tag, downloaded where there is internet "
                                   "(MobileCLIP-S1: datacompdr); also names how clip_weights was trained")
     clip_weights: str = _param("", "local CLIP checkpoint file; wins over downloading clip_pretrained")
     clip_load_at_configure: bool = _param(False, "load CLIP at configure instead of on the first text prompt")
@@ -83,9 +96,9 @@ class NodeConfig:
     max_persistent_prompts: int = _param(64, "persistent prompts kept at once; more are answered invalid", live=True)
     tracking: bool = _param(True, "stable instance ids in `instances`, and persistent prompts follow the objects they "
                             "first selected (false: they re-apply their pixels to every frame)", live=True)
-    track_lost_frames: int = _param(DEFAULT_MAX_LOST_FRAMES, "frames a followed object may be missing and still be "
+    track_lost_frames: int = _param(30, "frames a followed object may be missing and still be "
                                     "re-acquired; after that its prompt answers no_match", live=True)
-    track_min_iou: float = _param(DEFAULT_MIN_IOU, "mask overlap with an object's motion-compensated last mask that "
+    track_min_iou: float = _param(0.3, "mask overlap with an object's motion-compensated last mask that "
                                   "continues its track", live=True)
 
     def __post_init__(self) -> None:
@@ -112,9 +125,13 @@ class NodeConfig:
         if self.depth_tolerance < 0 or self.depth_wait < 0:
             raise ConfigError(f"depth_tolerance and depth_wait must be 0 or more, got {self.depth_tolerance!r}, "
                               f"{self.depth_wait!r}")
-        try:  # two floats, checked
-            object.__setattr__(self, "depth_range", depth_limits(self.depth_range))
-        except DepthError as error:
+        limits = tuple(float(v) for v in self.depth_range)
+        if len(limits) != 2 or not 0 <= limits[0] < limits[1]:
+            raise ConfigError(f"depth_range must be [min, max] metres with 0 <= min < max, got {list(limits)}")
+        object.__setattr__(self, "depth_range", limits)
+        try:  # the one spelling torch, open_clip and ultralytics all take
+            object.__setattr__(self, "device", normalise_device(self.device))
+        except ValueError as error:
             raise ConfigError(str(error)) from error
         if not self.model:
             raise ConfigError("model must name a checkpoint, an export or a FastSAM model name")
@@ -137,22 +154,30 @@ class NodeConfig:
 
     @property
     def engine(self) -> EngineConfig:
+        from fastsam_ros.engine import EngineConfig
+
         return EngineConfig(model=self.model, device=self.device, half=self.half, imgsz=self.imgsz,
                             conf=self.conf, iou=self.iou, max_det=self.max_det, cpu_threads=self.cpu_threads,
                             backend=self.backend, export_cache=self.export_cache)
 
     @property
     def selection(self) -> SelectionParams:
+        from fastsam_ros.selection import SelectionParams
+
         return SelectionParams(min_box_iou=self.min_box_iou, min_text_score=self.min_text_score,
                                text_return_all=self.text_return_all, max_points=self.max_prompt_points,
                                max_boxes=self.max_prompt_boxes, max_text_length=self.max_text_length)
 
     @property
     def tracker(self) -> TrackerParams:
+        from fastsam_ros.tracking import TrackerParams
+
         return TrackerParams(max_lost_frames=self.track_lost_frames, min_iou=self.track_min_iou)
 
     @property
     def clip(self) -> ClipConfig:
+        from fastsam_ros.text import ClipConfig
+
         return ClipConfig(model=self.clip_model, pretrained=self.clip_pretrained, weights=self.clip_weights,
                           device=self.device)
 
@@ -175,3 +200,54 @@ def is_live(name: str) -> bool:
 def parameter_table() -> list[tuple[str, Any, str]]:
     """``(name, default, description)`` for every parameter, in declaration order."""
     return [(item.name, item.default, item.metadata["doc"]) for item in fields(NodeConfig)]
+
+
+def live_parameters() -> list[str]:
+    """Names of the parameters that apply to the next frame when set while the node runs, in table order."""
+    return [item.name for item in fields(NodeConfig) if item.metadata["live"]]
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as YAML (and as the README shows defaults): JSON for strings and numbers, lists for pairs."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+YAML_HEADER = """\
+# Parameters of the fastsam node (ros2 run fastsam_ros fastsam_node --ros-args --params-file config/fastsam.yaml).
+# Generated from the NodeConfig table (fastsam_ros/config.py): python -m fastsam_ros.config --yaml > config/fastsam.yaml
+# (test/test_config.py checks this file is what it generates; edit the table, not this file).
+/**:
+  ros__parameters:
+"""
+
+
+def params_yaml() -> str:
+    """``config/fastsam.yaml``: every parameter at its default, its description as the comment above it."""
+    lines = [YAML_HEADER.rstrip("\n")]
+    for name, default, doc in parameter_table():
+        lines += textwrap.wrap(doc, width=116, initial_indent="    # ", subsequent_indent="    # ")
+        lines.append(f"    {name}: {yaml_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table() -> str:
+    """The README's parameter table (markdown), one row per parameter."""
+    rows = ["| parameter | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{name}` | `{yaml_value(default)}` | {doc} |" for name, default, doc in parameter_table()]
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print config/fastsam.yaml or the README's parameter table, generated from the NodeConfig table."""
+    parser = argparse.ArgumentParser(prog="python -m fastsam_ros.config", description=main.__doc__)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--yaml", action="store_true", help="config/fastsam.yaml")
+    what.add_argument("--readme", action="store_true", help="the README's parameter table")
+    sys.stdout.write(params_yaml() if parser.parse_args(argv).yaml else readme_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -38,8 +38,8 @@ class EngineConfig:
     """Inference settings, passed through to ultralytics (FastSAM's published defaults for conf/iou)."""
 
     model: str = DEFAULT_MODEL
-    device: str = "cpu"  # "cpu", "cuda:0", "0", ...
-    half: bool = False  # FP16, CUDA only
+    device: str = "cpu"  # "cpu", "cuda:0", "0", ...: normalised to "cuda:0" (backends.normalise_device)
+    half: bool = False  # FP16, CUDA only, on every backend
     imgsz: int = 640
     conf: float = 0.4
     iou: float = 0.9
@@ -47,6 +47,9 @@ class EngineConfig:
     cpu_threads: int = 0  # CPU inference threads of every backend; 0 keeps each one's default
     backend: str = "auto"  # see fastsam_ros/backends.py: "pytorch" turns the cached export off
     export_cache: str = ""  # "" is $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", backends.normalise_device(self.device))
 
 
 def _configure_ultralytics_offline_defaults() -> None:

@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from fastsam_ros.backends import normalise_device
 from fastsam_ros.masks import box_intersections, mask_box
 from fastsam_ros.objects import build_object
 from fastsam_ros.types import Box, Prompt, Segmentation, SelectedObject, Selection, Status
@@ -67,6 +68,9 @@ class ClipConfig:
     device: str = "cpu"
     random_weights: bool = False  # tests and benchmarks only: the architecture with random weights
     cache_dir: str = ""  # where downloaded weights go ("" = open_clip's default, the Hugging Face cache)
+
+    def __post_init__(self) -> None:  # torch reads no "0": the engine's spelling, cuda:0
+        object.__setattr__(self, "device", normalise_device(self.device))
 
 
 class ClipUnavailable(RuntimeError):

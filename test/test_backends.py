@@ -56,10 +56,10 @@ def _probe(*missing: str, cuda: bool = False, tensorrt: bool = False, vendor: st
         ("openvino", _probe(), "openvino", False, "openvino"),
         ("pytorch", _probe(), "pytorch", False, "pytorch"),
         ("tensorrt", _probe(), "pytorch", False, "needs a CUDA device"),
-        ("auto", _probe(cuda=True, tensorrt=True), "tensorrt", True, "TensorRT FP16"),
-        ("tensorrt", _probe(cuda=True, tensorrt=True), "tensorrt", True, GPU),
-        ("auto", _probe(cuda=True), "pytorch", True, "TensorRT needs tensorrt, not installed: PyTorch FP16"),
-        ("auto", _probe("onnx", cuda=True, tensorrt=True), "pytorch", True, "needs onnx"),
+        ("auto", _probe(cuda=True, tensorrt=True), "tensorrt", False, "TensorRT FP32"),
+        ("tensorrt", _probe(cuda=True, tensorrt=True), "tensorrt", False, GPU),
+        ("auto", _probe(cuda=True), "pytorch", False, "TensorRT needs tensorrt, not installed: PyTorch FP32"),
+        ("auto", _probe("onnx", cuda=True, tensorrt=True), "pytorch", False, "needs onnx"),
         ("onnx", _probe(cuda=True), "pytorch", False, "CPU only"),
         ("pytorch", _probe(cuda=True, tensorrt=True), "pytorch", False, "pytorch"),
         ("auto", Probe(cpu=False, versions=ALL_CPU), "pytorch", False, "CPU or CUDA only"),  # mps, a missing GPU
@@ -75,6 +75,18 @@ def test_choose(backend: str, probe: Probe, expected: str, half: bool, reason: s
 def test_choose_keeps_the_half_parameter_for_pytorch() -> None:
     assert choose("pytorch", True, _probe(cuda=True)).half
     assert not choose("onnx", True, _probe()).half  # an ONNX CPU export is FP32
+
+
+@pytest.mark.parametrize("half", [False, True])
+@pytest.mark.parametrize("backend", ["auto", "tensorrt", "pytorch"])
+@pytest.mark.parametrize("tensorrt", [False, True])
+def test_every_cuda_backend_honours_half(half: bool, backend: str, tensorrt: bool) -> None:
+    """``half: false`` on CUDA is FP32 whatever runs it (auto forced FP16 before)."""
+    plan = choose(backend, half, _probe(cuda=True, tensorrt=tensorrt))
+    assert plan.half == half
+    assert plan.backend == ("tensorrt" if tensorrt and backend != "pytorch" else "pytorch")
+    if backend != "pytorch":
+        assert plan.reason.endswith("FP16" if half else "FP32")
 
 
 def test_choose_rejects_unknown_backends() -> None:
@@ -95,7 +107,7 @@ def test_probe_reads_the_gpu_of_the_device_string(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"GPU{index}")
     probe = backends.probe(device)
     assert probe.cuda and not probe.cpu and probe.gpu_name == name
-    plan = choose("auto", False, probe)
+    plan = choose("auto", True, probe)
     assert (plan.backend, plan.half) == (("tensorrt", True) if probe.has("tensorrt") else ("pytorch", True))
 
 

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from numba import njit
 
-from fastsam_ros.instance_masks import packed_grid_points
+from fastsam_ros.instance_masks import pack_rows, packed_grid_points
 from fastsam_ros.objects import build_object
 from fastsam_ros.types import Prompt, Segmentation, SelectedObject, Selection, Status
 
@@ -52,6 +52,10 @@ MOTION_WIDTH = 96  # the picture is shrunk to this width to measure camera motio
 # central 384x288 halves exactly, twice, to 96x72).
 MOTION_FIELD = 0.6
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
+# A picture (frame field shrunk, or grid density) thinner than this on a side has no usable phase correlation: the
+# camera motion is taken as zero (frames of 1xN, Nx1 or a few pixels).
+MIN_MOTION_SIDE = 8
+MAX_MOTION_ASPECT = 4  # a shrunk frame field taller than this many times its width: motion from the masks
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
 RESET_REASON = ("the tracker was reset since this prompt selected its objects (a new stream or image size, or "
                 "tracking turned off and on): its track ids now name other objects; clear or re-prompt")
@@ -100,6 +104,7 @@ class InstanceTracker:
         self._continued: dict[int, int] = {}
         self._step = 0  # grid cell in mask pixels: ``4 * self._cells`` (``_cells`` prototype cells)
         self._cells = 0
+        self._corner_grid = False  # masks too thin for the packed grid's points (tiny frames): read from pixel 0
 
     @property
     def motion(self) -> tuple[float, float]:
@@ -133,10 +138,17 @@ class InstanceTracker:
             self._cells = max(1, math.ceil(max(shape[1]) / (4 * GRID_CELLS)))
             self._step = 4 * self._cells
             self._width = len(packed_grid_points(shape[1][1], self._cells))
-        grid = segmentation.masks.packed_grid(self._cells)
-        if image is not None and self.params.motion_from_picture:
-            picture, scale = _shrunk(image)
-            to_cells = segmentation.geometry.gain * scale / self._step
+            self._corner_grid = not (self._width and len(packed_grid_points(shape[1][0], self._cells)))
+            if self._corner_grid:  # a grid from pixel 0, as fine as GRID_CELLS allows: even a 1x1 mask is tracked
+                self._step = math.ceil(max(shape[1]) / GRID_CELLS)
+                self._width = len(range(0, shape[1][1], self._step))
+        if self._corner_grid:
+            grid = pack_rows(np.ascontiguousarray(segmentation.masks.grid(self._step, 0)))
+        else:
+            grid = segmentation.masks.packed_grid(self._cells)
+        shrunk = _shrunk(image) if image is not None and self.params.motion_from_picture else None
+        if shrunk is not None:
+            picture, to_cells = shrunk[0], segmentation.geometry.gain * shrunk[1] / self._step
         else:
             picture, to_cells = _density(grid, self._width), 1.0
         self._motion = self._estimate_motion(picture, to_cells)
@@ -146,6 +158,8 @@ class InstanceTracker:
 
     def _estimate_motion(self, picture: np.ndarray, to_cells: float) -> np.ndarray:
         """Translation (dx, dy) in grid cells from the previous frame to this one."""
+        if min(picture.shape) < MIN_MOTION_SIDE:
+            return np.zeros(2)
         previous = self._picture
         if previous is None or previous.shape != picture.shape or not previous.any() or not picture.any():
             return self._motion
@@ -324,13 +338,18 @@ def _bounds(masks):
     return box
 
 
-def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float]:
+def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float] | None:
     """The central ``MOTION_FIELD`` of the frame in grey (float32), ``MOTION_WIDTH`` wide, and the frame pixels per
     pixel of it: halved by bilinear steps (a 2x2 box filter each, no aliasing, cheaper than one area resize), then
-    resized the rest of the way."""
+    resized the rest of the way. None for a field under ``MIN_MOTION_SIDE`` pixels on a side, or one that would
+    shrink to fewer than ``MIN_MOTION_SIDE`` rows or more than ``MAX_MOTION_ASPECT`` times its width (a 5000x1
+    frame would shrink to 0 rows, a 1x5000 one to 480000): its motion is measured on the masks."""
     height, width = image.shape[:2]
     # Sizes of 4k: OpenCV halves exact 2x sizes by its fast 2x2 area path (others by the slower bilinear one).
     rows, columns = (min(size, 4 * max(1, round(size * MOTION_FIELD / 4))) for size in (height, width))
+    if min(rows, columns) < MIN_MOTION_SIDE or not (
+            MIN_MOTION_SIDE <= rows * MOTION_WIDTH / columns <= MAX_MOTION_ASPECT * MOTION_WIDTH):
+        return None
     top, left = (height - rows) // 2, (width - columns) // 2
     small = image[top : top + rows, left : left + columns]
     while small.shape[1] >= 2 * MOTION_WIDTH:

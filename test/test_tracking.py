@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_engine import segmentation_from_masks
 from test_selection import make_segmentation, rect
 
 from fastsam_ros import tracking
@@ -305,3 +306,24 @@ def test_packed_grid_overlaps_are_the_iou_of_the_moved_bool_masks(floor: float) 
         ys, xs = np.nonzero(last[k])
         expected = [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1] if ys.size else [9, 0, 64, 0]
         assert boxes[:, k].tolist() == expected
+
+
+# ---------------------------------------------------------------- frames of every size
+
+
+@pytest.mark.parametrize("shape", [(1, 5000), (5000, 1), (1, 1), (2, 2), (3, 7), (7, 3), (1, 2), (9, 1), (17, 640),
+                                   (640, 17), (481, 639)])
+@pytest.mark.parametrize("with_picture", [True, False])
+def test_frames_of_any_size_are_tracked(shape: tuple[int, int], with_picture: bool) -> None:
+    """Masks at the frame's size (identity geometry, as a network at the frame's resolution gives): even a 1x1
+    frame keeps its object's id, and a picture too thin to measure the camera motion on is not measured on."""
+    axis = int(shape[1] >= shape[0])  # two objects side by side along the long side; one in a 1x1 frame
+    second = np.indices(shape)[axis] >= (shape[axis] + 1) // 2
+    masks = [mask for mask in (~second, second) if mask.any()]
+    rng = np.random.default_rng(0)
+    tracker = InstanceTracker()
+    for step in range(3):
+        order = list(range(len(masks)))[:: -1 if step == 1 else 1]
+        picture = rng.integers(0, 255, (*shape, 3), dtype=np.uint8) if with_picture else None
+        ids = tracker.update(segmentation_from_masks([masks[i] for i in order]), picture)
+        assert dict(zip(order, ids.tolist(), strict=True)) == {i: i + 1 for i in range(len(masks))}, step

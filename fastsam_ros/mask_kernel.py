@@ -2,14 +2,15 @@
 
 At FastSAM's 100 instances a frame's masks cover ~1.5 million crop pixels. Made by PyTorch's upsample kernel
 and then scanned by numpy for boxes and run lengths, they cost more than 10 ms per frame on a 2-core CPU. Here one
-compiled pass per instance computes each output row of the bilinear upsample, ``> 0``, as the kernel does:
+compiled pass per instance computes each output row of the bilinear upsample (``align_corners=False``, float32),
+``> 0``:
 
 * a pixel's value is a non-negative mix of its four source logits, so when all four are positive (above an
   underflow floor) it is set and when none is it is clear, without arithmetic. Output columns with the same two
   source columns form segments (four pixels wide at 4x), and a row of an instance is a few spans of settled
   segments, filled at once, plus the undecided pixels at the object's edge (about a tenth);
-* an undecided pixel is computed with the kernel's own rounding (the measured
-  :class:`fastsam_ros.instance_masks.Arithmetic`), so every pixel is the kernel's;
+* an undecided pixel is interpolated in float32 along x, then y (:func:`_lerp`, as :func:`positive_at` computes
+  single pixels), the order of PyTorch's kernel;
 * the value flips of each row give the tight box and the row-major run lengths over it (background first, as
   :func:`fastsam_ros.masks.encode_crops`), with no second pass over the pixels.
 """
@@ -24,12 +25,23 @@ _CLEAR, _SET, _UNDECIDED = 0, 1, 2
 
 
 @njit(inline="always")
-def _combine(a, w0, b, w1, fused):
-    """``a * w0 + b * w1`` rounded as the kernel rounds it (see ``instance_masks._combine``)."""
-    second = np.float32(b * w1)
-    if fused:
-        return np.float32(np.float64(a) * np.float64(w0) + np.float64(second))
-    return np.float32(np.float32(a * w0) + second)
+def _lerp(a, w0, b, w1):
+    """``a * w0 + b * w1``: float32 in, float32 out (no fast-math: numba neither fuses nor reorders it)."""
+    return a * w0 + b * w1
+
+
+@njit(cache=True, nogil=True)
+def positive_at(logits, instances, ys, xs, rows, cols):
+    """``(K,)`` bool: is ``logits[instances[k]]`` upsampled positive at output pixel ``(xs[k], ys[k])``
+    (``rows``/``cols`` as for :func:`make_masks`)."""
+    out = np.empty(len(instances), np.bool_)
+    for k in range(len(instances)):
+        n, y, x = instances[k], ys[k], xs[k]
+        r0, r1, c0, c1, a, b = rows[0][y], rows[1][y], cols[0][x], cols[1][x], cols[2][x], cols[3][x]
+        top = _lerp(logits[n, r0, c0], a, logits[n, r0, c1], b)
+        bottom = _lerp(logits[n, r1, c0], a, logits[n, r1, c1], b)
+        out[k] = _lerp(top, rows[2][y], bottom, rows[3][y]) > 0
+    return out
 
 
 @njit(inline="always")
@@ -68,7 +80,7 @@ def packed_signs(logits, first, cells, rows0, rows1, columns0, columns1, out):
 
 
 @njit(cache=True, nogil=True)
-def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, pixels, bounds, run_offsets):
+def make_masks(logits, instances, crops, rows, cols, offsets, pixels, bounds, run_offsets):
     """Instances ``instances`` of ``logits`` (N, ph, pw) float32 upsampled to output pixels and cut to ``crops``.
 
     ``rows``/``cols``: per output pixel of an axis ``(index0, index1, weight0, weight1, segment_end)`` (its
@@ -128,8 +140,8 @@ def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, 
                     if kind == _UNDECIDED:
                         for q in range(j, end):
                             xq = x0 + q
-                            top[q] = _combine(logits[n, r0, c0], wx0[xq], logits[n, r0, c1], wx1[xq], fused_x)
-                            bottom[q] = _combine(logits[n, r1, c0], wx0[xq], logits[n, r1, c1], wx1[xq], fused_x)
+                            top[q] = _lerp(logits[n, r0, c0], wx0[xq], logits[n, r0, c1], wx1[xq])
+                            bottom[q] = _lerp(logits[n, r1, c0], wx0[xq], logits[n, r1, c1], wx1[xq])
                     j = end
             row_flips[i] = flip_count
             flips = _room(flips, flip_count + width + 1)
@@ -147,7 +159,7 @@ def make_masks(logits, instances, crops, rows, cols, fused_x, fused_y, offsets, 
                         value = pixel
                     continue
                 for q in range(j, end):
-                    pixel = _combine(top[q], a, bottom[q], b, fused_y) > 0
+                    pixel = _lerp(top[q], a, bottom[q], b) > 0
                     pixels[base + q] = pixel
                     flips[flip_count] = q
                     flip_count += pixel != value  # branch-free: edge pixels flip unpredictably

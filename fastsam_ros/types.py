@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastsam_ros.instance_masks import InstanceMasks
+from fastsam_ros.mask_set import DenseMasks, MaskSet
 from fastsam_ros.masks import (
     EncodedMask,
     EncodedMasks,
@@ -48,20 +48,21 @@ class Timings:
 class Segmentation:
     """Every instance the all-instance stage found in one image.
 
-    Masks stay at the network's input resolution and are made on demand (:class:`InstanceMasks`: from the
-    prototype logits, only where asked); ``geometry`` maps image pixels into them and upsamples only what is
-    asked for. ``masks`` may be given as a dense ``(N, mh, mw)`` bool array (tests, hand-made masks).
+    Masks stay at the network's input resolution and are made on demand (a :class:`MaskSet`, e.g. the engine's
+    :class:`fastsam_ros.instance_masks.InstanceMasks`: from the prototype logits, only where asked); ``geometry``
+    maps image pixels into them and upsamples only what is asked for. ``masks`` may be given as a dense
+    ``(N, mh, mw)`` bool array (tests, hand-made masks).
     """
 
-    masks: InstanceMasks
+    masks: MaskSet
     boxes: np.ndarray  # (N, 4) float32, xyxy image pixels
     scores: np.ndarray  # (N,) float32
     geometry: MaskGeometry
     timings: Timings = field(default_factory=Timings)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.masks, InstanceMasks):
-            object.__setattr__(self, "masks", InstanceMasks.from_dense(self.masks))
+        if not isinstance(self.masks, MaskSet):
+            object.__setattr__(self, "masks", DenseMasks(self.masks))
         n = len(self.masks)
         if not (len(self.boxes) == len(self.scores) == n):
             raise ValueError("masks, boxes and scores must describe the same instances")

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from fastsam_ros import backends
-from fastsam_ros.instance_masks import Arithmetic, InstanceMasks, calibrate, compile_kernels
+from fastsam_ros.instance_masks import InstanceMasks, compile_kernels
+from fastsam_ros.mask_set import DenseMasks
 from fastsam_ros.masks import MaskGeometry
 from fastsam_ros.types import Segmentation, Timings
 
@@ -203,9 +204,9 @@ def segmentation_from_result(result: Any) -> Segmentation:
     masks = getattr(result, "instance_masks", None)  # set by the deferred-mask predictor
     if masks is None:
         if result.masks is None or len(result) == 0:
-            masks = InstanceMasks.from_dense(np.zeros((0, *image_shape), dtype=bool))
+            masks = DenseMasks(np.zeros((0, *image_shape), dtype=bool))
         else:
-            masks = InstanceMasks.from_dense(binary_masks(result.masks.data))
+            masks = DenseMasks(binary_masks(result.masks.data))
     return Segmentation(
         masks=masks,
         boxes=result.boxes.xyxy.float().cpu().numpy().copy().reshape(-1, 4),  # .numpy() would share the Results' memory
@@ -240,33 +241,6 @@ def deferred_masks() -> Iterator[None]:
         _deferral.on = False
 
 
-@functools.lru_cache(maxsize=8)
-def _upsampler(device: str) -> Callable[[np.ndarray, tuple[int, int]], np.ndarray]:
-    """``process_mask``'s bilinear upsample (the same PyTorch kernel, on ``device``) of ``(K, h, w)`` logit crops."""
-    import torch
-    import torch.nn.functional as F
-
-    def upsample(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        tensor = torch.from_numpy(np.ascontiguousarray(logits)).to(device)[None]
-        return F.interpolate(tensor, size, mode="bilinear")[0].cpu().numpy()
-
-    return upsample
-
-
-@functools.lru_cache(maxsize=8)
-def _arithmetic(device: str) -> Arithmetic | None:
-    """How the installed bilinear kernel rounds on ``device`` (measured once; None: no emulation matches)."""
-    import torch
-    import torch.nn.functional as F
-
-    def interpolate(logits: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(logits).to(device)[None]
-        size = (4 * logits.shape[1], 4 * logits.shape[2])
-        return F.interpolate(tensor, size, mode="bilinear")[0].cpu().numpy()
-
-    return calibrate(interpolate)
-
-
 @functools.lru_cache(maxsize=1)
 def _deferred_predictor_class() -> type:
     from ultralytics.engine.results import Results
@@ -277,9 +251,9 @@ def _deferred_predictor_class() -> type:
         """ultralytics' FastSAM predictor whose results keep masks as prototype logits (:class:`InstanceMasks`).
 
         Everything else (pre-processing, the network, NMS, box scaling, FastSAM's border rule) is ultralytics'
-        own; only ``process_mask``'s upsample, threshold and crop of every mask are left to be done on demand,
-        exactly (its ``amax > 0`` filter of empty masks is applied here, exactly too). Outside
-        :func:`deferred_masks`, or where the emulation does not apply, it is ultralytics' predictor unchanged.
+        own; only ``process_mask``'s upsample, threshold and crop of every mask are left to be done on demand
+        (its ``amax > 0`` filter of empty masks is applied here too). Outside :func:`deferred_masks`, for
+        ``retina_masks`` or FP16, it is ultralytics' predictor unchanged.
         """
 
         def construct_result(self, pred: Any, img: Any, orig_img: Any, img_path: Any, proto: Any) -> Any:
@@ -288,7 +262,7 @@ def _deferred_predictor_class() -> type:
                 return super().construct_result(pred, img, orig_img, img_path, proto)
             pred[:, :4] = ops.scale_boxes(img.shape[2:], pred[:, :4], orig_img.shape)
             keep = masks.nonempty()
-            if getattr(self, "_feats", None) is None and not keep.all():  # as ultralytics: drop empty masks
+            if not keep.all():  # as ultralytics: drop empty masks
                 pred, masks = pred[torch_bool(keep, pred.device)], masks.subset(keep)
             result = Results(orig_img, path=img_path, names=self.model.names, boxes=pred[:, :6])
             result.instance_masks = masks
@@ -298,17 +272,14 @@ def _deferred_predictor_class() -> type:
             import torch
 
             count, (height, width) = pred.shape[0], img.shape[2:]
-            if count == 0 or self.args.retina_masks or height + width <= 128:  # other kernels: see module doc
+            if count == 0 or self.args.retina_masks:
                 return None
             if pred.dtype != torch.float32 or proto.dtype != torch.float32:  # FP16: leave it all to ultralytics
                 return None
-            if proto.device.type == "cpu" and count == 3 and torch.get_num_threads() == 1:
-                return None  # PyTorch's channels-last kernel runs there, with other rounding
-            arithmetic = _arithmetic(str(proto.device))  # None: point lookups make the instance's pixels
             channels, ph, pw = proto.shape
             logits = (pred[:, 6:] @ proto.float().view(channels, -1)).view(-1, ph, pw)  # as process_mask
             return InstanceMasks.from_logits(logits.cpu().numpy(), pred[:, :4].float().cpu().numpy().copy(),
-                                             (int(height), int(width)), arithmetic, _upsampler(str(proto.device)))
+                                             (int(height), int(width)))
 
     return _DeferredMaskPredictor
 

@@ -18,12 +18,20 @@ Methods, all answering from the same all-instance results (the node's `instances
   sparse optical flow camera-motion compensation);
 * ``oracle``: per frame, the best IoU any single predicted mask reaches (the ceiling for following one mask).
 
+*Hard crossings* (:func:`plan_hard_crossings`, issue 19): another instance of the target's class, cut out of another
+dev image by its polygon and scaled to the target's area, walks across the target in front of it, covering up to
+half to two thirds of it for about half of the sequence; in every other one the camera also takes the target
+partly out of view. Ground truth there is what is visible of the target.
+
 Reported per method: J (mean IoU over all frames; a frame without an answer scores 0), late J (the second half
-of each sequence: drift), the share of frames with IoU >= 0.5, and the same on the crossing subset.
+of each sequence: drift), the share of frames with IoU >= 0.5, and the same on the crossing subset and the hard
+crossings, with the share of frames answered with the *wrong object* (:func:`wrong_object`: an ok answer whose
+IoU with the target is under ``WRONG_IOU`` = 0.1 while its IoU with another ground-truth object is higher).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +43,7 @@ import numpy as np
 
 from fastsam_ros.camera_motion import CameraPath
 from fastsam_ros.evaluate import MIN_AREA, GroundTruth, farthest_inside, image_pairs, read_instances
-from fastsam_ros.masks import iou
+from fastsam_ros.masks import iou, mask_box
 from fastsam_ros.tracking import InstanceTracker, PromptFollower, TrackerParams
 from fastsam_ros.types import FOREGROUND, PointXY, Prompt, Segmentation
 
@@ -46,7 +54,14 @@ ZOOM_RANGE = (1.0, 1.25)
 MAX_ROTATION_DEG = 4.0
 DIRECTIONS = 16
 MARGIN = 2  # target box must stay this many pixels inside the frame
-TARGETS = {"overall": 0.90, "crossing": 0.85, "drift": 0.03, "over_pixel_fixed": 0.15}
+TARGETS = {"overall": 0.90, "crossing": 0.85, "drift": 0.03, "over_pixel_fixed": 0.15, "hard_crossing": 0.95,
+           "wrong_object": 0.02}
+HARD_SEQUENCES = 16
+MIN_HARD_SIDE = 48  # a hard sequence's target is at least this many pixels wide and high on frame 0
+OCCLUDER_CLEARANCE = 1.3  # the occluder starts and ends this many half-widths (target's + its own) from the target
+OCCLUDER_DROP = 0.25  # its path runs this share of the target's height below the target's centre
+OUT_OF_VIEW = (0.45, 0.8)  # visible share of the target on the last frame of the partly-out-of-view sequences
+WRONG_IOU = 0.1  # an ok answer under this IoU with the target, and nearer another object, is the wrong object
 
 
 @dataclass(frozen=True)
@@ -59,19 +74,66 @@ class TrackSequence:
     target: GroundTruth  # at source resolution
     click: PointXY  # frame 0 pixels
     crossing: bool  # another object passes under the clicked pixel
+    others: tuple[GroundTruth, ...] = ()  # the image's other instances (source resolution): what a wrong answer is
+    occluder: Occluder | None = None  # the hard crossings: another object of the target's class passes in front
+
+    @property
+    def hard(self) -> bool:
+        """One of the hard crossings (:func:`plan_hard_crossings`)."""
+        return self.occluder is not None
 
     @property
     def prompt(self) -> Prompt:
         """The click, as the core prompt the reference methods answer (the node gets the same as a message)."""
         return Prompt(id="click", points=(self.click,), labels=(FOREGROUND,))
 
-    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(frame BGR, ground-truth mask)`` for every frame."""
-        image = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"could not read image {self.image_path}")
+    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
+        """``(frame BGR, target's visible ground truth, the other objects' visible ground truth)`` per frame."""
+        image = _read(self.image_path)
+        sprite = _read(self.occluder.image_path) if self.occluder else None
         for index in range(self.path.frames):
-            yield self.path.render(index, image), self.path.render_mask(index, self.target.mask)
+            frame = self.path.render(index, image)
+            truth = self.path.render_mask(index, self.target.mask)
+            others = [self.path.render_mask(index, other.mask) for other in self.others]
+            if self.occluder is not None and sprite is not None:
+                matrix = self.occluder.matrix(self.path, self.target, index)
+                cover = cv2.warpAffine(self.occluder.instance.mask.astype(np.uint8), matrix, self.path.frame_size,
+                                       flags=cv2.INTER_NEAREST).astype(bool)
+                frame[cover] = cv2.warpAffine(sprite, matrix, self.path.frame_size, flags=cv2.INTER_LINEAR)[cover]
+                truth &= ~cover
+                others = [other & ~cover for other in others] + [cover]
+            yield frame, truth, others
+
+
+@dataclass(frozen=True)
+class Occluder:
+    """An instance cut out of a dev image by its ground-truth polygon, scaled to the target's size, moving in a
+    straight line across the target (relative to it, so the camera's motion comes on top), in front of it."""
+
+    image_path: Path
+    instance: GroundTruth  # at its source resolution
+    scale: float  # source pixels to frame pixels
+    start: tuple[float, float]  # its centre relative to the target's centre on the first frame (frame pixels)
+    end: tuple[float, float]  # and on the last
+
+    def matrix(self, path: CameraPath, target: GroundTruth, index: int) -> np.ndarray:
+        """``(2, 3)`` affine map from the occluder's source pixels to frame ``index``."""
+        u = index / max(path.frames - 1, 1)  # constant speed: a walker, not the eased camera
+        centre = path.map_points(index, np.array([_centre(target.box)]))[0]
+        centre = centre + (1 - u) * np.array(self.start) + u * np.array(self.end)
+        offset = centre - self.scale * np.array(_centre(self.instance.box))
+        return np.array([[self.scale, 0.0, offset[0]], [0.0, self.scale, offset[1]]])
+
+
+def _read(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"could not read image {path}")
+    return image
+
+
+def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
 
 def _box_corners(box: tuple[int, int, int, int]) -> np.ndarray:
@@ -106,10 +168,7 @@ def _crosses(path: CameraPath, click: PointXY, target: GroundTruth, others: Sequ
 
 def plan_sequence(index: int, image_path: Path, label_path: Path) -> TrackSequence | None:
     """The sequence for one image (None when no instance can move far enough and stay in view)."""
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"could not read image {image_path}")
-    height, width = image.shape[:2]
+    height, width = _read(image_path).shape[:2]
     instances = read_instances(label_path, (height, width), MIN_AREA)
     rng = np.random.default_rng(zlib.crc32(image_path.name.encode()))
     pan = rng.uniform(*PAN_RANGE)
@@ -131,7 +190,7 @@ def plan_sequence(index: int, image_path: Path, label_path: Path) -> TrackSequen
             click = farthest_inside(first)
             crossing = _crosses(path, click, target, others)
             name = f"{image_path.stem}/{target_index}/{direction}"
-            options.append((TrackSequence(name, image_path, path, target, click, crossing), crossing))
+            options.append((TrackSequence(name, image_path, path, target, click, crossing, tuple(others)), crossing))
     if not options:
         return None
     crossing_options = [sequence for sequence, crossing in options if crossing]
@@ -149,6 +208,74 @@ def plan_sequences(data_dir: Path, count: int = DEFAULT_SEQUENCES) -> list[Track
         if sequence is not None:
             sequences.append(sequence)
     return sequences
+
+
+def _visible_share(path: CameraPath, target: GroundTruth, index: int) -> float:
+    return np.count_nonzero(path.render_mask(index, target.mask)) / max(
+        np.count_nonzero(path.render_mask(0, target.mask)), 1)
+
+
+def plan_hard_crossings(data_dir: Path, count: int = HARD_SEQUENCES) -> list[TrackSequence]:
+    """Crossings by an object of the target's class and size, that covers part of it for most of the sequence;
+    every other one with the target leaving the view partly (``OUT_OF_VIEW`` of it still seen at the end).
+
+    Per image (by name), the target is its largest instance whose class another image of the set has (the
+    occluder: the largest instance of that class in the next such image by name, cut out by its polygon and
+    scaled to the target's area); the camera path is chosen as in :func:`plan_sequence`, seeded by the name.
+    """
+    pairs = image_pairs(Path(data_dir))
+    labelled = [(image, read_instances(label, _read(image).shape[:2], MIN_AREA)) for image, label in pairs]
+    sequences: list[TrackSequence] = []
+    for position, (image_path, instances) in enumerate(labelled):
+        if len(sequences) >= count:
+            break
+        donors = labelled[position + 1 :] + labelled[:position]
+        for target_index in np.argsort([-t.area for t in instances], kind="stable").tolist():
+            target = instances[target_index]
+            donor = next(((path, max((d for d in found if d.class_id == target.class_id), key=lambda d: d.area))
+                          for path, found in donors if any(d.class_id == target.class_id for d in found)), None)
+            sequence = donor and _hard_sequence(len(sequences), image_path, instances, target_index, *donor)
+            if sequence is not None:
+                sequences.append(sequence)
+                break
+    return sequences
+
+
+def _hard_sequence(number: int, image_path: Path, instances: list[GroundTruth], target_index: int,
+                   donor_path: Path, donor: GroundTruth) -> TrackSequence | None:
+    target = instances[target_index]
+    height, width = target.mask.shape
+    rng = np.random.default_rng(zlib.crc32(f"hard/{image_path.name}".encode()))
+    pan, zoom = rng.uniform(*PAN_RANGE), rng.uniform(*ZOOM_RANGE)
+    rotation = rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG)
+    partly_out = number % 2 == 1
+    paths = []
+    for direction in range(DIRECTIONS):
+        angle = 2 * np.pi * direction / DIRECTIONS
+        path = CameraPath((width, height), (pan * 640 * np.cos(angle), pan * 640 * np.sin(angle)), zoom, rotation,
+                          FRAMES)
+        first = path.render_mask(0, target.mask)
+        box = mask_box(first)
+        if box is None or min(box[2] - box[0], box[3] - box[1]) < MIN_HARD_SIDE or not _stays_in_view(
+                dataclasses.replace(path, frames=1), target):
+            continue
+        if partly_out:
+            if OUT_OF_VIEW[0] <= _visible_share(path, target, FRAMES - 1) <= OUT_OF_VIEW[1]:
+                paths.append((direction, path, box))
+        elif _stays_in_view(path, target):
+            paths.append((direction, path, box))
+    if not paths:
+        return None
+    direction, path, box = paths[int(rng.integers(len(paths)))]
+    scale = path.base_scale * np.sqrt(target.area / donor.area)
+    reach = OCCLUDER_CLEARANCE * ((box[2] - box[0]) + scale * (donor.box[2] - donor.box[0])) / 2
+    drop = OCCLUDER_DROP * (box[3] - box[1])
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    occluder = Occluder(donor_path, donor, float(scale), (-side * reach, drop), (side * reach, drop))
+    first = path.render_mask(0, target.mask)
+    others = tuple(instances[:target_index] + instances[target_index + 1 :])
+    name = f"{image_path.stem}/{target_index}/{direction}/{'out' if partly_out else 'in'}"
+    return TrackSequence(name, image_path, path, target, farthest_inside(first), True, others, occluder)
 
 
 class UltralyticsIds:
@@ -213,8 +340,20 @@ def oracle_iou(masks: Sequence[np.ndarray], truth: np.ndarray) -> float:
     return max((iou(mask, truth) for mask in masks), default=0.0)
 
 
-def summarise(per_sequence: Mapping[str, Mapping[str, list[float]]], names: Sequence[str]) -> dict[str, Any]:
-    """J, late J and the share of frames with IoU >= 0.5, per method, over the given sequences."""
+def wrong_object(answer: np.ndarray, truth: np.ndarray, others: Sequence[np.ndarray]) -> bool:
+    """Whether an answer is the *wrong object*: an ok answer (a non-empty mask) whose IoU with the target's visible
+    ground truth is under ``WRONG_IOU`` while its IoU with another ground-truth object of the frame is higher.
+    Answers that are not ok (``lost``, ``no_match``: no mask) are never wrong, only worth 0 in J."""
+    if not answer.any():
+        return False
+    own = iou(answer, truth)
+    return own < WRONG_IOU and any(iou(answer, other) > own for other in others)
+
+
+def summarise(per_sequence: Mapping[str, Mapping[str, list[float]]], names: Sequence[str],
+              wrong: Mapping[str, Mapping[str, list[bool]]] | None = None) -> dict[str, Any]:
+    """J, late J and the share of frames with IoU >= 0.5, per method, over the given sequences; with ``wrong``
+    (per sequence and method, :func:`wrong_object` per frame) the share of frames answered with the wrong object."""
     methods: dict[str, dict[str, float]] = {}
     for method in next(iter(per_sequence.values()), {}):
         frames = np.array([per_sequence[name][method] for name in names], dtype=np.float64).reshape(len(names), -1)
@@ -224,14 +363,18 @@ def summarise(per_sequence: Mapping[str, Mapping[str, list[float]]], names: Sequ
             "late_J": round(float(frames[:, half:].mean()), 4) if frames.size else 0.0,
             "share_iou_0.5": round(float((frames >= 0.5).mean()), 4) if frames.size else 0.0,
         }
+        if wrong is not None:
+            flags = np.array([wrong[name][method] for name in names], dtype=bool)
+            methods[method]["wrong_object"] = round(float(flags.mean()), 4) if flags.size else 0.0
     return {"sequences": len(names), "methods": methods}
 
 
 def check_targets(report: Mapping[str, Any]) -> dict[str, bool]:
     """The issue's targets for ``follow``, each pass (True) or fail."""
     overall, crossing = report["overall"]["methods"], report["crossing"]["methods"]
+    hard = report.get("hard_crossing", {}).get("methods", {})
     follow, oracle = overall["follow"], overall["oracle"]
-    return {
+    targets = {
         f"J >= {TARGETS['overall']:.2f} x oracle J": follow["J"] >= TARGETS["overall"] * oracle["J"],
         f"crossing J >= {TARGETS['crossing']:.2f} x oracle J": bool(crossing)
         and crossing["follow"]["J"] >= TARGETS["crossing"] * crossing["oracle"]["J"],
@@ -239,20 +382,31 @@ def check_targets(report: Mapping[str, Any]) -> dict[str, bool]:
         f"J >= pixel_fixed J + {TARGETS['over_pixel_fixed']:.2f}":
             follow["J"] >= overall["pixel_fixed"]["J"] + TARGETS["over_pixel_fixed"],
     }
+    if hard:
+        targets[f"hard crossing J >= {TARGETS['hard_crossing']:.2f} x oracle J"] = (
+            hard["follow"]["J"] >= TARGETS["hard_crossing"] * hard["oracle"]["J"])
+        targets[f"hard crossing wrong object < {TARGETS['wrong_object']:.0%} of frames"] = (
+            hard["follow"].get("wrong_object", 1.0) < TARGETS["wrong_object"])
+    return targets
 
 
 def format_table(report: Mapping[str, Any]) -> str:
-    """Side-by-side table and the targets with pass/fail."""
+    """Side-by-side table (all sequences but the hard crossings, the crossing ones among them, the hard crossings
+    with the share of wrong-object frames) and the targets with pass/fail."""
     overall, crossing = report["overall"], report["crossing"]
+    hard = report.get("hard_crossing", {"sequences": 0, "methods": {}})
+    empty = {"J": 0.0, "late_J": 0.0, "share_iou_0.5": 0.0, "wrong_object": 0.0}
     lines = [
         f"model {report['model']}: {overall['sequences']} sequences of {report['frames_per_sequence']} frames "
-        f"({crossing['sequences']} crossing), {report['seconds']} s",
-        f"{'method':<18}{'J':>8}{'late J':>8}{'IoU>=.5':>9}{'cross J':>9}{'c late':>8}{'c >=.5':>8}",
+        f"({crossing['sequences']} crossing) and {hard['sequences']} hard crossings, {report['seconds']} s",
+        f"{'method':<18}{'J':>8}{'late J':>8}{'IoU>=.5':>9}{'cross J':>9}{'c late':>8}{'c >=.5':>8}"
+        f"{'hard J':>8}{'h >=.5':>8}{'h wrong':>8}",
     ]
     for name, values in overall["methods"].items():
-        c = crossing["methods"].get(name, {"J": 0.0, "late_J": 0.0, "share_iou_0.5": 0.0})
+        c, h = crossing["methods"].get(name, empty), hard["methods"].get(name, empty)
         lines.append(f"{name:<18}{values['J']:>8.3f}{values['late_J']:>8.3f}{values['share_iou_0.5']:>9.3f}"
-                     f"{c['J']:>9.3f}{c['late_J']:>8.3f}{c['share_iou_0.5']:>8.3f}")
+                     f"{c['J']:>9.3f}{c['late_J']:>8.3f}{c['share_iou_0.5']:>8.3f}"
+                     f"{h['J']:>8.3f}{h['share_iou_0.5']:>8.3f}{h.get('wrong_object', 0.0):>8.3f}")
     lines.extend(report["notes"])
     lines.extend(f"{'PASS' if ok else 'FAIL'}  {target}" for target, ok in report["targets"].items())
     return "\n".join(lines)

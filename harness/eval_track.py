@@ -4,7 +4,9 @@ Starts the fastsam node, plays every sequence of :func:`fastsam_ros.evaluate_tra
 (one frame at a time: each frame is segmented before the next is sent, so none is dropped), clicks the target
 on frame 0 twice as persistent prompts, one following (``follow``) and one with ``reapply`` (``pixel_fixed``),
 scores each answer against the moved ground truth, and runs the reference methods on the node's own
-`instances` (masks included). Prints the table with the targets' pass/fail and writes the JSON report.
+`instances` (masks included). Then the same for the hard crossings
+(:func:`fastsam_ros.evaluate_track.plan_hard_crossings`). Prints the table with the targets' pass/fail and writes
+the JSON report.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import numpy as np
 from fastsam_ros.evaluate_track import (
     DEFAULT_SEQUENCES,
     FRAMES,
+    HARD_SEQUENCES,
     TrackSequence,
     check_targets,
     format_table,
     oracle_iou,
+    plan_hard_crossings,
     plan_sequences,
     reference_followers,
     summarise,
+    wrong_object,
 )
 from fastsam_ros.masks import MaskGeometry, iou
 from fastsam_ros.ros_io import mask_from_msg
@@ -61,11 +66,18 @@ def _answer_mask(selection: Any, shape: tuple[int, int]) -> np.ndarray:
     return union
 
 
-def play(client: FastSAMClient, sequence: TrackSequence, first_stamp: int, timeout: float) -> dict[str, list[float]]:
-    """Per method, the IoU of its answer with the ground truth on every frame of ``sequence``."""
+def play(client: FastSAMClient, sequence: TrackSequence, first_stamp: int, timeout: float
+         ) -> tuple[dict[str, list[float]], dict[str, list[bool]]]:
+    """Per method, the IoU of its answer with the ground truth on every frame of ``sequence``, and whether the
+    answer was the wrong object (:func:`fastsam_ros.evaluate_track.wrong_object`)."""
     followers, _ = reference_followers()
     scores: dict[str, list[float]] = {name: [] for name in (FOLLOW, FIXED, *followers, "oracle")}
-    for index, (frame, truth) in enumerate(sequence.frames()):
+    wrong: dict[str, list[bool]] = {name: [] for name in scores}
+
+    for index, (frame, truth, others) in enumerate(sequence.frames()):
+        def score(name: str, answer: np.ndarray, truth: np.ndarray = truth, others: list = others) -> None:
+            scores[name].append(iou(answer, truth))
+            wrong[name].append(wrong_object(answer, truth, others))
         stamp = first_stamp + index * FRAME_STEP_NS
         client.publish_image(frame, stamp)
         instances = client.wait_for("instances", lambda m, s=stamp: stamp_of(m) == s, timeout)
@@ -80,36 +92,41 @@ def play(client: FastSAMClient, sequence: TrackSequence, first_stamp: int, timeo
                                      and stamp_of(m) == s, timeout)
             if answer is None:
                 raise RuntimeError(f"{sequence.name}: no {prompt_id} answer on frame {index}")
-            scores[prompt_id].append(iou(_answer_mask(answer, truth.shape), truth))
+            score(prompt_id, _answer_mask(answer, truth.shape))
         segmentation = segmentation_from_instances(instances)
         for name, follower in followers.items():
             (answer,) = follower.answer(segmentation, frame, [sequence.prompt], lambda p, s=segmentation: select(s, p))
-            scores[name].append(iou(answer.union_mask(truth.shape), truth))
+            score(name, answer.union_mask(truth.shape) if answer.ok else np.zeros(truth.shape, dtype=bool))
         scores["oracle"].append(oracle_iou(list(segmentation.masks.dense()), truth))
+        wrong["oracle"].append(False)
     for prompt_id in (FOLLOW, FIXED):
         client.prompt_pub.publish(client.prompt(prompt_id, clear=True))
     for name in ("instances", "selection"):  # keep memory flat over hundreds of frames
         client.received[name].clear()
-    return scores
+    return scores, wrong
 
 
 def run(data: Path, model: str, out: Path, count: int = DEFAULT_SEQUENCES, timeout: float = 120.0,
-        domain_id: int | None = None, progress: bool = True) -> dict[str, Any]:
+        domain_id: int | None = None, progress: bool = True, hard_count: int = HARD_SEQUENCES) -> dict[str, Any]:
     started = time.monotonic()
     domain_id = private_ros_network(domain_id)
     sequences = plan_sequences(data, count)
+    hard = plan_hard_crossings(data, hard_count)
     out.parent.mkdir(parents=True, exist_ok=True)
     node = NodeProcess(out.with_suffix(".node.log"), namespace="track", model=model, domain_id=domain_id)
     client = FastSAMClient(namespace="track", domain_id=domain_id, outputs=("instances", "selection"))
     per_sequence: dict[str, dict[str, list[float]]] = {}
+    wrong: dict[str, dict[str, list[bool]]] = {}
     try:
         if not client.wait_for_connections(node, timeout=300):
             raise SystemExit(f"the node did not come up:\n{node.log()}")
-        for number, sequence in enumerate(sequences):
-            scores = play(client, sequence, FIRST_STAMP + number * FRAMES * 10 * FRAME_STEP_NS, timeout)
+        for number, sequence in enumerate(sequences + hard):
+            scores, wrong[sequence.name] = play(client, sequence, FIRST_STAMP + number * FRAMES * 10 * FRAME_STEP_NS,
+                                                timeout)
             per_sequence[sequence.name] = scores
+            kind = " (hard crossing)" if sequence.hard else " (crossing)" if sequence.crossing else ""
             if progress:
-                print(f"[{number + 1}/{len(sequences)}] {sequence.name}{' (crossing)' if sequence.crossing else ''}: "
+                print(f"[{number + 1}/{len(sequences) + len(hard)}] {sequence.name}{kind}: "
                       + ", ".join(f"{m} {np.mean(v):.3f}" for m, v in scores.items()), file=sys.stderr, flush=True)
     finally:
         client.close()
@@ -118,8 +135,9 @@ def run(data: Path, model: str, out: Path, count: int = DEFAULT_SEQUENCES, timeo
     names = [s.name for s in sequences]
     report: dict[str, Any] = {
         "model": str(model), "data": str(data), "frames_per_sequence": FRAMES,
-        "overall": summarise(per_sequence, names),
-        "crossing": summarise(per_sequence, [s.name for s in sequences if s.crossing]),
+        "overall": summarise(per_sequence, names, wrong),
+        "crossing": summarise(per_sequence, [s.name for s in sequences if s.crossing], wrong),
+        "hard_crossing": summarise(per_sequence, [s.name for s in hard], wrong),
         "notes": [note] if note else [],
         "sequences": {name: {m: round(float(np.mean(v)), 4) for m, v in scores.items()}
                       for name, scores in per_sequence.items()},
@@ -136,10 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="FastSAM checkpoint or export")
     parser.add_argument("--out", type=Path, default=Path("out/eval-track.json"))
     parser.add_argument("--sequences", type=int, default=DEFAULT_SEQUENCES, help="how many sequences (one per image)")
+    parser.add_argument("--hard-sequences", type=int, default=HARD_SEQUENCES,
+                        help="how many hard crossings (one per image)")
     parser.add_argument("--domain-id", type=int, metavar="N", help="ROS domain (default: ROS_DOMAIN_ID, else random)")
     parser.add_argument("--quiet", action="store_true", help="no per-sequence progress lines")
     args = parser.parse_args(argv)
-    report = run(args.data, args.model, args.out, args.sequences, domain_id=args.domain_id, progress=not args.quiet)
+    report = run(args.data, args.model, args.out, args.sequences, domain_id=args.domain_id, progress=not args.quiet,
+                 hard_count=args.hard_sequences)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report))
     print(f"report in {args.out}")

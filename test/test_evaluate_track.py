@@ -16,8 +16,10 @@ from fastsam_ros.evaluate_track import (
     check_targets,
     format_table,
     oracle_iou,
+    plan_hard_crossings,
     plan_sequences,
     summarise,
+    wrong_object,
 )
 
 
@@ -51,7 +53,7 @@ def test_sequences_are_deterministic_in_range_and_half_cross(eval_data: Path) ->
         assert PAN_RANGE[0] * 640 <= np.hypot(*path.pan) <= PAN_RANGE[1] * 640
         assert ZOOM_RANGE[0] <= path.zoom <= ZOOM_RANGE[1] and abs(path.rotation_deg) <= 4
         assert int(sequence.name.rsplit("/", 1)[1]) < DIRECTIONS
-        frame, truth = next(sequence.frames())
+        frame, truth, _others = next(sequence.frames())
         x, y = sequence.click
         assert frame.shape == (480, 640, 3) and truth[int(y), int(x)], "the click lies on the target"
     assert any(s.crossing for s in first) and not all(s.crossing for s in first)
@@ -74,6 +76,42 @@ def test_summary_targets_and_table() -> None:
     report["targets"] = targets
     table = format_table(report)
     assert "FAIL  crossing J >= 0.85 x oracle J" in table and "PASS  J >= 0.90 x oracle J" in table
+
+
+def test_hard_crossings_cover_the_target_with_an_object_of_its_class(eval_data: Path) -> None:
+    sequences = plan_hard_crossings(eval_data, 2)
+    assert [s.name for s in sequences] == [s.name for s in plan_hard_crossings(eval_data, 2)]
+    assert len(sequences) == 2 and all(s.hard and s.crossing for s in sequences)
+    for sequence in sequences:
+        assert sequence.occluder is not None
+        assert sequence.occluder.instance.class_id == sequence.target.class_id
+        visible = [np.count_nonzero(truth) for _frame, truth, _others in sequence.frames()]
+        covered = [v < 0.8 * visible[0] for v in visible]
+        assert not covered[0] and sum(covered) >= 6, "covered for longer than a few frames"
+    assert sequences[1].name.endswith("/out")
+
+
+def test_a_wrong_object_is_an_ok_answer_on_another_object() -> None:
+    truth, other = np.zeros((8, 8), dtype=bool), np.zeros((8, 8), dtype=bool)
+    truth[:4], other[4:] = True, True
+    assert wrong_object(other, truth, [other])
+    assert not wrong_object(np.zeros_like(truth), truth, [other]), "no answer (lost) is not wrong"
+    assert not wrong_object(truth, truth, [other])
+    background = np.zeros_like(truth)
+    background[4:, :2] = True
+    assert not wrong_object(background[::-1] & ~truth, truth, []), "nothing else there"
+
+
+def test_summary_reports_wrong_objects_and_the_hard_targets() -> None:
+    per_sequence = {"h": {"follow": [1.0, 0.0], "pixel_fixed": [1.0, 0.0], "oracle": [1.0, 1.0]}}
+    wrong = {"h": {"follow": [False, True], "pixel_fixed": [False, False], "oracle": [False, False]}}
+    hard = summarise(per_sequence, ["h"], wrong)
+    assert hard["methods"]["follow"]["wrong_object"] == 0.5
+    report = {"model": "m", "frames_per_sequence": 2, "overall": hard, "crossing": hard, "hard_crossing": hard,
+              "notes": [], "seconds": 1.0}
+    report["targets"] = check_targets(report)
+    assert report["targets"]["hard crossing wrong object < 2% of frames"] is False
+    assert "FAIL  hard crossing J >= 0.95 x oracle J" in format_table(report)
 
 
 def test_oracle_is_the_best_single_mask() -> None:

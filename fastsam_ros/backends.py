@@ -18,14 +18,18 @@ first. This module does that on the first start and reuses the export on later o
   A later start loads the newest cached export of the checkpoint at warm-up (configure), ahead of the first frame.
 - **Cache**: one folder per export under ``export_cache`` (default ``$XDG_CACHE_HOME/fastsam_ros`` or
   ``~/.cache/fastsam_ros``), named by a digest of :class:`ExportKey` (checkpoint SHA-256, format, shape,
-  precision, GPU name, library versions): a changed checkpoint or an upgraded library gets a new export and the
-  stale one is removed. An export that fails leaves a ``.failed`` note, so later starts go straight to PyTorch.
+  precision, GPU name, library versions): a changed checkpoint gets a new export and the one it supersedes is
+  removed; an upgraded library gets its own (another venv's stays), and exports unused for 30 days go. An export
+  that fails leaves a ``.failed`` note, so later starts go straight to PyTorch (out of memory or disk: retried
+  after a back-off). :class:`ExportCache` says how several processes share one cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import importlib.util
 import io
@@ -34,10 +38,9 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,54 +278,98 @@ class CacheHit:
     export_s: float  # seconds the export took (0 when found)
 
 
-class ExportCache:
-    """Exports on disk, one folder per :class:`ExportKey`; safe against concurrent starts (atomic rename)."""
+# A failure of these kinds may pass (memory, disk): its note lets a later start retry after a back-off that doubles
+# per failure; any other failure (an unsupported op, a broken exporter) keeps its note until it is deleted.
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EAGAIN, errno.EIO})
+RETRY_AFTER_S = 600.0
+RETRY_AFTER_MAX_S = 86_400.0
+UNUSED_FOR_S = 30 * 86_400.0  # an export no start has used for this long is removed, whatever made it
+LEGACY_WORK_AGE_S = 86_400.0  # an unlocked work folder of an earlier release (no lock file) is left this long
 
-    def __init__(self, root: Path, exporter: Exporter | None = None) -> None:
+
+def is_transient(error: BaseException) -> bool:
+    """Out of memory (host or GPU) or out of disk: worth trying again on a later start."""
+    if isinstance(error, MemoryError) or error.__class__.__name__ == "OutOfMemoryError":  # torch.cuda's
+        return True
+    if isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS:
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()  # CUDA OOM, older torch
+
+
+@dataclass(frozen=True)
+class FailureNote:
+    """What an entry's ``.failed`` note says: why, whether it may pass, how often, and when last."""
+
+    reason: str
+    transient: bool = False
+    count: int = 1
+    time: float = 0.0
+
+    @classmethod
+    def read(cls, path: Path) -> FailureNote | None:
+        try:
+            text = path.read_text()
+        except OSError:  # none, or none readable: the export is tried (and fails where the cache is unwritable)
+            return None
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):  # an earlier release's plain-text note: permanent, as it was then
+            return cls(text.strip())
+
+    def retry_at(self) -> float | None:
+        """When a later start may export again (None: never, the failure is permanent)."""
+        if not self.transient:
+            return None
+        return self.time + min(RETRY_AFTER_S * 2 ** (self.count - 1), RETRY_AFTER_MAX_S)
+
+
+class ExportCache:
+    """Exports on disk, one folder per :class:`ExportKey`, safe for several processes on one cache.
+
+    - An export runs under the entry's lock (``flock`` on ``.locks/<entry>``): a second process asking for the same
+      key waits and then loads the first one's export instead of exporting it again. Lock files stay (an unlinked
+      lock file would let two processes hold "the" lock); they are empty.
+    - Each export works in ``.export-<entry>`` (a copy of the checkpoint and the exporter's output) and renames the
+      finished entry into place. A process killed meanwhile leaves that folder: any later export sweeps the work
+      folders whose entry lock is free.
+    - A failure leaves ``<entry>.failed`` (:class:`FailureNote`): permanent ones send later starts straight to
+      PyTorch; transient ones (memory, disk) are retried after a back-off.
+    - An entry counts when its ``key.json`` is its key and its artifact is not empty; one that a runtime cannot
+      load is :meth:`discard`-ed and exported again. Entries are removed when a new export supersedes them (same
+      checkpoint file, slot and library versions, other weights) or when no start has used them for 30 days;
+      entries of other library versions are left to the venv that uses them.
+    """
+
+    def __init__(self, root: Path, exporter: Exporter | None = None, clock: Callable[[], float] = time.time) -> None:
         self.root = Path(root).expanduser()
         self._exporter = exporter or ultralytics_export
+        self._clock = clock
 
     def get(self, checkpoint: Path, key: ExportKey, device: str = "cpu") -> CacheHit:
         """The export for ``key``, made from ``checkpoint`` if absent; :class:`ExportFailed` if it cannot be."""
         name = key.entry_name(Path(checkpoint).stem)
-        entry, failed = self.root / name, self.root / f"{name}.failed"
-        artifact = entry / ARTIFACTS[key.backend]
-        if (entry / "key.json").exists() and artifact.exists():
-            return CacheHit(artifact, made=False, export_s=0.0)
-        if failed.exists():
-            raise ExportFailed(f"an earlier export failed ({failed.read_text().strip()}); delete {failed} to retry")
+        found = self._found(name, key)
+        if found is not None:
+            return found
+        self._check_note(name)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(dir=self.root, prefix=".export-"))
+            lock = self._lock(name, wait=True)
         except OSError as error:
             raise ExportFailed(f"cannot write the export cache {self.root}: {error}") from error
-        try:
-            started = time.perf_counter()
-            source = work / "model.pt"
-            shutil.copyfile(checkpoint, source)
-            try:
-                produced = self._exporter(source, key.backend, key.shape, key.half, device)
-            except Exception as error:  # exporters fail in many ways; every one means "run PyTorch"
-                reason = f"{error.__class__.__name__}: {error}"
-                with contextlib.suppress(OSError):
-                    failed.write_text(reason + "\n")
-                raise ExportFailed(f"export to {key.backend} failed: {reason}") from error
-            export_s = time.perf_counter() - started
-            staged = work / "entry"
-            staged.mkdir()
-            shutil.move(str(produced), str(staged / ARTIFACTS[key.backend]))
-            record = {**dataclasses.asdict(key), "checkpoint": str(Path(checkpoint).resolve()),
-                      "export_s": round(export_s, 2), "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            (staged / "key.json").write_text(json.dumps(record, indent=1) + "\n")
-            try:
-                os.rename(staged, entry)
-            except OSError:  # another process finished the same export first: use theirs
-                if not (entry / "key.json").exists():
-                    raise
-            self._remove_stale(key, Path(checkpoint).resolve(), keep=entry)
-            return CacheHit(artifact, made=True, export_s=export_s)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        with lock:
+            found = self._found(name, key)  # another process exported it while this one waited
+            if found is not None:
+                return found
+            self._check_note(name)
+            self._sweep_work_folders()
+            return self._export(checkpoint, key, name, device)
+
+    def discard(self, checkpoint: Path, key: ExportKey) -> None:
+        """Remove ``key``'s entry (a runtime could not load it), so that the next :meth:`get` exports it again."""
+        name = key.entry_name(Path(checkpoint).stem)
+        with self._lock(name, wait=True):
+            shutil.rmtree(self.root / name, ignore_errors=True)
 
     def shapes(self, key: ExportKey) -> list[tuple[int, int]]:
         """Shapes of the cached exports that match ``key`` in everything but the shape, newest first."""
@@ -336,18 +383,137 @@ class ExportCache:
                     found.append((record["made"], tuple(record["shape"])))
         return [shape for _, shape in sorted(found, reverse=True)]
 
+    def _found(self, name: str, key: ExportKey) -> CacheHit | None:
+        """The entry if it is complete and is ``key``'s (a quick check; loading it is the real one). Marks it used."""
+        entry = self.root / name
+        artifact = entry / ARTIFACTS[key.backend]
+        try:
+            record = json.loads((entry / "key.json").read_text())
+            ours = json.loads(json.dumps(dataclasses.asdict(key)))
+            if any(record.get(item) != value for item, value in ours.items()) or not _artifact_size(artifact):
+                return None
+        except (OSError, ValueError):
+            return None
+        with contextlib.suppress(OSError):  # a read-only cache is still a cache
+            os.utime(entry / "key.json")
+        return CacheHit(artifact, made=False, export_s=0.0)
+
+    def _check_note(self, name: str) -> None:
+        note_file = self.root / f"{name}.failed"
+        note = FailureNote.read(note_file)
+        if note is None:
+            return
+        retry_at = note.retry_at()
+        if retry_at is None:
+            raise ExportFailed(f"an earlier export failed ({note.reason}); delete {note_file} to retry")
+        if self._clock() < retry_at:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(retry_at))
+            raise ExportFailed(f"an earlier export failed ({note.reason}; transient, {note.count} tries); "
+                               f"retried after {when}, or delete {note_file} to retry now")
+
+    def _export(self, checkpoint: Path, key: ExportKey, name: str, device: str) -> CacheHit:
+        entry, note_file = self.root / name, self.root / f"{name}.failed"
+        work = self.root / f".export-{name}"
+        shutil.rmtree(work, ignore_errors=True)  # this entry's lock is held: any work folder of it is stale
+        try:
+            started = time.perf_counter()
+            work.mkdir()
+            source = work / "model.pt"
+            shutil.copyfile(checkpoint, source)
+            produced = self._exporter(source, key.backend, key.shape, key.half, device)
+            export_s = time.perf_counter() - started
+            staged = work / "entry"
+            staged.mkdir()
+            shutil.move(str(produced), str(staged / ARTIFACTS[key.backend]))
+            record = {**dataclasses.asdict(key), "checkpoint": str(Path(checkpoint).resolve()),
+                      "export_s": round(export_s, 2), "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (staged / "key.json").write_text(json.dumps(record, indent=1) + "\n")
+            shutil.rmtree(entry, ignore_errors=True)  # one that failed the quick check
+            os.rename(staged, entry)
+        except Exception as error:  # exporters fail in many ways; every one means "run PyTorch"
+            reason = f"{error.__class__.__name__}: {error}"
+            self._write_note(note_file, reason, is_transient(error))
+            raise ExportFailed(f"export to {key.backend} failed: {reason}") from error
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        note_file.unlink(missing_ok=True)  # a transient failure that passed
+        self._remove_stale(key, Path(checkpoint).resolve(), keep=entry)
+        return CacheHit(entry / ARTIFACTS[key.backend], made=True, export_s=export_s)
+
+    def _write_note(self, note_file: Path, reason: str, transient: bool) -> None:
+        earlier = FailureNote.read(note_file)
+        count = earlier.count + 1 if earlier is not None and earlier.transient and transient else 1
+        note = FailureNote(reason, transient, count, self._clock())
+        with contextlib.suppress(OSError):
+            note_file.write_text(json.dumps(dataclasses.asdict(note)) + "\n")
+
+    def _lock(self, name: str, wait: bool) -> contextlib.AbstractContextManager[None]:
+        """Hold ``.locks/<name>``; with ``wait`` false, :class:`BlockingIOError` when another process holds it."""
+        (self.root / ".locks").mkdir(exist_ok=True)
+        stream = (self.root / ".locks" / name).open("a")
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BaseException:
+            stream.close()
+            raise
+
+        @contextlib.contextmanager
+        def held() -> Iterator[None]:
+            with stream:  # closing it releases the lock (also when the process dies)
+                yield
+
+        return held()
+
+    def _unlocked(self, name: str) -> contextlib.AbstractContextManager[None] | None:
+        """The entry's lock if no process holds it now, else None."""
+        try:
+            return self._lock(name, wait=False)
+        except OSError:  # BlockingIOError: held by a live exporter
+            return None
+
+    def _sweep_work_folders(self) -> None:
+        """Remove the work folders of exports that were killed (their entry's lock is free)."""
+        for work in self.root.glob(".export-*"):
+            name = work.name.removeprefix(".export-")
+            if not (self.root / ".locks" / name).exists():  # an earlier release's random name: by age
+                with contextlib.suppress(OSError):
+                    if self._clock() - work.stat().st_mtime > LEGACY_WORK_AGE_S:
+                        shutil.rmtree(work, ignore_errors=True)
+                continue
+            lock = self._unlocked(name)
+            if lock is not None:
+                with lock:
+                    shutil.rmtree(work, ignore_errors=True)
+
     def _remove_stale(self, key: ExportKey, checkpoint: Path, keep: Path) -> None:
-        """Drop exports of an earlier version of the same checkpoint file for the same backend, shape and GPU."""
+        """Drop the exports that the new one supersedes, and the ones no start has used for 30 days.
+
+        Superseded: an earlier version of the same checkpoint file for the same backend, shape, precision, GPU and
+        library versions. Another venv's exports (other versions) are its own; they only age out.
+        """
         for record_file in self.root.glob("*/key.json"):
-            if record_file.parent == keep:
+            entry = record_file.parent
+            if entry == keep:
                 continue
             with contextlib.suppress(OSError, ValueError, KeyError):
                 record = json.loads(record_file.read_text())
-                same_slot = (record["checkpoint"] == str(checkpoint) and record["backend"] == key.backend
-                             and tuple(record["shape"]) == key.shape and record["gpu_name"] == key.gpu_name
-                             and record["half"] == key.half)
-                if same_slot:
-                    shutil.rmtree(record_file.parent, ignore_errors=True)
+                superseded = (record["checkpoint"] == str(checkpoint) and record["backend"] == key.backend
+                              and tuple(record["shape"]) == key.shape and record["gpu_name"] == key.gpu_name
+                              and record["half"] == key.half
+                              and [tuple(v) for v in record["versions"]] == [tuple(v) for v in key.versions])
+                unused = self._clock() - record_file.stat().st_mtime > UNUSED_FOR_S
+                if superseded or unused:
+                    lock = self._unlocked(entry.name)
+                    if lock is not None:
+                        with lock:
+                            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _artifact_size(artifact: Path) -> int:
+    """Bytes of an export file, or of every file in an export folder (OpenVINO's .xml and .bin)."""
+    if artifact.is_dir():
+        return sum(path.stat().st_size for path in artifact.iterdir() if path.is_file())
+    return artifact.stat().st_size
 
 
 # ----------------------------------------------------------------------------------------- running it
@@ -490,7 +656,17 @@ class BackendSwitch:
                           f"(cached in {self._cache.root})...")
             hit = self._cache.get(checkpoint, key, self._device)
             started = time.perf_counter()
-            model = self._load_export(hit.path, shape)
+            try:
+                model = self._load_export(hit.path, shape)
+            except Exception as error:
+                if hit.made:
+                    raise
+                self._log(f"the cached export {hit.path} does not load ({error.__class__.__name__}: {error}): "
+                          f"exporting {checkpoint.name} to {plan.backend} again...")
+                self._cache.discard(checkpoint, key)
+                hit = self._cache.get(checkpoint, key, self._device)
+                started = time.perf_counter()
+                model = self._load_export(hit.path, shape)
             load_s = time.perf_counter() - started
         except Exception as error:  # ExportFailed, or a runtime that cannot load what was exported
             reason = str(error) if isinstance(error, ExportFailed) else f"{error.__class__.__name__}: {error}"

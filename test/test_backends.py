@@ -6,10 +6,13 @@ temporary cache; the stand-in tests check the export gives PyTorch's masks on th
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -197,7 +200,8 @@ def test_cache_exports_once_then_reuses(tmp_path: Path) -> None:
     assert record["checkpoint_sha256"] == key.checkpoint_sha256 and record["checkpoint"] == str(checkpoint.resolve())
     second = cache.get(checkpoint, key)
     assert not second.made and second.path == first.path and exporter.calls == 1
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.path.parent.name]  # no work folders left
+    left = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert left == [".locks", first.path.parent.name]  # no work folders left
 
 
 def test_a_changed_checkpoint_is_exported_again_and_the_stale_export_removed(tmp_path: Path) -> None:
@@ -224,6 +228,143 @@ def test_a_failed_export_is_remembered(tmp_path: Path) -> None:
     with pytest.raises(ExportFailed, match=r"earlier export failed \(RuntimeError: exporter exploded\); delete"):
         cache.get(checkpoint, key)
     assert exporter.calls == 1
+
+
+def test_a_permanent_failure_stays_remembered_and_an_old_plain_note_is_permanent(tmp_path: Path) -> None:
+    now = [1000.0]
+    exporter = FakeExporter(fail=True)
+    cache = ExportCache(tmp_path / "cache", exporter, clock=lambda: now[0])
+    checkpoint, key = _checkpoint(tmp_path, b"weights-1")
+    with pytest.raises(ExportFailed):
+        cache.get(checkpoint, key)
+    now[0] += 365 * 86400.0
+    with pytest.raises(ExportFailed, match="earlier export failed"):
+        cache.get(checkpoint, key)
+    note = tmp_path / "cache" / f"{key.entry_name('model-s')}.failed"
+    note.write_text("RuntimeError: written by an earlier release\n")
+    with pytest.raises(ExportFailed, match=r"\(RuntimeError: written by an earlier release\); delete"):
+        cache.get(checkpoint, key)
+    assert exporter.calls == 1
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named as torch.cuda's."""
+
+
+@pytest.mark.parametrize("error", [MemoryError("host"), OSError(errno.ENOSPC, "No space left on device"),
+                                   OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                   RuntimeError("CUDA error: out of memory")])
+def test_a_transient_failure_is_retried_on_a_later_start_after_a_back_off(tmp_path: Path, error: Exception) -> None:
+    now = [1000.0]
+    failures = [error, error]
+
+    def exporter(checkpoint: Path, backend: str, shape: tuple[int, int], half: bool, device: str) -> Path:
+        calls.append(now[0])
+        if failures:
+            raise failures.pop()
+        return FakeExporter()(checkpoint, backend, shape, half, device)
+
+    calls: list[float] = []
+    cache = ExportCache(tmp_path / "cache", exporter, clock=lambda: now[0])
+    checkpoint, key = _checkpoint(tmp_path, b"weights-1")
+    with pytest.raises(ExportFailed, match=type(error).__name__):
+        cache.get(checkpoint, key)
+    with pytest.raises(ExportFailed, match=r"transient, 1 tries\); retried after"):
+        cache.get(checkpoint, key)  # a restart at once: not yet
+    now[0] += backends.RETRY_AFTER_S
+    with pytest.raises(ExportFailed, match=type(error).__name__):
+        cache.get(checkpoint, key)  # tried again, failed again: the back-off doubles
+    now[0] += backends.RETRY_AFTER_S
+    with pytest.raises(ExportFailed, match="transient, 2 tries"):
+        cache.get(checkpoint, key)
+    now[0] += backends.RETRY_AFTER_S
+    hit = cache.get(checkpoint, key)
+    assert hit.made and calls == [1000.0, 1600.0, 2800.0]
+    assert not (tmp_path / "cache" / f"{key.entry_name('model-s')}.failed").exists()
+
+
+def test_two_processes_asking_for_one_key_export_it_once(tmp_path: Path) -> None:
+    """The second waits on the entry's lock, then finds the first one's export (threads: flock is per open file)."""
+    running, most, calls = [0], [0], []
+    guard = threading.Lock()
+    fake = FakeExporter()
+
+    def slow(checkpoint: Path, backend: str, shape: tuple[int, int], half: bool, device: str) -> Path:
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            calls.append(checkpoint)
+        time.sleep(0.5)
+        with guard:
+            running[0] -= 1
+        return fake(checkpoint, backend, shape, half, device)
+
+    checkpoint, key = _checkpoint(tmp_path, b"weights-1")
+    hits: list[backends.CacheHit] = []
+    threads = [threading.Thread(target=lambda: hits.append(ExportCache(tmp_path / "cache", slow).get(checkpoint, key)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(hits) == 2 and len(calls) == 1 and most[0] == 1
+    assert sorted(hit.made for hit in hits) == [False, True] and hits[0].path == hits[1].path
+
+
+def test_work_folders_of_killed_exports_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    import fcntl
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    killed = root / ".export-other-onnx-480x640-0123456789abcdef"
+    (killed / "entry").mkdir(parents=True)
+    (killed / "model.pt").write_bytes(b"a full checkpoint copy")
+    (root / ".locks").mkdir()
+    (root / ".locks" / "other-onnx-480x640-0123456789abcdef").touch()  # its exporter died: the lock is free
+    live = root / ".export-live"
+    live.mkdir()
+    old_release, fresh_release = root / ".export-k3j2h1ab", root / ".export-q9w8e7rt"  # mkdtemp names, no lock
+    old_release.mkdir()
+    fresh_release.mkdir()
+    os.utime(old_release, (time.time() - 2 * 86400,) * 2)
+    checkpoint, key = _checkpoint(tmp_path, b"weights-1")
+    with (root / ".locks" / "live").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process exporting now
+        assert ExportCache(root, FakeExporter()).get(checkpoint, key).made
+    assert not killed.exists() and not old_release.exists()
+    assert live.exists() and fresh_release.exists()
+
+
+def test_other_library_versions_exports_are_kept_and_unused_ones_age_out(tmp_path: Path) -> None:
+    cache = ExportCache(tmp_path / "cache", FakeExporter())
+    checkpoint, key = _checkpoint(tmp_path, b"weights-1")
+    venv_a = cache.get(checkpoint, key).path
+    upgraded = ExportKey(**{**key.__dict__, "versions": (("ultralytics", "8.4.191"), *key.versions[1:])})
+    venv_b = cache.get(checkpoint, upgraded).path
+    assert venv_a.exists() and venv_b.exists()  # venv A may start again: its export stays
+    month = time.time() - backends.UNUSED_FOR_S - 60
+    os.utime(venv_a.parent / "key.json", (month, month))
+    assert not cache.get(checkpoint, key).made  # used again: counts as used now
+    os.utime(venv_a.parent / "key.json", (month, month))
+    cache.get(checkpoint, ExportKey(**{**upgraded.__dict__, "shape": (384, 640)}))
+    assert not venv_a.parent.exists() and venv_b.exists()
+
+
+@pytest.mark.parametrize("damage", ["empty artifact", "other key", "unreadable key"])
+def test_an_entry_that_fails_the_quick_check_is_exported_again(tmp_path: Path, damage: str) -> None:
+    exporter = FakeExporter()
+    cache = ExportCache(tmp_path / "cache", exporter)
+    checkpoint, key = _checkpoint(tmp_path, b"weights-1")
+    path = cache.get(checkpoint, key).path
+    record = path.parent / "key.json"
+    if damage == "empty artifact":
+        path.write_bytes(b"")
+    elif damage == "other key":
+        record.write_text(json.dumps({**json.loads(record.read_text()), "checkpoint_sha256": "b" * 64}))
+    else:
+        record.write_text("{")
+    again = cache.get(checkpoint, key)
+    assert again.made and exporter.calls == 2 and again.path.read_bytes() == b"weights-1|onnx"
 
 
 def test_an_unwritable_cache_is_an_export_failure(tmp_path: Path) -> None:
@@ -314,7 +455,23 @@ def test_engine_exports_again_when_the_checkpoint_changes(tiny_model: Path, tmp_
     second.segment(_frame())
     assert second.backend.made and second.backend.path != first.backend.path
     assert not Path(first.backend.path).exists()
-    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.name != ".locks"]) == 1
+
+
+def test_a_cached_export_that_does_not_load_is_exported_again(tiny_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / "tiny.pt"
+    shutil.copy(tiny_model, model)
+    _engine(model, tmp_path / "cache").segment(_frame())  # the first start exports
+    (entry,) = [p.parent for p in (tmp_path / "cache").glob("*/key.json")]
+    artifact = entry / backends.ARTIFACTS[_auto_here()]
+    for target in [*artifact.glob("*.xml")] if artifact.is_dir() else [artifact]:
+        target.write_bytes(b"not a model, but not empty either")
+    lines: list[str] = []
+    again = _engine(model, tmp_path / "cache", lines)
+    again.segment(_frame())
+    assert (again.backend.backend, again.backend.made) == (_auto_here(), True)
+    assert again.predictor.model.format == backends.FORMATS[_auto_here()]
+    assert any("does not load" in line and "again" in line for line in lines), lines
 
 
 def test_backend_pytorch_turns_the_export_off(tiny_model: Path, tmp_path: Path) -> None:

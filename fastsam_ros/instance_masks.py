@@ -13,8 +13,8 @@ interpolation in float32, in compiled code (:mod:`fastsam_ros.mask_kernel`):
   positive logits proves it (bilinear weights are non-negative), else by making its pixels.
 
 A pixel may differ from ``process_mask``'s only where the interpolated logit is within float32 rounding of zero
-(the two round their sums in their own order): on real frames every instance's IoU with it is >= 0.999
-(``test/test_instance_masks.py``).
+(each rounds its sums in its own order): on the shared frames every instance's IoU with it is >= 0.999
+(``test/test_mask_accuracy.py``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ types depend on this module only, not on the compiled kernel behind the lazy mas
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,25 +18,30 @@ from fastsam_ros.masks import EncodedMasks, encode_crops, mask_box
 Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
 
 
-class MaskSet:
-    """What every consumer reads; subclasses give the pixels (:meth:`own`), boxes and the bulk queries."""
+class MaskSet(abc.ABC):
+    """What every consumer reads; subclasses give the pixels (:meth:`own`), boxes, and faster bulk queries."""
 
     shape: tuple[int, int]
     is_lazy = False
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
 
+    @abc.abstractmethod
     def own(self, index: int) -> tuple[np.ndarray, Window]:
         """Instance ``index``'s pixels over the window outside which it has none (read-only), and that window."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def bounds(self, index: int) -> Window | None:
         """Tight ``(x0, y0, x1, y1)`` of instance ``index``'s pixels (end exclusive), or None when it has none."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def subset(self, keep: np.ndarray) -> MaskSet:
+        """The instances where ``keep`` (bool, or indices) selects, in order."""
 
     def make(self, indices: Sequence[int] | None = None) -> None:
         """Make the pixels of instances ``indices`` (default: all) now, in one go (a no-op where they exist)."""
+        return None  # given pixels: nothing to make
 
     def crop(self, index: int) -> Window:
         """The window outside which instance ``index`` has no pixel."""
@@ -118,10 +124,6 @@ class MaskSet:
         full = (0, 0, self.shape[1], self.shape[0])
         return np.stack([self.window(i, full) for i in range(len(self))]) if len(self) else (
             np.zeros((0, *self.shape), dtype=bool))
-
-    def subset(self, keep: np.ndarray) -> MaskSet:
-        """The instances where ``keep`` (bool, or indices) selects, in order."""
-        raise NotImplementedError
 
 
 def selected(keep: np.ndarray) -> np.ndarray:

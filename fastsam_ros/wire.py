@@ -6,11 +6,18 @@ instance) and serializing them cost more than the message's content. Every field
 numpy. The layout is the one rmw serializes (plain CDR, little-endian, a 4-byte encapsulation header, alignment
 counted after it), and rclpy's ``Publisher.publish`` takes ``bytes`` as an already serialized message. Padding
 bytes are zeros (rmw leaves them as it finds them). No ROS import: the core writes it, the node publishes it.
+
+The bytes follow :data:`LAYOUT`, the fields this module writes in order. Importing it checks that table against
+the generated message types (:func:`check_layout`), so an edit to a ``.msg`` file stops the node at start-up
+with the difference, instead of publishing bytes that subscribers misread. Where the generated types are not
+installed (the ROS-free core, Python 3.10 tests), there is nothing to publish and nothing to check.
 """
 
 from __future__ import annotations
 
+import importlib
 import struct
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,6 +25,59 @@ from fastsam_ros.types import Segmentation
 
 ENCAPSULATION = b"\x00\x01\x00\x00"  # CDR_LE, no options
 _FIXED = 12  # words of an Instance before its counts: id, box x1 y1 x2 y2, score, area, mask x y w h, len(counts)
+
+# Every message type whose fields header_cdr and instances_cdr write, with those fields in order, as the
+# generated types' get_fields_and_field_types() spells them.
+LAYOUT: dict[str, dict[str, str]] = {
+    "fastsam_ros/Instances": {"header": "std_msgs/Header", "height": "uint32", "width": "uint32",
+                              "instances": "sequence<fastsam_ros/Instance>", "inference_ms": "float"},
+    "fastsam_ros/Instance": {"id": "uint32", "box": "fastsam_ros/Box", "score": "float", "area": "uint32",
+                             "mask": "fastsam_ros/Mask"},
+    "fastsam_ros/Box": {"x1": "float", "y1": "float", "x2": "float", "y2": "float"},
+    "fastsam_ros/Mask": {"x": "uint32", "y": "uint32", "width": "uint32", "height": "uint32",
+                         "counts": "sequence<uint32>"},
+    "std_msgs/Header": {"stamp": "builtin_interfaces/Time", "frame_id": "string"},
+    "builtin_interfaces/Time": {"sec": "int32", "nanosec": "uint32"},
+}
+
+
+class WireLayoutError(RuntimeError):
+    """A message definition no longer matches the bytes this module writes; the message names the difference."""
+
+
+def generated_fields(name: str) -> dict[str, str] | None:
+    """``package/Type``'s fields as its generated Python class gives them (None: the package is not installed)."""
+    package, type_name = name.split("/")
+    try:
+        module = importlib.import_module(f"{package}.msg")
+    except ImportError:
+        return None
+    return dict(getattr(module, type_name).get_fields_and_field_types())
+
+
+def check_layout(fields_of: Callable[[str], dict[str, str] | None] = generated_fields) -> bool:
+    """Raise :class:`WireLayoutError` where a type's fields (names, types or order) differ from :data:`LAYOUT`.
+
+    Returns whether the types were there to check.
+    """
+    checked = False
+    for name, expected in LAYOUT.items():
+        actual = fields_of(name)
+        if actual is None:
+            continue
+        checked = True
+        if list(actual.items()) != list(expected.items()):
+            raise WireLayoutError(
+                f"{name} is now {_fields(actual)}, but fastsam_ros/wire.py writes {_fields(expected)}: update "
+                f"wire.py's LAYOUT and instances_cdr with the .msg file (test/test_wire.py checks the bytes)")
+    return checked
+
+
+def _fields(fields: dict[str, str]) -> str:
+    return "(" + ", ".join(f"{kind} {name}" for name, kind in fields.items()) + ")"
+
+
+check_layout()
 
 
 def header_cdr(sec: int, nanosec: int, frame_id: str) -> bytes:

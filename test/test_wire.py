@@ -7,6 +7,7 @@ The reference message is built here with the generated constructors from each ma
 
 from __future__ import annotations
 
+import importlib
 import struct
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fake_engine import segmentation_from_masks
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
+from fastsam_ros import wire
 from fastsam_ros.masks import MaskGeometry, encode_mask
 from fastsam_ros.msg import Box, Instance, Instances, Mask
 from fastsam_ros.types import Segmentation, Timings
@@ -161,3 +163,51 @@ def test_the_node_publishes_the_bytes_a_subscriber_reads_as_the_frames_instances
     expected = reference(segmentation_from_masks(painted_instances(frame)), msg.header, True, None)
     assert len(expected.instances) == 4
     assert received == expected
+
+
+# ------------------------------------------------------------------------ the layout against the .msg files
+
+
+def test_the_generated_types_are_the_layout_wire_writes() -> None:
+    assert wire.check_layout()  # the generated types are installed here, so they were checked
+    assert wire.LAYOUT["fastsam_ros/Instance"] == Instance.get_fields_and_field_types()
+
+
+def _edited(name: str, change: str) -> dict[str, str]:
+    fields = dict(wire.LAYOUT[name])
+    if change == "added":
+        fields["label"] = "string"
+    elif change == "retyped":
+        fields[next(iter(fields))] = "int64"
+    elif change == "renamed":
+        first = next(iter(fields))
+        fields = {("new_" + key if key == first else key): value for key, value in fields.items()}
+    else:  # reordered
+        fields = dict(reversed(list(fields.items())))
+    return fields
+
+
+@pytest.mark.parametrize("change", ["added", "retyped", "renamed", "reordered"])
+@pytest.mark.parametrize("name", ["fastsam_ros/Instances", "fastsam_ros/Instance", "fastsam_ros/Mask",
+                                  "fastsam_ros/Box"])
+def test_an_edited_msg_file_fails_loudly(name: str, change: str) -> None:
+    edited = _edited(name, change)
+    with pytest.raises(wire.WireLayoutError, match=f"{name} is now .*but fastsam_ros/wire.py writes"):
+        wire.check_layout(lambda type_name: edited if type_name == name else wire.generated_fields(type_name))
+
+
+def test_importing_wire_checks_the_generated_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the node does at start-up: a regenerated Instance with a new field stops the import."""
+    edited = _edited("fastsam_ros/Instance", "added")
+    monkeypatch.setattr(Instance, "get_fields_and_field_types", classmethod(lambda cls: dict(edited)))
+    try:
+        with pytest.raises(RuntimeError, match="fastsam_ros/Instance is now .*string label") as raised:
+            importlib.reload(wire)
+        assert raised.type.__name__ == "WireLayoutError"  # the reloaded module's class
+    finally:
+        monkeypatch.undo()
+        importlib.reload(wire)
+
+
+def test_without_generated_types_there_is_nothing_to_check() -> None:
+    assert not wire.check_layout(lambda name: None)

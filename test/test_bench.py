@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -126,16 +124,6 @@ def test_camera_frame_crops_to_the_aspect_ratio_then_resizes(shape: tuple[int, i
     assert frame.max() > 0
 
 
-def test_frame_stages_times_each_stage_of_a_frame_at_many_instances(standin_model: Path, sample_images: Path) -> None:
-    from bench import frame_stages
-
-    figures = frame_stages.run(str(standin_model), sample_images / "zidane.jpg", frames=6)
-    stages = {"segment", "track", "instances_msg", "make_pixels", "encoded"}
-    assert stages <= set(figures)
-    assert all(figures[stage]["n"] == 2 and figures[stage]["p50"] > 0 for stage in stages)  # 4 frames warm up
-    assert figures["instances"]["p50"] >= 50  # FastSAM's working point, not the stand-in's default
-
-
 def test_stream_memory_growth_is_the_trend_not_a_swing_between_two_samples() -> None:
     from bench.stream import growth_mb
 
@@ -146,31 +134,3 @@ def test_stream_memory_growth_is_the_trend_not_a_swing_between_two_samples() -> 
     assert growth_mb(leaking) == pytest.approx(1.5 * 50, abs=0.1)
     assert growth_mb([1200.0 + k for k in range(9)]) == 6.0  # a --quick stream: first and last thirds
     assert growth_mb([1200.0, 1300.0]) is None
-
-
-def test_node_stages_split_a_frame_into_parts_that_add_up_to_its_latency() -> None:
-    from bench.node_stages import split
-
-    record = {"stamp": 1, "received": 10.002, "start": 10.0025, "end": 10.0125, "faults": 40,
-              "decode": 0.1, "segment": 6.0, "track": 1.0, "make_masks": 1.5, "instances_msg": 2.0, "publish": 0.3}
-    parts = split(record, published=10.0, arrived=10.0145)
-    assert parts["instances_msg"] == pytest.approx(0.5)  # its masks counted once, under make_masks
-    assert parts["other"] == pytest.approx(10.0 - 0.1 - 6.0 - 1.0 - 1.5 - 0.5 - 0.3)
-    assert (parts["to_callback"], parts["handoff"], parts["to_client"]) == pytest.approx((2.0, 0.5, 2.0))
-    in_order = ("to_callback", "handoff", "decode", "segment", "track", "make_masks", "instances_msg", "publish",
-                "other", "to_client")
-    assert sum(parts[part] for part in in_order) == pytest.approx(parts["node_e2e"]) == pytest.approx(14.5)
-    assert parts["faults"] == 40
-
-
-def test_node_stages_times_the_real_node_stage_by_stage(standin_model: Path, sample_images: Path,
-                                                       tmp_path: Path) -> None:
-    """The probe wraps the node's own calls (a renamed one would leave its stage at zero) and every frame sent
-    comes back split."""
-    from bench import node_stages
-
-    figures = node_stages.run(str(standin_model), sample_images, rounds=2, work_dir=tmp_path)
-    assert figures["instances"]["p50"] >= 50
-    for part in ("segment", "track", "make_masks", "instances_msg", "publish", "to_callback", "to_client"):
-        assert figures[part]["n"] == 2 and figures[part]["p50"] > 0, part
-    assert figures["node_e2e"]["p50"] > figures["segment"]["p50"]

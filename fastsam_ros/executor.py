@@ -3,14 +3,18 @@ here)."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import ctypes
 import ctypes.util
 import os
+import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from rclpy.callback_groups import CallbackGroup
@@ -39,6 +43,7 @@ class NodeExecutor(SingleThreadedExecutor):
         self._blocking_group = blocking_group
         self._on_error = on_error
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastsam-blocking")
+        self._aside: set[Future] = set()
 
     def spin_once(self, timeout_sec: float | None = None) -> None:
         try:
@@ -46,7 +51,9 @@ class NodeExecutor(SingleThreadedExecutor):
         except (ShutdownException, TimeoutException):
             return
         if entity is not None and getattr(entity, "callback_group", None) is self._blocking_group:
-            self._pool.submit(self._run, handler)  # the handler takes the request and answers it there
+            future = self._pool.submit(self._run, handler)  # the handler takes the request and answers it there
+            self._aside.add(future)
+            future.add_done_callback(self._aside.discard)
         else:
             self._run(handler)
 
@@ -57,9 +64,11 @@ class NodeExecutor(SingleThreadedExecutor):
             self._on_error(handler.exception())
 
     def shutdown(self, timeout_sec: float | None = None) -> bool:
+        """Shut down, giving the callbacks running aside (a service call) up to ``timeout_sec`` to finish."""
         done = super().shutdown(timeout_sec)
-        self._pool.shutdown(wait=True)
-        return done
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        _, left = concurrent.futures.wait(set(self._aside), timeout=timeout_sec)
+        return done and not left
 
 
 def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
@@ -74,7 +83,7 @@ def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thres
     heaps. Fixing it also fixes the trim threshold, at 128 KB unless set: the heaps then gave a frame's memory
     back to the OS after every frame and faulted it in again on the next, ~1,900 page faults per frame at 100
     instances (several ms on this VM); with the trim threshold above a frame's transient memory, ~15 (p50;
-    ``python -m bench.node_stages`` counts them). Skipped where the user tunes malloc through ``MALLOC_*_``
+    measured with a per-frame fault count in the node). Skipped where the user tunes malloc through ``MALLOC_*_``
     variables, and outside glibc.
     """
     if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
@@ -93,28 +102,72 @@ def shorten_gil_switch_interval(seconds: float = GIL_SWITCH_INTERVAL_S) -> None:
     A frame's callback hands the frame to the inference thread and returns to rclpy's executor, which rebuilds
     its wait set in Python (a lifecycle node has ~20 entities) before it blocks and releases the GIL: the
     inference thread, woken at once, waited for that: 0.75-0.9 ms per frame, 0.4-0.45 ms with 0.2 ms slices
-    (``python -m bench.node_stages``, ``handoff``). Threads that run native code (inference, the compiled mask and
+    (measured from the image callback to the worker). Threads that run native code (inference, the compiled mask and
     tracking passes) release the GIL anyway; only Python competes.
     """
     sys.setswitchinterval(seconds)
 
 
-def stop_on_signals() -> threading.Event:
-    """Handle SIGINT and SIGTERM here instead of rclpy (init it with ``SignalHandlerOptions.NO``): the first sets
-    the returned event, which the spin loop checks between spins, and both are ignored from then on.
+SECOND_SIGNAL_AFTER_S = 0.5  # a repeat within this is the same request (ros2 launch forwards a terminal's Ctrl-C)
+SHUTDOWN_DEADLINE_S = 4.5  # after the first signal; ros2 launch sends SIGKILL 5 s after SIGINT (sigterm_timeout)
 
-    rclpy's handlers shut the context down at once, wherever a callback is: a publish in flight then fails
-    ("publisher's context is invalid"), and a second Ctrl-C (``ros2 launch`` forwards the terminal's) raised
-    KeyboardInterrupt during shutdown.
+
+def stop_on_signals(deadline_s: float = SHUTDOWN_DEADLINE_S) -> threading.Event:
+    """Handle SIGINT and SIGTERM here instead of rclpy (init it with ``SignalHandlerOptions.NO``), on a thread of our
+    own; call it from the main thread.
+
+    The first signal sets the returned event, which the spin loop checks between spins, so shutdown runs in order
+    (rclpy's own handlers shut the context down wherever a callback is: a publish in flight then failed). A second
+    signal (a repeat within ``SECOND_SIGNAL_AFTER_S`` is the same press: ``ros2 launch`` forwards the terminal's
+    Ctrl-C, which the process group got too), or a shutdown still running ``deadline_s`` after the first, ends the
+    process at once. Python runs signal handlers in the main thread only, between bytecodes, so a handler would
+    wait for the main thread's native call to return (an export takes minutes): the handlers here do nothing, and
+    the thread reads the signal numbers that Python's C-level handler writes to the wakeup fd, whichever thread
+    the signal interrupted.
     """
     signals = (signal.SIGINT, signal.SIGTERM)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in signals:
+        signal.signal(signum, lambda *_: None)
     stop_requested = threading.Event()
 
-    def request_stop(*_: Any) -> None:
-        for signum in signals:  # ignored from now on, also through interpreter exit
-            signal.signal(signum, signal.SIG_IGN)
-        stop_requested.set()
+    def next_signal(timeout: float | None) -> int | None:
+        while select.select([read_end], [], [], timeout)[0]:
+            signum = os.read(read_end, 1)[0]
+            if signum in signals:
+                return signum
+        return None
 
-    for signum in signals:
-        signal.signal(signum, request_stop)
+    def watch() -> None:
+        first = next_signal(None)
+        stop_requested.set()
+        started = time.monotonic()
+        while (remaining := started + deadline_s - time.monotonic()) > 0:
+            again = next_signal(remaining)
+            if again is not None and time.monotonic() - started >= SECOND_SIGNAL_AFTER_S:
+                _say(f"{signal.Signals(again).name} again: exiting now, without a clean shutdown")
+                exit_now(128 + again, run_exit_handlers=False)
+        _say(f"shutdown after {signal.Signals(first).name} did not finish within {deadline_s:g} s: exiting now")
+        exit_now(1, run_exit_handlers=False)
+
+    threading.Thread(target=watch, name="fastsam-signals", daemon=True).start()
     return stop_requested
+
+
+def _say(message: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, f"[fastsam] {message}\n".encode())
+
+
+def exit_now(code: int, run_exit_handlers: bool = True) -> None:
+    """End the process without Python's finalization, which destroyed the inference runtimes' objects (OpenVINO's,
+    PyTorch's thread pools) and crashed with SIGSEGV under ``make test``. The C library's ``exit()`` still runs the
+    native libraries' exit handlers, unlike ``os._exit()``: with ``os._exit`` every run left its Fast DDS
+    shared-memory segments (17 MB) in /dev/shm until reboot; only a forced exit skips them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if run_exit_handlers:
+        ctypes.CDLL(None).exit(code)
+    os._exit(code)

@@ -1,13 +1,16 @@
-"""Frame bookkeeping for a live stream: the newest-frame slot and the cache of segmented frames.
+"""Frame bookkeeping for a live stream: the newest-frame slot, the cache of segmented frames, and the board where
+prompts wait for the frame they name.
 
 The camera thread only drops frames into :class:`LatestSlot`; the inference thread takes the newest
 one, so a slow model never works on a stale frame. :class:`FrameCache` keeps the last few segmented
-frames by stamp, so prompts are answered without running the network again.
+frames by stamp, so prompts are answered without running the network again. :class:`FrameBoard` ties the two
+together for one activation of the node: it starts empty, so nothing from before a deactivate is ever answered on.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -28,6 +31,7 @@ class Frame:
     image: np.ndarray  # HxWx3 uint8 BGR
     segmentation: Segmentation
     track_ids: np.ndarray | None = None  # (N,) stable instance ids while tracking is on
+    track_epoch: int = 0  # the tracker's epoch that gave ``track_ids`` (ids restart when it changes)
 
 
 class LatestSlot(Generic[T]):
@@ -103,3 +107,90 @@ class FrameCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._frames)
+
+
+REJECTED_FRAMES_KEPT = 32  # stamps of rejected frames remembered, so prompts for them say why
+
+
+class FrameBoard:
+    """Where prompts meet frames during one activation: the newest-frame slot the worker takes from, the segmented
+    frames by stamp, and why recent frames were rejected (thread-safe).
+
+    A prompt for a frame that is still in the slot or being segmented waits for it here. :meth:`close` (deactivate)
+    wakes every waiter; :meth:`open` (activate) starts from nothing, so a prompt stamped zero ("the newest frame")
+    is never answered on a frame from before the node was deactivated.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._changed = threading.Condition()
+        self.slot: LatestSlot[Any] = LatestSlot()
+        self.cache = FrameCache(capacity)
+        self._rejected: OrderedDict[int, str] = OrderedDict()
+        self._open = False
+        self.slot.close()
+
+    def open(self) -> None:
+        """Start a new activation with no frames."""
+        with self._changed:
+            self.slot, self.cache, self._open = LatestSlot(), FrameCache(self._capacity), True
+            self._rejected.clear()
+
+    def close(self) -> None:
+        """Take no more frames; the worker's ``take`` and every waiting prompt return at once."""
+        with self._changed:
+            self._open = False
+            self.slot.close()
+            self._changed.notify_all()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def finished(self, frame: Frame) -> None:
+        """A frame is segmented: cache it and wake the prompts waiting for it."""
+        with self._changed:
+            self.cache.put(frame)
+            self._changed.notify_all()
+
+    def rejected(self, stamp_ns: int, reason: str) -> None:
+        with self._changed:
+            self._rejected[stamp_ns] = reason
+            while len(self._rejected) > REJECTED_FRAMES_KEPT:
+                self._rejected.popitem(last=False)
+            self._changed.notify_all()
+
+    def released(self) -> None:
+        """The worker is done with the frame it took (segmented, rejected or failed)."""
+        self.slot.done()
+        with self._changed:
+            self._changed.notify_all()
+
+    def must_wait(self, stamp_ns: int) -> bool:
+        """Whether a prompt for ``stamp_ns`` (0: the newest) would wait for a frame still on its way."""
+        if not self._open or self.cache.get(stamp_ns) is not None:
+            return False
+        pending = [item.stamp_ns for item in self.slot.pending()]
+        return bool(pending) and (stamp_ns == 0 or stamp_ns in pending)
+
+    def wait_for(self, stamp_ns: int, timeout: float) -> Frame | None:
+        """The frame for ``stamp_ns`` (0: the newest), waiting up to ``timeout`` s while it is still on its way."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.must_wait(stamp_ns):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            return self.cache.get(stamp_ns) if self._open else None
+
+    def why_missing(self, stamp_ns: int) -> str:
+        """Why there is no frame for ``stamp_ns``: for the ``frame_not_available`` answer."""
+        with self._changed:
+            if not self._open:
+                return "the node is not active"
+            if stamp_ns in self._rejected:
+                return f"frame {stamp_ns} ns was rejected: {self._rejected[stamp_ns]}"
+        if stamp_ns == 0:
+            return "no frame has been segmented since the node was activated"
+        return f"frame {stamp_ns} ns is not among the {len(self.cache)} cached frames"

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
@@ -38,7 +38,7 @@ DEPTH_BUFFER = 30  # depth images kept for pairing: one second of a 30 Hz camera
 class DepthStage:
     """Depth and camera model of the colour frames, and the 3D outputs, for one active node."""
 
-    def __init__(self, node: Node, depth_tolerance: float, depth_range: Sequence[float], depth_wait: float,
+    def __init__(self, node: LifecycleNode, depth_tolerance: float, depth_range: Sequence[float], depth_wait: float,
                  remembered: int, problem: Callable[[str], None],
                  error: Callable[[str, BaseException], None]) -> None:
         """``problem``: bad depth input (a reason); ``error``: a failure that is not the input's fault."""
@@ -52,8 +52,9 @@ class DepthStage:
         self._lock = threading.Lock()
         self.depth_received = 0
         self._publishers = {
-            "points": node.create_publisher(PointCloud2, "selection/points", ros_io.RELIABLE_QOS),
-            "markers": node.create_publisher(MarkerArray, "selection/markers", ros_io.RELIABLE_QOS),
+            # Lifecycle publishers: nothing leaves the node while it is not active.
+            "points": node.create_lifecycle_publisher(PointCloud2, "selection/points", ros_io.RELIABLE_QOS),
+            "markers": node.create_lifecycle_publisher(MarkerArray, "selection/markers", ros_io.RELIABLE_QOS),
         }
         self._inputs: list[Any] = []
 
@@ -75,7 +76,7 @@ class DepthStage:
     def destroy(self) -> None:
         self.unsubscribe()
         for publisher in self._publishers.values():
-            self._node.destroy_publisher(publisher)
+            self._node.destroy_lifecycle_publisher(publisher)
         self._publishers = {}
 
     def _on_depth(self, msg: Any) -> None:

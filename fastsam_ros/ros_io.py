@@ -36,6 +36,10 @@ def image_qos(reliability: str, depth: int) -> QoSProfile:
 
 
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Prompts and answers come in bursts (a planner sending one prompt per object; an answer per persistent prompt per
+# frame): a reader or writer that keeps fewer loses the oldest of a burst without an answer, so ours keep this many,
+# and a burst's publisher and the answers' subscribers need as deep a queue (or KEEP_ALL) on their side.
+BURST_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def stamp_ns(header: Any) -> int:

@@ -33,7 +33,7 @@ class FastSAMClient:
         from sensor_msgs.msg import CompressedImage, Image
 
         from fastsam_ros.msg import Instances, Prompt, Selection
-        from fastsam_ros.ros_io import RELIABLE_QOS
+        from fastsam_ros.ros_io import BURST_QOS, RELIABLE_QOS
 
         self._context = rclpy.Context()
         rclpy.init(context=self._context, domain_id=domain_id)
@@ -52,7 +52,8 @@ class FastSAMClient:
                                ("debug_image", Image)):
             if name not in outputs:
                 continue
-            self.node.create_subscription(msg_type, f"{self.prefix}/{name}", self._recorder(name), RELIABLE_QOS)
+            qos = BURST_QOS if name == "selection" else RELIABLE_QOS  # answers come in bursts
+            self.node.create_subscription(msg_type, f"{self.prefix}/{name}", self._recorder(name), qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), 10)
         self._executor = SingleThreadedExecutor(context=self._context)  # callbacks only record: no pool needed
         self._executor.add_node(self.node)

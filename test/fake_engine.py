@@ -4,11 +4,17 @@ Each distinct non-black BGR colour is one instance (its pixels). Colours that sh
 also form one instance together, their union: paint a table (0, 0, 200) with a cup (0, 80, 200) on it and the
 instances are the cup, the table around the cup, and the whole table, nested as FastSAM's masks are.
 Masks are at image resolution (identity geometry). A frame whose top-left pixel is ``FAIL_PIXEL`` makes
-``segment`` raise, the way a CUDA out-of-memory error would.
+``segment`` raise, the way a CUDA out-of-memory error would; one whose top-left pixel is ``SLOW_PIXEL`` takes
+``SLOW_FRAME_S`` to segment (a frame in flight during a transition or a signal).
+
+The model name stands for how loading goes: ``slow-load.pt`` takes ``SLOW_LOAD_S`` (an export in progress), and
+``assert.pt`` raises AssertionError (as torch does for a GPU index that does not exist).
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +24,9 @@ from fastsam_ros.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Segmentation, Timings
 
 FAIL_PIXEL = (1, 2, 3)  # BGR
+SLOW_PIXEL = (3, 2, 1)
+SLOW_FRAME_S = 7.0  # longer than deactivate and cleanup each wait for a frame (2 s)
+SLOW_LOAD_S = 60.0
 
 
 def segmentation_from_masks(masks: list[np.ndarray], scores: list[float] | None = None) -> Segmentation:
@@ -52,14 +61,22 @@ class FakeEngine:
     def __init__(self, config: Any = None, log: Any = None) -> None:
         self.config = config
         self.frames = 0
+        model = Path(getattr(config, "model", "")).name
+        if model == "slow-load.pt":
+            time.sleep(SLOW_LOAD_S)
+        if model == "assert.pt":
+            raise AssertionError("Invalid device id")
 
     def warmup(self) -> None:
         self.segment(np.zeros((8, 8, 3), dtype=np.uint8))
 
     def segment(self, image: np.ndarray) -> Segmentation:
         self.frames += 1
-        if tuple(int(v) for v in image[0, 0]) == FAIL_PIXEL:
+        corner = tuple(int(v) for v in image[0, 0])
+        if corner == FAIL_PIXEL:
             raise RuntimeError("CUDA out of memory (fake engine)")
+        if corner == SLOW_PIXEL:
+            time.sleep(SLOW_FRAME_S)
         masks = painted_instances(image)
         return segmentation_from_masks(masks) if masks else _empty(image.shape[:2])
 

@@ -263,7 +263,7 @@ def test_a_failure_of_the_3d_code_keeps_the_2d_answer_and_is_reported() -> None:
     from fastsam_ros.node_depth import DepthStage
     from fastsam_ros.types import SelectedObject, Selection, Status
 
-    node = SimpleNamespace(create_publisher=lambda *args: None, resolve_topic_name=lambda name: f"/{name}")
+    node = SimpleNamespace(create_lifecycle_publisher=lambda *args: None, resolve_topic_name=lambda name: f"/{name}")
     problems, errors = [], []
     stage = DepthStage(node, 0.02, (0.1, 10.0), 0.0, 4, problems.append, lambda what, e: errors.append((what, e)))
     stage._on_camera_info(camera_info())

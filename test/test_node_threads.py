@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import types
 from pathlib import Path
 
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from fake_engine import FakeEngine
 
 import fastsam_ros.node as node_module
@@ -45,25 +45,26 @@ def test_cleanup_hands_cached_gpu_memory_back(ros, monkeypatch: pytest.MonkeyPat
     node.destroy_node()
 
 
-def test_a_worker_that_outlives_stop_is_kept_and_activate_refuses_to_start_a_second(
+def test_configure_failing_with_any_exception_keeps_the_node_unconfigured_and_says_why(
     ros, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """torch raises AssertionError for a GPU index that does not exist, outside the engine's own error handling."""
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    monkeypatch.setattr(node_module, "WORKER_JOIN_S", 0.1)
+    node = make_node(ros, monkeypatch, model="assert.pt")
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node._health.configure_error == "AssertionError: Invalid device id"
+    level, message, _ = node._health.report()
+    assert level == DiagnosticStatus.ERROR and "AssertionError" in message
+    node.destroy_node()
+
+
+def test_a_parameter_set_while_unconfigured_applies_now_when_it_can(ros, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclpy.parameter import Parameter
+
     node = make_node(ros, monkeypatch)
-    node.trigger_configure()
-    release = threading.Event()
-    stuck = threading.Thread(target=release.wait, daemon=True)  # a frame that does not finish
-    stuck.start()
-    node._worker = stuck
-    node.stop()
-    assert node._worker is stuck, "a worker still running must not be forgotten"
-    assert node.on_activate(None) == TransitionCallbackReturn.FAILURE
-    release.set()
-    stuck.join()
-    assert node.on_activate(None) == TransitionCallbackReturn.SUCCESS
-    node.stop()
+    assert node.set_parameters([Parameter("diagnostics_period", value=0.25)])[0].successful
+    assert node._diagnostics_timer.timer_period_ns == 250_000_000, "the diagnostics timer runs in every state"
     node.destroy_node()
 
 

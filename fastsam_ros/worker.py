@@ -1,0 +1,120 @@
+"""The inference worker: one thread that takes the newest camera frame, decodes, segments and tracks it, caches it
+for prompts, has the persistent prompts answered on it and sends the frame's outputs.
+
+No ``rclpy`` here: the node hands it the board frames arrive on, the engine, the registry and the outputs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastsam_ros.frames import Frame, FrameBoard
+from fastsam_ros.images import ImageError
+from fastsam_ros.tracking import InstanceTracker, TrackerParams
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A camera message waiting to be decoded, keyed by the stamp its outputs will carry."""
+
+    stamp_ns: int
+    msg: Any  # sensor_msgs/Image or CompressedImage
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """What the worker reads from the live parameters for each frame."""
+
+    max_image_pixels: int
+    tracking: bool
+    publish_instance_masks: bool
+
+
+class InferenceWorker:
+    """Segments the frames put on ``board`` one at a time, newest first, on its own thread."""
+
+    def __init__(self, board: FrameBoard, engine: Any, decode: Callable[[Any, int], Any], registry: Any,
+                 outputs: Any, settings: Callable[[], FrameSettings], tracker: TrackerParams = TrackerParams(),
+                 depth: Any = None, on_frame_done: Callable[[Frame], None] = lambda frame: None,
+                 on_rejected: Callable[[str], None] = lambda message: None,
+                 on_error: Callable[[str, BaseException], None] = lambda what, error: None) -> None:
+        """``decode(msg, max_pixels)`` raises ImageError for a frame it cannot take; ``on_frame_done`` counts a
+        segmented frame, ``on_rejected`` a rejected one (with why), ``on_error`` reports a failure of our code."""
+        self._board = board
+        self._engine = engine
+        self._decode = decode
+        self._registry = registry
+        self._outputs = outputs
+        self._settings = settings
+        self._depth = depth
+        self._on_frame_done = on_frame_done
+        self._on_rejected = on_rejected
+        self._on_error = on_error
+        self.tracker = InstanceTracker(tracker)  # the worker thread's alone
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread still runs (after :meth:`stop` timed out: a frame that has not finished)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start on a fresh stream (the board was opened): tracks and their ids start afresh too."""
+        if self.running:
+            raise RuntimeError("the inference thread is still running a frame")
+        self.tracker.reset()
+        self._thread = threading.Thread(target=self._run, name="fastsam-inference", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the frame in flight (the board was closed first); True when finished."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def _run(self) -> None:
+        board = self._board
+        slot = board.slot  # this activation's: a later one gets a new slot
+        while (item := slot.take()) is not None:
+            try:
+                self.process(item)
+            except Exception as error:  # the worker must survive anything one frame does
+                self._on_error(f"frame {item.stamp_ns} failed", error)
+            finally:
+                board.released()
+
+    def process(self, item: Incoming) -> Frame | None:
+        """One frame through decode, segmentation, tracking, the cache, the persistent prompts and the outputs."""
+        settings = self._settings()
+        header = item.msg.header
+        try:
+            image = self._decode(item.msg, settings.max_image_pixels)
+        except ImageError as error:
+            self.reject(item.stamp_ns, header, str(error))
+            return None
+        segmentation = self._engine.segment(image)
+        if settings.tracking:
+            track_ids = self.tracker.update(segmentation, image)
+        else:
+            self.tracker.reset()  # turned back on, it starts afresh rather than from a stale frame
+            track_ids = None
+        frame = Frame(item.stamp_ns, header, image, segmentation, track_ids, self.tracker.epoch)
+        self._outputs.segmented(frame)
+        self._board.finished(frame)  # prompts waiting for this frame answer now, not after the outputs below
+        if self._depth is not None:  # pair it with its depth now, while that is still buffered
+            self._depth.pin(frame.stamp_ns, segmentation.image_shape)
+        self._on_frame_done(frame)
+        answers, prompts = self._registry.on_frame(frame, self.tracker if settings.tracking else None)
+        self._outputs.frame(frame, answers, prompts, settings.publish_instance_masks)
+        return frame
+
+    def reject(self, stamp_ns: int, header: Any, reason: str) -> None:
+        """A malformed frame: counted and logged, remembered (prompts for it say why), and the persistent prompts,
+        which waited for it, told why."""
+        message = f"image rejected: {reason}"
+        self._on_rejected(message)
+        self._board.rejected(stamp_ns, reason)
+        self._registry.on_rejected_frame(header, message)

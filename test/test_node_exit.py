@@ -1,0 +1,81 @@
+"""How the node process ends: Ctrl-C during a frame, a second signal during a slow shutdown, and the ``shutdown``
+lifecycle transition. Every wait is bounded well below ``ros2 launch``'s 5 s before it sends SIGKILL."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from fake_engine import SLOW_PIXEL
+from test_node_transitions import RED, scene
+
+from ros_harness import FAKE_NODE, NodeProcess, Probe, transition, wait_until
+
+
+def started(tmp_path: Path, namespace: str, **parameters) -> NodeProcess:
+    return NodeProcess(tmp_path / "node.log", namespace=namespace, program=FAKE_NODE, warmup=False, **parameters)
+
+
+def ended_within(node: NodeProcess, seconds: float) -> tuple[int | None, float]:
+    """The exit status (None if still running) and how long it took."""
+    begun = time.monotonic()
+    wait_until(lambda: not node.alive(), seconds)
+    return node.process.poll(), time.monotonic() - begun
+
+
+def test_ctrl_c_during_a_frame_exits_cleanly_within_5_s(tmp_path: Path) -> None:
+    node = started(tmp_path, "exit1", model="fake.pt")
+    probe = Probe(namespace="exit1")
+    try:
+        assert probe.wait_for_connections(node), node.log()
+        probe.publish_image(scene(RED, corner=SLOW_PIXEL), 5_000_000_000)  # segmented for 7 s
+        time.sleep(0.5)
+        node.process.send_signal(signal.SIGINT)
+        code, took = ended_within(node, 6)
+        assert code == 0 and took < 5, (code, took, node.log())
+    finally:
+        probe.close()
+        node.stop()
+
+
+def test_a_second_signal_ends_a_slow_shutdown_at_once(tmp_path: Path) -> None:
+    """The model takes 60 s to load (an export in progress) on the main thread: the first signal cannot stop it."""
+    node = started(tmp_path, "exit2", model="slow-load.pt")
+    try:
+        assert wait_until(lambda: "loading" in node.log(), 60), node.log()
+        node.process.send_signal(signal.SIGINT)
+        code, _ = ended_within(node, 1.0)
+        assert code is None, "one signal waits for a clean shutdown"
+        node.process.send_signal(signal.SIGTERM)
+        code, took = ended_within(node, 2)
+        assert code == 128 + signal.SIGTERM and took < 0.5, (code, took, node.log())
+        assert "SIGTERM again: exiting now" in node.log()
+    finally:
+        node.stop()
+
+
+def test_a_shutdown_that_cannot_finish_ends_before_launch_would_kill_it(tmp_path: Path) -> None:
+    node = started(tmp_path, "exit3", model="slow-load.pt")
+    try:
+        assert wait_until(lambda: "loading" in node.log(), 60), node.log()
+        node.process.send_signal(signal.SIGINT)
+        code, took = ended_within(node, 6)
+        assert code == 1 and took < 5, (code, took, node.log())
+        assert "did not finish within 4.5 s" in node.log()
+    finally:
+        node.stop()
+
+
+def test_the_shutdown_transition_ends_the_process(tmp_path: Path) -> None:
+    node = started(tmp_path, "exit4", model="fake.pt")
+    probe = Probe(namespace="exit4")
+    try:
+        assert probe.wait_for_connections(node), node.log()
+        assert transition(probe, "/exit4/fastsam", "deactivate")
+        assert transition(probe, "/exit4/fastsam", "shutdown")
+        code, took = ended_within(node, 5)
+        assert code == 0, (code, took, node.log())
+    finally:
+        probe.close()
+        node.stop()

@@ -182,7 +182,7 @@ def environment(device: str) -> dict[str, Any]:
         "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
         "cuda": torch.version.cuda, "ultralytics": ultralytics.__version__,
         "tensorrt": machine.versions.get("tensorrt"),
-        "auto_backend": backends.choose("auto", False, machine).__dict__,
+        "auto_backend": backends.choose("auto", True, machine).__dict__,  # the GPU check runs FP16
     }
 
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fastsam_ros.backends import BACKENDS
+from fastsam_ros.backends import BACKENDS, normalise_device
 from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
 from fastsam_ros.overlay import draw_overlay
 from fastsam_ros.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an image, a folder of images, a video file, or a camera index (0, 1, ...)")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="M",
                         help=f"FastSAM checkpoint or export (default {DEFAULT_MODEL})")
-    parser.add_argument("--device", default=defaults.device, metavar="D",
+    parser.add_argument("--device", type=_device, default=defaults.device, metavar="D",
                         help=f"cpu, cuda:0, 0, ... (default {defaults.device})")
     parser.add_argument("--imgsz", type=_positive_int, default=defaults.imgsz, metavar="N",
                         help=f"inference size (default {defaults.imgsz})")
@@ -479,6 +479,13 @@ def _video_file(text: str) -> Path:
     if Path(text).suffix.lower() not in (".mp4", ".avi"):
         raise argparse.ArgumentTypeError(f"{text!r}: the annotated video must be a .mp4 or .avi file")
     return Path(text)
+
+
+def _device(text: str) -> str:
+    try:
+        return normalise_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_int(text: str) -> int:

@@ -254,6 +254,12 @@ def test_missing_model_is_one_clear_message(scene: Path, tmp_path: Path, capsys:
     assert "nope.pt does not exist" in err and "Traceback" not in err
 
 
+def test_a_device_no_runtime_reads_is_a_usage_error(scene: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(scene), "--device", "gpu0"]) == 2
+    err = capsys.readouterr().err
+    assert "device must be cpu, cuda:N" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [("[{", "invalid JSON"), ('[{"points": [[1, 2]]}]', "missing 'id'"),

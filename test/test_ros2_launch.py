@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from fastsam_ros.types import FOREGROUND, Prompt
 from ros_harness import Probe, stamp_of, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,6 +224,7 @@ def test_readme_ros2_lines_run_verbatim(launched: Launched, probe: Probe) -> Non
     for echo in echoes:
         printed = echo.communicate(timeout=30)[0].split()
         assert STATUSES & set(printed), f"`ros2 topic echo` printed no status: {printed}"
+        assert not {"invalid", "frame_not_available"} & set(printed), f"a README line was refused: {printed}"
     print(f"README lines run again after a CLI process never reached the node: {retried}")
 
 
@@ -244,9 +247,12 @@ def run_line(line: str, probe: Probe, attempts: int = 3, timeout: float = 30.0) 
                 return attempt == 0  # the transition happened; only its response was lost
             continue
         assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}"
-        check_outcome(line, result.stdout)
-        if answered_as is None or probe.wait_for_nth(
-                "selection", before, lambda m: m.prompt_id == answered_as, timeout) is not None:
+        check_outcome(line, result.stdout, probe)
+        if answered_as is None:
+            return attempt == 0
+        answer = probe.wait_for_nth("selection", before, lambda m: m.prompt_id == answered_as, timeout)
+        if answer is not None:
+            assert answer.status == expected_status(line, stamp_of(answer), probe), (line, answer.reason)
             return attempt == 0
     raise AssertionError(f"{attempts} runs of `{line}` never reached the node")
 
@@ -259,16 +265,47 @@ def prompt_id_of(line: str) -> str | None:
     return {"/prompt/point": "point", "/prompt/text": "text"}.get(topic) or re.search(r"\{id: (\w+)", line).group(1)
 
 
+def readme_prompt(line: str) -> Prompt:
+    """The core prompt a README ``ros2 topic pub`` or ``ros2 service call`` line sends."""
+    words = shlex.split(line)
+    topic, fields = words[-3], yaml.safe_load(words[-1])
+    if topic == "/prompt/point":
+        return Prompt(id="point", points=((fields["point"]["x"], fields["point"]["y"]),), labels=(FOREGROUND,))
+    if topic == "/prompt/text":
+        return Prompt(id="text", text=fields["data"])
+    fields = fields.get("prompt", fields)  # the service's request holds the prompt
+    boxes = tuple((b["x1"], b["y1"], b["x2"], b["y2"]) for b in fields.get("boxes", ()))
+    return Prompt(id=fields["id"], points=tuple((p["x"], p["y"]) for p in fields.get("points", ())),
+                  labels=tuple(fields.get("labels", ())), boxes=boxes, text=fields.get("text", ""))
+
+
+def expected_status(line: str, stamp: int, probe: Probe) -> str:
+    """What the core's rules answer to the line's prompt on the instances the node published for frame ``stamp``
+    (text: ``error``, there are no CLIP weights here): the answer over the wire must be that one, not any."""
+    from fastsam_ros.config import NodeConfig
+    from fastsam_ros.selection import select
+    from harness.eval_track import segmentation_from_instances
+
+    instances = probe.wait_for("instances", lambda m: stamp_of(m) == stamp, timeout=5)
+    assert instances is not None, f"the answer to `{line}` names frame {stamp}, which was never published"
+    return select(segmentation_from_instances(instances), readme_prompt(line), NodeConfig().selection).status.value
+
+
 def lifecycle_state_after(line: str) -> str:
     return "inactive [2]" if line.endswith(" deactivate") else "active [3]"
 
 
-def check_outcome(line: str, output: str) -> None:
+def check_outcome(line: str, output: str, probe: Probe) -> None:
     """What each kind of README line must print and achieve, beyond exiting 0 (prompt answers: run_line)."""
     if line.startswith("ros2 topic pub"):
         assert "publishing #1" in output, output
     elif line.startswith("ros2 service call"):
-        assert "prompt_id='q'" in output and re.search(r"status='(\w+)'", output).group(1) in STATUSES, output
+        response = output.split("response:", 1)[-1]  # the request is printed first
+        stamp = re.search(r"stamp=builtin_interfaces.msg.Time\(sec=(\d+), nanosec=(\d+)\)", response)
+        status = re.search(r"status='(\w+)'", response).group(1)
+        assert "prompt_id='q'" in output and stamp is not None, output
+        expected = expected_status(line, int(stamp.group(1)) * 1_000_000_000 + int(stamp.group(2)), probe)
+        assert status == expected, output
     elif line.startswith("ros2 param set"):
         name, value = line.split()[-2:]
         assert "Set parameter successful" in output, output

@@ -40,6 +40,7 @@ class FastSAMClient:
         self.node = rclpy.create_node("fastsam_client", context=self._context)
         self.prefix = f"/{namespace}" if namespace else ""
         self.received: dict[str, list[Any]] = defaultdict(list)
+        self._outputs: list[Any] = []  # our subscriptions to the node's outputs
         self._arrived = threading.Condition()  # notified on every recorded message
         image_type = CompressedImage if compressed else Image
         self.image_pub = self.node.create_publisher(
@@ -53,7 +54,8 @@ class FastSAMClient:
             if name not in outputs:
                 continue
             qos = BURST_QOS if name == "selection" else RELIABLE_QOS  # answers come in bursts
-            self.node.create_subscription(msg_type, f"{self.prefix}/{name}", self._recorder(name), qos)
+            self._outputs.append(
+                self.node.create_subscription(msg_type, f"{self.prefix}/{name}", self._recorder(name), qos))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), 10)
         self._executor = SingleThreadedExecutor(context=self._context)  # callbacks only record: no pool needed
         self._executor.add_node(self.node)
@@ -109,9 +111,9 @@ class FastSAMClient:
 
     def wait_for_connections(self, node: NodeProcess, timeout: float = 60.0) -> bool:
         """True once ``node`` subscribes to our image and prompt topics and publishes its outputs."""
-        def connected() -> bool:
+        def connected() -> bool:  # both ways: the node builds an output only while it sees a subscriber
             return (self.image_pub.get_subscription_count() > 0 and self.prompt_pub.get_subscription_count() > 0
-                    and self.node.count_publishers(f"{self.prefix}/selection") > 0)
+                    and all(output.get_publisher_count() > 0 for output in self._outputs))
 
         ok = wait_until(lambda: connected() or not node.alive(), timeout) and node.alive()
         time.sleep(0.5)  # discovery completes both ways a moment after matching

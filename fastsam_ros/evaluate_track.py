@@ -21,7 +21,9 @@ Methods, all answering from the same all-instance results (the node's `instances
 *Hard crossings* (:func:`plan_hard_crossings`, issue 19): another instance of the target's class, cut out of another
 dev image by its polygon and scaled to the target's area, walks across the target in front of it, covering up to
 half to two thirds of it for about half of the sequence; in every other one the camera also takes the target
-partly out of view. Ground truth there is what is visible of the target.
+partly out of view. Ground truth there is what is visible of the target. Only targets the click selects on the
+model's own frame 0 (IoU >= ``FOUND_IOU`` = 0.5, :func:`click_finds_target`) are used: no follower can follow
+what was never selected, so the set depends on the model (``make eval-track`` probes frame 0 through the node).
 
 Reported per method: J (mean IoU over all frames; a frame without an answer scores 0), late J (the second half
 of each sequence: drift), the share of frames with IoU >= 0.5, and the same on the crossing subset and the hard
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ import numpy as np
 from fastsam_ros.camera_motion import CameraPath
 from fastsam_ros.evaluate import MIN_AREA, GroundTruth, farthest_inside, image_pairs, read_instances
 from fastsam_ros.masks import iou, mask_box
+from fastsam_ros.selection import select
 from fastsam_ros.tracking import InstanceTracker, PromptFollower, TrackerParams
 from fastsam_ros.types import FOREGROUND, PointXY, Prompt, Segmentation
 
@@ -62,6 +65,7 @@ OCCLUDER_CLEARANCE = 1.3  # the occluder starts and ends this many half-widths (
 OCCLUDER_DROP = 0.25  # its path runs this share of the target's height below the target's centre
 OUT_OF_VIEW = (0.45, 0.8)  # visible share of the target on the last frame of the partly-out-of-view sequences
 WRONG_IOU = 0.1  # an ok answer under this IoU with the target, and nearer another object, is the wrong object
+FOUND_IOU = 0.5  # a hard crossing's click must select the target this well on frame 0 (:func:`click_finds_target`)
 
 
 @dataclass(frozen=True)
@@ -215,13 +219,17 @@ def _visible_share(path: CameraPath, target: GroundTruth, index: int) -> float:
         np.count_nonzero(path.render_mask(0, target.mask)), 1)
 
 
-def plan_hard_crossings(data_dir: Path, count: int = HARD_SEQUENCES) -> list[TrackSequence]:
+def plan_hard_crossings(data_dir: Path, count: int = HARD_SEQUENCES,
+                        found: Callable[[TrackSequence], bool] | None = None) -> list[TrackSequence]:
     """Crossings by an object of the target's class and size, that covers part of it for most of the sequence;
     every other one with the target leaving the view partly (``OUT_OF_VIEW`` of it still seen at the end).
 
     Per image (by name), the target is its largest instance whose class another image of the set has (the
     occluder: the largest instance of that class in the next such image by name, cut out by its polygon and
-    scaled to the target's area); the camera path is chosen as in :func:`plan_sequence`, seeded by the name.
+    scaled to the target's area) and, given ``found``, for which ``found(sequence)`` holds: the model's frame 0
+    (:func:`click_finds_target`). No follower can follow what the click never selected, so a target the model
+    misses on frame 0 would measure the model, not the association. The camera path is chosen as in
+    :func:`plan_sequence`, seeded by the name.
     """
     pairs = image_pairs(Path(data_dir))
     labelled = [(image, read_instances(label, _read(image).shape[:2], MIN_AREA)) for image, label in pairs]
@@ -235,7 +243,7 @@ def plan_hard_crossings(data_dir: Path, count: int = HARD_SEQUENCES) -> list[Tra
             donor = next(((path, max((d for d in found if d.class_id == target.class_id), key=lambda d: d.area))
                           for path, found in donors if any(d.class_id == target.class_id for d in found)), None)
             sequence = donor and _hard_sequence(len(sequences), image_path, instances, target_index, *donor)
-            if sequence is not None:
+            if sequence is not None and (found is None or found(sequence)):
                 sequences.append(sequence)
                 break
     return sequences
@@ -276,6 +284,20 @@ def _hard_sequence(number: int, image_path: Path, instances: list[GroundTruth], 
     others = tuple(instances[:target_index] + instances[target_index + 1 :])
     name = f"{image_path.stem}/{target_index}/{direction}/{'out' if partly_out else 'in'}"
     return TrackSequence(name, image_path, path, target, farthest_inside(first), True, others, occluder)
+
+
+def first_frame(sequence: TrackSequence) -> tuple[np.ndarray, np.ndarray]:
+    """``(frame 0, the target's visible ground truth on it)``."""
+    frame, truth, _ = next(sequence.frames())
+    return frame, truth
+
+
+def click_finds_target(sequence: TrackSequence, segmentation: Segmentation) -> bool:
+    """Whether the click, answered on frame 0's ``segmentation`` by the usual rules, selects the target (IoU with
+    its ground truth at least ``FOUND_IOU``): the condition for a hard crossing (:func:`plan_hard_crossings`)."""
+    truth = first_frame(sequence)[1]
+    selection = select(segmentation, sequence.prompt)
+    return selection.ok and iou(selection.union_mask(truth.shape), truth) >= FOUND_IOU
 
 
 class UltralyticsIds:

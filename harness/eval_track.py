@@ -5,13 +5,15 @@ Starts the fastsam node, plays every sequence of :func:`fastsam_ros.evaluate_tra
 on frame 0 twice as persistent prompts, one following (``follow``) and one with ``reapply`` (``pixel_fixed``),
 scores each answer against the moved ground truth, and runs the reference methods on the node's own
 `instances` (masks included). Then the same for the hard crossings
-(:func:`fastsam_ros.evaluate_track.plan_hard_crossings`). Prints the table with the targets' pass/fail and writes
+(:func:`fastsam_ros.evaluate_track.plan_hard_crossings`), whose targets are chosen among those the click
+selects on the node's own frame 0. Prints the table with the targets' pass/fail and writes
 the JSON report.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -26,6 +28,8 @@ from fastsam_ros.evaluate_track import (
     HARD_SEQUENCES,
     TrackSequence,
     check_targets,
+    click_finds_target,
+    first_frame,
     format_table,
     oracle_iou,
     plan_hard_crossings,
@@ -106,23 +110,35 @@ def play(client: FastSAMClient, sequence: TrackSequence, first_stamp: int, timeo
     return scores, wrong
 
 
+def segment_once(client: FastSAMClient, frame: np.ndarray, stamp: int, timeout: float) -> Segmentation:
+    """The node's instances of one frame."""
+    client.publish_image(frame, stamp)
+    instances = client.wait_for("instances", lambda m: stamp_of(m) == stamp, timeout)
+    if instances is None:
+        raise RuntimeError(f"a frame was not segmented within {timeout:g} s")
+    return segmentation_from_instances(instances)
+
+
 def run(data: Path, model: str, out: Path, count: int = DEFAULT_SEQUENCES, timeout: float = 120.0,
         domain_id: int | None = None, progress: bool = True, hard_count: int = HARD_SEQUENCES) -> dict[str, Any]:
     started = time.monotonic()
     domain_id = private_ros_network(domain_id)
     sequences = plan_sequences(data, count)
-    hard = plan_hard_crossings(data, hard_count)
     out.parent.mkdir(parents=True, exist_ok=True)
     node = NodeProcess(out.with_suffix(".node.log"), namespace="track", model=model, domain_id=domain_id)
     client = FastSAMClient(namespace="track", domain_id=domain_id, outputs=("instances", "selection"))
     per_sequence: dict[str, dict[str, list[float]]] = {}
     wrong: dict[str, dict[str, list[bool]]] = {}
+    hard: list[TrackSequence] = []
     try:
         if not client.wait_for_connections(node, timeout=300):
             raise SystemExit(f"the node did not come up:\n{node.log()}")
+        # The hard crossings keep only targets the click selects on the node's frame 0 (probed before any play).
+        stamps = itertools.count(FIRST_STAMP, FRAMES * 10 * FRAME_STEP_NS)
+        hard = plan_hard_crossings(data, hard_count, lambda s: click_finds_target(
+            s, segment_once(client, first_frame(s)[0], next(stamps), timeout)))
         for number, sequence in enumerate(sequences + hard):
-            scores, wrong[sequence.name] = play(client, sequence, FIRST_STAMP + number * FRAMES * 10 * FRAME_STEP_NS,
-                                                timeout)
+            scores, wrong[sequence.name] = play(client, sequence, next(stamps), timeout)
             per_sequence[sequence.name] = scores
             kind = " (hard crossing)" if sequence.hard else " (crossing)" if sequence.crossing else ""
             if progress:

@@ -121,3 +121,13 @@ def test_oracle_is_the_best_single_mask() -> None:
     half[1] = False
     assert oracle_iou([half, all_], truth) == pytest.approx(0.5)
     assert oracle_iou([], truth) == 0.0
+
+
+def test_hard_crossings_keep_only_targets_the_model_finds_on_frame_0(eval_data: Path) -> None:
+    # A target the click does not select on frame 0 measures the model, not the association: it is skipped, and the
+    # next target (of the same image, or of the next image) takes its place.
+    first = plan_hard_crossings(eval_data, 2)
+    refused = {first[0].name}
+    kept = plan_hard_crossings(eval_data, 2, lambda s: s.name not in refused)
+    assert len(kept) == 2 and first[0].name not in [s.name for s in kept]
+    assert plan_hard_crossings(eval_data, 2, lambda s: False) == []

@@ -32,7 +32,7 @@ ROS2_TOOLS ?= ../shared/ros2-tools
 PYTHON310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10))
 VENV310 ?= .venv310
 # Test files that import nothing of ROS (core, CLI, evaluation, bench statistics): found, not listed.
-ROS_FREE_TESTS = $(shell grep -L -E 'ros_harness|rclpy|_msgs|fastsam_ros\.(demo|node|ros_io|client|msg|srv)' test/test_*.py)
+ROS_FREE_TESTS = $(shell grep -L -E 'ros_harness|rclpy|_msgs|fastsam_ros\.(ros|msg|srv)|harness\.(demo|client)' test/test_*.py)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 VENV_ABS = $(abspath $(VENV))
@@ -51,7 +51,7 @@ unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE
 
 REQUIREMENTS := requirements/ros-jazzy.txt requirements/ml.txt requirements/dev.txt
 BUILD_INPUTS := CMakeLists.txt package.xml \
-	$(wildcard msg/*.msg) $(wildcard srv/*.srv) $(wildcard fastsam_ros/*.py) \
+	$(wildcard msg/*.msg) $(wildcard srv/*.srv) $(wildcard fastsam_ros/*.py fastsam_ros/*/*.py) \
 	$(wildcard scripts/*.in) $(wildcard launch/*) $(wildcard config/*)
 
 .PHONY: setup check-tools deps build ros2-tools test test-py310 demo demo-video eval eval-track bench bench-device \
@@ -133,7 +133,7 @@ demo-video: setup
 	$(PY) -m harness.demo_video --model $(MODEL) --images $(IMAGES) --out $(or $(OUT),out/demo-video)
 
 eval: setup
-	$(PY) -m fastsam_ros.evaluate --data $(DATA) --model $(MODEL) --out $(or $(OUT),out/eval.json)
+	$(PY) -m evaluation.evaluate --data $(DATA) --model $(MODEL) --out $(or $(OUT),out/eval.json)
 
 eval-track: setup
 	$(PY) -m harness.eval_track --data $(DATA) --model $(MODEL) --out $(or $(OUT),out/eval-track.json)

@@ -1,7 +1,7 @@
 """The ROS-free core of fastsam_ros as a plain Python distribution: ``pip install .`` in a venv *without* ROS.
 
-It gives the ``fastsam_ros`` package (engine, selection, masks, prompt files, CLI, evaluation) and the
-``fastsam-segment`` command. The ROS parts (``fastsam_ros.node`` and friends, ``fastsam_ros.msg``/``srv``)
+It gives the ``fastsam_ros`` core (segmentation, prompts, tracking, depth, the CLI) and the ``fastsam-segment``
+command. The ROS shell (``fastsam_ros.ros``, ``fastsam_ros.msg``/``srv``)
 come from the CMake/colcon build (CMakeLists.txt, package.xml) and need a ROS 2 environment.
 
 Never install this into the ROS venv made by ``make setup``: rosidl registers the CMake-installed package
@@ -23,15 +23,17 @@ setup(
     description="FastSAM (Ultralytics) segmentation with point/box prompt selection; ROS-free core and CLI",
     license="AGPL-3.0-only",
     python_requires=">=3.10",
-    packages=["fastsam_ros"],
+    packages=["fastsam_ros", "fastsam_ros.segmentation", "fastsam_ros.prompts", "fastsam_ros.tracking",
+              "fastsam_ros.depth"],
     install_requires=[
         "numpy",
-        "numba",  # fastsam_ros/mask_kernel.py
+        "numba",  # fastsam_ros/segmentation/mask_kernel.py
         # cv2: ultralytics brings opencv-python; do not add opencv-python-headless next to it.
         "ultralytics",
         "torch",
         "tqdm",
-        # backend auto on CPU: the checkpoint exported once to ONNX Runtime or OpenVINO (fastsam_ros/backends.py)
+        # backend auto on CPU: the checkpoint exported once to ONNX Runtime or OpenVINO
+        # (fastsam_ros/segmentation/backends.py)
         "onnx",
         "onnxruntime",
         "openvino",

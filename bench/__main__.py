@@ -90,7 +90,7 @@ def _tracking(model: str, images: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from fastsam_ros.config import NodeConfig
-    from fastsam_ros.engine import FastSAMEngine
+    from fastsam_ros.segmentation.engine import FastSAMEngine
     from harness.client import FastSAMClient
     from harness.node_process import NodeProcess, private_ros_network
 
@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import torch
 
         results["meta"]["software"]["torch_threads"] = torch.get_num_threads()  # as ultralytics left it
-        # engine_ms and the node run the default backend (fastsam_ros/backends.py); raw_predict_ms is PyTorch
+        # engine_ms and the node run the default backend (fastsam_ros/segmentation/backends.py);
+        # raw_predict_ms is PyTorch
         results["meta"]["backend"] = dataclasses.asdict(engine.backend)
     finally:
         client.close()
@@ -174,7 +175,7 @@ def run_many(args: argparse.Namespace, model: str, engine_config: Any, engine: A
 
     The node runs with ``conf`` 0.003 (``bench/many.py``); the raw and engine figures use the same settings.
     """
-    from fastsam_ros.engine import FastSAMEngine
+    from fastsam_ros.segmentation.engine import FastSAMEngine
     from harness.client import FastSAMClient
     from harness.node_process import NodeProcess
 

@@ -1,6 +1,6 @@
 """3D per selected object: ``python bench/bench_depth.py [--pixels 100000] [--repeats 200]``.
 
-Times :func:`fastsam_ros.depth.locate` (depth of the object's box to metres, outlier rejection, back-projection,
+Times :func:`fastsam_ros.depth.locate.locate` (depth of the object's box to metres, outlier rejection, back-projection,
 median and extent) on a synthetic scene, and compares rejection rules on its edges. ``edge_scene`` is also the
 scene of ``test/test_depth.py``: a plane at 2.0 m and a rectangle at 1.0 m in front of it, seen by a known pinhole
 camera, with what real depth cameras and masks do at the object's edges:
@@ -25,8 +25,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastsam_ros.depth import DepthFilter, DepthImage, DepthView, Intrinsics, locate
-from fastsam_ros.masks import mask_box
+from fastsam_ros.depth.locate import DepthFilter, DepthImage, DepthView, Intrinsics, locate
+from fastsam_ros.segmentation.masks import mask_box
 
 PLANE_Z = 2.0
 OBJECT_Z = 1.0

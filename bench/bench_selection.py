@@ -1,6 +1,6 @@
 """Microbenchmark of prompt-guided selection: ``python bench/bench_selection.py``.
 
-Times :func:`fastsam_ros.selection.select` (choosing the object *and* upsampling it to image resolution)
+Times :func:`fastsam_ros.prompts.selection.select` (choosing the object *and* upsampling it to image resolution)
 for point and box prompts on a synthetic frame: 100 instances on a 640x480 image with 640x480 network
 masks, as ultralytics gives for that frame at ``imgsz=640``. ``run()`` returns the figures as a dict for
 other tools (``make bench``).
@@ -20,8 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.stats import print_figures
-from fastsam_ros.masks import MaskGeometry
-from fastsam_ros.selection import select
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.segmentation.masks import MaskGeometry
 from fastsam_ros.types import Prompt, Segmentation
 
 

@@ -1,6 +1,6 @@
 """Microbenchmark of instance tracking: ``python bench/bench_tracking.py``.
 
-Times :meth:`fastsam_ros.tracking.InstanceTracker.update` (camera motion from the picture, association of
+Times :meth:`fastsam_ros.tracking.tracker.InstanceTracker.update` (camera motion from the picture, association of
 every instance, ids) and a followed prompt's answer (:meth:`FollowedPrompt.answer`, which upsamples the
 followed object) on a camera panning 12 px per frame over 100 instances on a 640x480 frame with 640x480
 network masks (``bench/bench_selection.py``'s synthetic frame, dense masks). ``run_real()`` times the same update
@@ -26,8 +26,8 @@ from bench.bench_selection import synthetic_segmentation
 from bench.machine import reference_ms
 from bench.shared_data import add_model_and_images
 from bench.stats import print_figures
-from fastsam_ros.selection import select
-from fastsam_ros.tracking import InstanceTracker, follow_step
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.tracking.tracker import InstanceTracker, follow_step
 from fastsam_ros.types import Prompt, Segmentation
 
 PAN_PX = 12  # camera pan per frame
@@ -90,7 +90,7 @@ def run_real(model: str, image: Path, count: int = 18, passes: int = 3,
     """
     from bench.many import many_config
     from fastsam_ros.config import NodeConfig
-    from fastsam_ros.engine import FastSAMEngine
+    from fastsam_ros.segmentation.engine import FastSAMEngine
 
     pictures = panning(image, count, image_shape)
     engine = FastSAMEngine(many_config(NodeConfig(model=model).engine))

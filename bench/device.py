@@ -110,7 +110,7 @@ def cuda_shares(engine: Any, frame: np.ndarray, device: str, runs: int) -> dict[
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from fastsam_ros.engine import deferred_masks, segmentation_from_result
+    from fastsam_ros.segmentation.engine import deferred_masks, segmentation_from_result
 
     if device == "cpu":
         return dict.fromkeys(STAGES)
@@ -135,8 +135,8 @@ def cuda_shares(engine: Any, frame: np.ndarray, device: str, runs: int) -> dict[
 def run_case(model: Path, kind: str, imgsz: int, half: bool, instances: int, frame: np.ndarray,
              args: argparse.Namespace) -> dict[str, Any]:
     from bench.stats import summarize
-    from fastsam_ros.backends import letterbox_shape
-    from fastsam_ros.engine import EngineConfig, FastSAMEngine, deferred_masks, segmentation_from_result
+    from fastsam_ros.segmentation.backends import letterbox_shape
+    from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine, deferred_masks, segmentation_from_result
 
     config = EngineConfig(model=str(model), device=args.device, half=half, imgsz=imgsz,
                           conf=INSTANCES[instances][kind], max_det=instances, backend="pytorch")
@@ -173,7 +173,7 @@ def environment(device: str) -> dict[str, Any]:
     import torch
     import ultralytics
 
-    from fastsam_ros import backends
+    from fastsam_ros.segmentation import backends
 
     machine = backends.probe(device)
     return {

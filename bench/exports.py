@@ -1,7 +1,7 @@
 """CPU backends compared in one run: PyTorch, ONNX Runtime and OpenVINO through :class:`FastSAMEngine`, each on
 its default threads and on 1, 2 and all cores (``cpu_threads``).
 
-The exports are made exactly as the node makes them (``fastsam_ros/backends.py``: static shape equal to the
+The exports are made exactly as the node makes them (``fastsam_ros/segmentation/backends.py``: static shape equal to the
 camera frame's letterbox, FP32, no graph simplification), into a cache under ``out_dir`` (gitignored): the
 first engine of each format pays the export (``export_s``, the node's first-start cost), the others load it
 (``load_s``, a later start). Every engine is timed on the same frames, round-robin, and checked against
@@ -50,8 +50,8 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
     import torch
     from ultralytics.utils import NUM_THREADS
 
-    from fastsam_ros import backends
-    from fastsam_ros.engine import FastSAMEngine
+    from fastsam_ros.segmentation import backends
+    from fastsam_ros.segmentation.engine import FastSAMEngine
 
     if model.suffix != ".pt":
         return {"skipped": f"{model.name} is not a PyTorch checkpoint to export from"}
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import machine, pipeline
     from bench.stats import table
-    from fastsam_ros.engine import EngineConfig
+    from fastsam_ros.segmentation.engine import EngineConfig
 
     parser = argparse.ArgumentParser(prog="python -m bench.exports", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path(os.environ.get(

@@ -56,9 +56,9 @@ def engine_scaling(few: Any, many: Any, frame: np.ndarray, rounds: int) -> dict[
 def node_side(engine: Any, frames: Sequence[Any], rounds: int) -> dict[str, Any]:
     """Per-frame node work at many instances, each round on a fresh segmentation (cold caches, as in the node)."""
     from fastsam_ros.overlay import draw_overlay
-    from fastsam_ros.selection import select
+    from fastsam_ros.prompts.selection import select
+    from fastsam_ros.ros.wire import instances_cdr
     from fastsam_ros.types import Prompt
-    from fastsam_ros.wire import instances_cdr
 
     times: dict[str, list[float]] = {"instances_msg_ms": [], "overlay_ms": [], "cached_click_ms": []}
     counts = []

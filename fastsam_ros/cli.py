@@ -26,13 +26,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fastsam_ros.backends import BACKENDS, normalise_device
-from fastsam_ros.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
 from fastsam_ros.overlay import draw_overlay
-from fastsam_ros.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
-from fastsam_ros.selection import SelectionParams, select
-from fastsam_ros.text import ClipConfig, ClipScorer, TextScorer
-from fastsam_ros.tracking import PromptFollower
+from fastsam_ros.prompts.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
+from fastsam_ros.prompts.selection import SelectionParams, select
+from fastsam_ros.prompts.text import ClipConfig, ClipScorer, TextScorer
+from fastsam_ros.segmentation.backends import BACKENDS, normalise_device
+from fastsam_ros.segmentation.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
+from fastsam_ros.tracking.tracker import PromptFollower
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Prompt, Segmentation, Selection
 from fastsam_ros.video import VideoWriter
 

@@ -19,13 +19,13 @@ import textwrap
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from fastsam_ros.backends import BACKENDS, normalise_device
+from fastsam_ros.segmentation.backends import BACKENDS, normalise_device
 
 if TYPE_CHECKING:
-    from fastsam_ros.engine import EngineConfig
-    from fastsam_ros.selection import SelectionParams
-    from fastsam_ros.text import ClipConfig
-    from fastsam_ros.tracking import TrackerParams
+    from fastsam_ros.prompts.selection import SelectionParams
+    from fastsam_ros.prompts.text import ClipConfig
+    from fastsam_ros.segmentation.engine import EngineConfig
+    from fastsam_ros.tracking.tracker import TrackerParams
 
 
 def _param(default: Any, doc: str, choices: tuple[str, ...] = (), live: bool = False) -> Any:
@@ -154,7 +154,7 @@ class NodeConfig:
 
     @property
     def engine(self) -> EngineConfig:
-        from fastsam_ros.engine import EngineConfig
+        from fastsam_ros.segmentation.engine import EngineConfig
 
         return EngineConfig(model=self.model, device=self.device, half=self.half, imgsz=self.imgsz,
                             conf=self.conf, iou=self.iou, max_det=self.max_det, cpu_threads=self.cpu_threads,
@@ -162,7 +162,7 @@ class NodeConfig:
 
     @property
     def selection(self) -> SelectionParams:
-        from fastsam_ros.selection import SelectionParams
+        from fastsam_ros.prompts.selection import SelectionParams
 
         return SelectionParams(min_box_iou=self.min_box_iou, min_text_score=self.min_text_score,
                                text_return_all=self.text_return_all, max_points=self.max_prompt_points,
@@ -170,13 +170,13 @@ class NodeConfig:
 
     @property
     def tracker(self) -> TrackerParams:
-        from fastsam_ros.tracking import TrackerParams
+        from fastsam_ros.tracking.tracker import TrackerParams
 
         return TrackerParams(max_lost_frames=self.track_lost_frames, min_iou=self.track_min_iou)
 
     @property
     def clip(self) -> ClipConfig:
-        from fastsam_ros.text import ClipConfig
+        from fastsam_ros.prompts.text import ClipConfig
 
         return ClipConfig(model=self.clip_model, pretrained=self.clip_pretrained, weights=self.clip_weights,
                           device=self.device)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastsam_ros.mask_set import DenseMasks, MaskSet
-from fastsam_ros.masks import (
+from fastsam_ros.segmentation.mask_set import DenseMasks, MaskSet
+from fastsam_ros.segmentation.masks import (
     EncodedMask,
     EncodedMasks,
     MaskGeometry,
@@ -49,9 +49,9 @@ class Segmentation:
     """Every instance the all-instance stage found in one image.
 
     Masks stay at the network's input resolution and are made on demand (a :class:`MaskSet`, e.g. the engine's
-    :class:`fastsam_ros.instance_masks.InstanceMasks`: from the prototype logits, only where asked); ``geometry``
-    maps image pixels into them and upsamples only what is asked for. ``masks`` may be given as a dense
-    ``(N, mh, mw)`` bool array (tests, hand-made masks).
+    :class:`fastsam_ros.segmentation.instance_masks.InstanceMasks`: from the prototype logits, only where
+    asked); ``geometry`` maps image pixels into them and upsamples only what is asked for. ``masks`` may be
+    given as a dense ``(N, mh, mw)`` bool array (tests, hand-made masks).
     """
 
     masks: MaskSet

@@ -33,7 +33,7 @@ class FastSAMClient:
         from sensor_msgs.msg import CompressedImage, Image
 
         from fastsam_ros.msg import Instances, Prompt, Selection
-        from fastsam_ros.ros_io import BURST_QOS, RELIABLE_QOS
+        from fastsam_ros.ros.conversions import BURST_QOS, RELIABLE_QOS
 
         self._context = rclpy.Context()
         rclpy.init(context=self._context, domain_id=domain_id)
@@ -78,7 +78,7 @@ class FastSAMClient:
 
     def record(self, name: str, msg_type: Any, topic: str, qos: Any = None) -> None:
         """Also record ``topic`` under ``name`` (e.g. the 3D outputs), for :meth:`wait_for`."""
-        from fastsam_ros.ros_io import RELIABLE_QOS
+        from fastsam_ros.ros.conversions import RELIABLE_QOS
 
         self.node.create_subscription(msg_type, topic, self._recorder(name), qos or RELIABLE_QOS)
 
@@ -122,7 +122,7 @@ class FastSAMClient:
     def image_msg(self, pixels: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Any:
         from sensor_msgs.msg import Image
 
-        from fastsam_ros.images import bgr_to_fields
+        from fastsam_ros.ros.images import bgr_to_fields
 
         msg = Image(**bgr_to_fields(pixels))
         msg.header.frame_id = frame_id

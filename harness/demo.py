@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fastsam_ros.prompt_file import load_prompts
+from fastsam_ros.prompts.prompt_file import load_prompts
 from fastsam_ros.types import FOREGROUND, Prompt
 from harness.client import FastSAMClient
 from harness.node_process import NodeProcess, private_ros_network, stamp_of
@@ -54,7 +54,7 @@ def _send(client: FastSAMClient, prompt: Prompt, stamp: int) -> None:
 
 def _answer_mask(answer: Any, image_shape: tuple[int, int]) -> np.ndarray:
     """The union of the answer's objects as an ``(H, W)`` bool mask, decoded from the message."""
-    from fastsam_ros.ros_io import mask_from_msg
+    from fastsam_ros.ros.conversions import mask_from_msg
 
     union = np.zeros(image_shape, dtype=bool)
     for obj in answer.objects:
@@ -65,7 +65,7 @@ def _answer_mask(answer: Any, image_shape: tuple[int, int]) -> np.ndarray:
 def _overlay_for(client: FastSAMClient, start: int, stamp: int, frame: np.ndarray, mask: np.ndarray,
                  timeout: float) -> np.ndarray | None:
     """The first ``debug_image`` from index ``start`` on with ``stamp`` that shows ``mask`` selected, as BGR."""
-    from fastsam_ros.images import image_to_bgr
+    from fastsam_ros.ros.images import image_to_bgr
 
     deadline = time.monotonic() + timeout
     checked = start

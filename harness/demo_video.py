@@ -1,6 +1,6 @@
 """``make demo-video``: a clip made from a sample image, played through the node by ``video_source``, one click.
 
-Renders a short clip of a camera panning, zooming and turning over a sample image (``fastsam_ros.camera_motion``)
+Renders a short clip of a camera panning, zooming and turning over a sample image (``evaluation.camera_motion``)
 into ``OUT/clip.mp4``, starts the fastsam node and ``video_source`` playing that file, clicks once, as a
 persistent prompt, on the first frame the node segments (at the pixel of its largest instance farthest from the
 instance's edge), and writes the node's ``debug_image`` overlays as ``OUT/annotated.mp4``, one per segmented
@@ -19,10 +19,10 @@ from typing import Any
 
 import cv2
 
-from fastsam_ros.camera_motion import CameraPath
-from fastsam_ros.evaluate import farthest_inside
-from fastsam_ros.images import image_to_bgr
-from fastsam_ros.ros_io import mask_from_msg
+from evaluation.camera_motion import CameraPath
+from evaluation.evaluate import farthest_inside
+from fastsam_ros.ros.conversions import mask_from_msg
+from fastsam_ros.ros.images import image_to_bgr
 from fastsam_ros.video import VideoWriter
 from harness.client import FastSAMClient
 from harness.node_process import NodeProcess, private_ros_network, stamp_of
@@ -68,7 +68,7 @@ def run_demo(model: str, images: Path, out: Path, timeout: float = 120.0,
             raise SystemExit(f"the node did not come up; see {out / 'node.log'}:\n{node.log()}")
         with open(out / "video_source.log", "w") as log:
             player = subprocess.Popen(
-                [sys.executable, "-m", "fastsam_ros.video_source", "--ros-args", "-r", "image:=/camera/image_raw",
+                [sys.executable, "-m", "fastsam_ros.ros.video_source", "--ros-args", "-r", "image:=/camera/image_raw",
                  "-r", "camera_info:=/camera/camera_info", "-p", f"source:={clip}", "-p", f"rate:={PLAY_RATE_HZ}"],
                 stdout=log, stderr=subprocess.STDOUT)
         first = client.wait_for("instances", lambda m: len(m.instances) > 0, timeout)

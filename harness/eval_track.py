@@ -1,11 +1,11 @@
 """``make eval-track``: the moving-camera benchmark through the node, with real messages.
 
-Starts the fastsam node, plays every sequence of :func:`fastsam_ros.evaluate_track.plan_sequences` as a camera
+Starts the fastsam node, plays every sequence of :func:`evaluation.evaluate_track.plan_sequences` as a camera
 (one frame at a time: each frame is segmented before the next is sent, so none is dropped), clicks the target
 on frame 0 twice as persistent prompts, one following (``follow``) and one with ``reapply`` (``pixel_fixed``),
 scores each answer against the moved ground truth, and runs the reference methods on the node's own
 `instances` (masks included). Then the same for the hard crossings
-(:func:`fastsam_ros.evaluate_track.plan_hard_crossings`), whose targets are chosen among those the click
+(:func:`evaluation.evaluate_track.plan_hard_crossings`), whose targets are chosen among those the click
 selects on the node's own frame 0. Prints the table with the targets' pass/fail and writes
 the JSON report.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fastsam_ros.evaluate_track import (
+from evaluation.evaluate_track import (
     DEFAULT_SEQUENCES,
     FRAMES,
     HARD_SEQUENCES,
@@ -38,9 +38,9 @@ from fastsam_ros.evaluate_track import (
     summarise,
     wrong_object,
 )
-from fastsam_ros.masks import MaskGeometry, iou
-from fastsam_ros.ros_io import mask_from_msg
-from fastsam_ros.selection import select
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.ros.conversions import mask_from_msg
+from fastsam_ros.segmentation.masks import MaskGeometry, iou
 from fastsam_ros.types import Segmentation
 from harness.client import FastSAMClient
 from harness.node_process import NodeProcess, private_ros_network, stamp_of
@@ -73,7 +73,7 @@ def _answer_mask(selection: Any, shape: tuple[int, int]) -> np.ndarray:
 def play(client: FastSAMClient, sequence: TrackSequence, first_stamp: int, timeout: float
          ) -> tuple[dict[str, list[float]], dict[str, list[bool]]]:
     """Per method, the IoU of its answer with the ground truth on every frame of ``sequence``, and whether the
-    answer was the wrong object (:func:`fastsam_ros.evaluate_track.wrong_object`)."""
+    answer was the wrong object (:func:`evaluation.evaluate_track.wrong_object`)."""
     followers, _ = reference_followers()
     scores: dict[str, list[float]] = {name: [] for name in (FOLLOW, FIXED, *followers, "oracle")}
     wrong: dict[str, list[bool]] = {name: [] for name in scores}

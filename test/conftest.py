@@ -44,10 +44,11 @@ private_ros_network()
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the numba kernels once, up front (seconds on a fresh clone): the nodes the tests start, warm-up off
     to start fast, then load them from numba's cache instead of each compiling them on its first frames."""
-    from fastsam_ros import instance_masks, tracking
+    from fastsam_ros.segmentation import instance_masks
+    from fastsam_ros.tracking import tracker
 
     instance_masks.compile_kernels()
-    tracking.compile_kernels()
+    tracker.compile_kernels()
 
 
 def _require(path: Path, variable: str) -> Path:

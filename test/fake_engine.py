@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from fastsam_ros.backends import BackendInfo
-from fastsam_ros.masks import MaskGeometry, mask_box
+from fastsam_ros.segmentation.backends import BackendInfo
+from fastsam_ros.segmentation.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Segmentation, Timings
 
 FAIL_PIXEL = (1, 2, 3)  # BGR

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_engine import FakeEngine
 
-import fastsam_ros.node as node_module
+import fastsam_ros.ros.node as node_module
 
 node_module.FastSAMEngine = FakeEngine
 

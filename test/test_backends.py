@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros import backends
-from fastsam_ros.backends import ExportCache, ExportFailed, ExportKey, Plan, Probe, choose, letterbox_shape
-from fastsam_ros.engine import EngineConfig, FastSAMEngine
+from fastsam_ros.segmentation import backends
+from fastsam_ros.segmentation.backends import ExportCache, ExportFailed, ExportKey, Plan, Probe, choose, letterbox_shape
+from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine
 
 ALL_CPU = {"ultralytics": "8.4.190", "torch": "2.14.1", "onnx": "1.23.2", "onnxruntime": "1.32.0",
            "openvino": "2026.4.1"}

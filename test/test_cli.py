@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from fastsam_ros.cli import main
-from fastsam_ros.engine import EngineConfig, FastSAMEngine
-from fastsam_ros.selection import select
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine
 from fastsam_ros.types import Prompt
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench.bench_depth import OBJECT_Z, PLANE_Z, edge_scene, run, unfiltered
-from fastsam_ros.depth import (
+from fastsam_ros.depth.locate import (
     DepthError,
     DepthFilter,
     DepthImage,
@@ -224,7 +224,7 @@ def test_position_is_the_median_point_of_the_kept_pixels() -> None:
 
 def test_the_3d_core_imports_without_ros() -> None:
     blocked = "import sys\nfor name in ('rclpy', 'sensor_msgs', 'visualization_msgs', 'fastsam_ros.msg'):\n" \
-              "    sys.modules[name] = None\nimport fastsam_ros.depth, fastsam_ros.pairing\n"
+              "    sys.modules[name] = None\nimport fastsam_ros.depth.locate, fastsam_ros.depth.pairing\n"
     subprocess.run([sys.executable, "-c", blocked], check=True)
 
 

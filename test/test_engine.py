@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.engine import (
+from fastsam_ros.segmentation.engine import (
     EngineConfig,
     FastSAMEngine,
     ModelLoadError,
@@ -23,7 +23,7 @@ from fastsam_ros.engine import (
     resolve_model,
     segmentation_from_result,
 )
-from fastsam_ros.masks import MaskGeometry, iou, mask_box
+from fastsam_ros.segmentation.masks import MaskGeometry, iou, mask_box
 
 
 def _synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros import evaluate as ev
-from fastsam_ros.masks import MaskGeometry
-from fastsam_ros.reference_rules import official_box, official_points
+from evaluation import evaluate as ev
+from evaluation.reference_rules import official_box, official_points
+from fastsam_ros.segmentation.masks import MaskGeometry
 from fastsam_ros.types import Segmentation
 
 

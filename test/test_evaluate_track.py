@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastsam_ros.camera_motion import CameraPath
-from fastsam_ros.evaluate_track import (
+from evaluation.camera_motion import CameraPath
+from evaluation.evaluate_track import (
     DIRECTIONS,
     FRAMES,
     PAN_RANGE,

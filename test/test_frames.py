@@ -6,8 +6,8 @@ import threading
 
 import numpy as np
 
-from fastsam_ros.frames import Frame, FrameCache, LatestSlot
-from fastsam_ros.masks import MaskGeometry
+from fastsam_ros.ros.frames import Frame, FrameCache, LatestSlot
+from fastsam_ros.segmentation.masks import MaskGeometry
 from fastsam_ros.types import Segmentation
 
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros import images
-from fastsam_ros.images import ImageError, bgr_to_fields, compressed_to_bgr, image_to_bgr
+from fastsam_ros.ros import images
+from fastsam_ros.ros.images import ImageError, bgr_to_fields, compressed_to_bgr, image_to_bgr
 
 RNG = np.random.default_rng(7)
 BGR = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastsam_ros.instance_masks import InstanceMasks
-from fastsam_ros.mask_set import DenseMasks, pack_rows
-from fastsam_ros.masks import EncodedMask, encode_mask, mask_box
+from fastsam_ros.segmentation.instance_masks import InstanceMasks
+from fastsam_ros.segmentation.mask_set import DenseMasks, pack_rows
+from fastsam_ros.segmentation.masks import EncodedMask, encode_mask, mask_box
 
 REPO = Path(__file__).resolve().parents[1]
 torch = pytest.importorskip("torch")
@@ -156,14 +156,14 @@ def test_dense_masks_serve_the_same_interface() -> None:
 def test_the_result_types_do_not_import_the_compiled_kernel() -> None:
     """The layer rule: the result types sit below the kernel (numba: seconds to import and compile)."""
     code = "import sys, fastsam_ros.types; assert 'numba' not in sys.modules, 'numba'; " \
-           "assert 'fastsam_ros.instance_masks' not in sys.modules, 'instance_masks'"
+           "assert 'fastsam_ros.segmentation.instance_masks' not in sys.modules, 'instance_masks'"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def test_a_click_makes_only_the_pixels_of_the_masks_under_it() -> None:
     """Masks are made for what a rule reads: a point prompt makes the candidates under the point, no others."""
-    from fastsam_ros.masks import MaskGeometry
-    from fastsam_ros.selection import select
+    from fastsam_ros.prompts.selection import select
+    from fastsam_ros.segmentation.masks import MaskGeometry
     from fastsam_ros.types import Prompt, Segmentation
 
     logits, boxes, eager = _case(3, 100, (40, 24))
@@ -181,18 +181,19 @@ def test_a_click_makes_only_the_pixels_of_the_masks_under_it() -> None:
 def test_the_warm_up_compiles_every_kernel_a_frame_uses() -> None:
     """A frame must not compile a kernel again (seconds holding the GIL: the node's executor stalls): the warm-up
     calls each with the types frames pass."""
-    from fastsam_ros import mask_kernel, tracking
-    from fastsam_ros.instance_masks import compile_kernels
-    from fastsam_ros.masks import MaskGeometry
+    from fastsam_ros.segmentation import mask_kernel
+    from fastsam_ros.segmentation.instance_masks import compile_kernels
+    from fastsam_ros.segmentation.masks import MaskGeometry
+    from fastsam_ros.tracking import tracker
     from fastsam_ros.types import Segmentation
 
     compile_kernels()
-    tracking.compile_kernels()
-    kernels = (mask_kernel.make_masks, mask_kernel.packed_signs, mask_kernel.positive_at, tracking._overlaps,
-               tracking._match, tracking._bounds, tracking._area)
+    tracker.compile_kernels()
+    kernels = (mask_kernel.make_masks, mask_kernel.packed_signs, mask_kernel.positive_at, tracker._overlaps,
+               tracker._match, tracker._bounds, tracker._area)
     compiled = [len(kernel.signatures) for kernel in kernels]
     logits, boxes, eager = _case(1, 40, (30, 40))
-    tracker = tracking.InstanceTracker()
+    tracker = tracker.InstanceTracker()
     for shift in (0, 1, 2):  # a panning camera: tracks continue
         moved = np.roll(logits, shift, axis=2)
         lazy = InstanceMasks.from_logits(moved, boxes, eager.shape[1:])

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.instance_masks import InstanceMasks
+from fastsam_ros.segmentation.instance_masks import InstanceMasks
 
 torch = pytest.importorskip("torch")
 ops = pytest.importorskip("ultralytics.utils.ops")
@@ -64,8 +64,8 @@ def test_every_instance_on_the_shared_images_is_process_masks(standin_model: Pat
 def test_the_evaluation_scores_lazy_masks_as_ultralytics_own(standin_model: Path, eval_data: Path) -> None:
     """``make eval``'s fastsam_ros figures (COCO dev set) with the lazy masks and with the masks ultralytics makes
     (its predictor outside :func:`deferred_masks`) differ by at most 0.002 per prompt kind."""
-    from fastsam_ros.engine import EngineConfig, FastSAMEngine, segmentation_from_result
-    from fastsam_ros.evaluate import PROMPT_KINDS, iter_frames, rule_fastsam_ros, score_frame
+    from evaluation.evaluate import PROMPT_KINDS, iter_frames, rule_fastsam_ros, score_frame
+    from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine, segmentation_from_result
 
     engine = FastSAMEngine(EngineConfig(model=str(standin_model), backend="pytorch"))
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.masks import (
+from fastsam_ros.segmentation.masks import (
     EncodedMask,
     EncodedMasks,
     MaskGeometry,

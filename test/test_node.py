@@ -38,7 +38,7 @@ def selection_for(probe: Probe, prompt_id: str, stamp: int | None = None, timeou
 
 
 def test_instances_carry_the_source_header_and_decodable_masks(probe: Probe) -> None:
-    from fastsam_ros.ros_io import mask_from_msg
+    from fastsam_ros.ros.conversions import mask_from_msg
 
     stamp = 1_000_000_001
     instances = publish_and_wait(probe, stamp)
@@ -55,7 +55,7 @@ def test_instances_carry_the_source_header_and_decodable_masks(probe: Probe) -> 
 
 def click_inside_an_instance(probe: Probe, stamp: int, prompt_id: str) -> None:
     """A click on a pixel of the frame's first instance is answered ok with a mask that holds the click."""
-    from fastsam_ros.ros_io import mask_from_msg
+    from fastsam_ros.ros.conversions import mask_from_msg
 
     instances = publish_and_wait(probe, stamp)
     mask = mask_from_msg(instances.instances[0].mask, (240, 320))
@@ -83,7 +83,7 @@ def test_text_prompt_without_clip_weights_is_an_error_and_boxes_keep_working(pro
 
 def test_diagnostics_name_the_backend_that_runs_the_frames(probe: Probe) -> None:
     """backend: auto exported the model for these frames on the first one; diagnostics say which runtime runs them."""
-    from fastsam_ros import backends
+    from fastsam_ros.segmentation import backends
 
     publish_and_wait(probe, 9_000_000_001)
     expected = backends.choose("auto", False, backends.probe("cpu")).backend  # openvino on Intel, onnx elsewhere

@@ -260,7 +260,7 @@ def test_an_uncalibrated_camera_info_is_a_reason_until_a_good_one_comes(camera: 
 def test_a_failure_of_the_3d_code_keeps_the_2d_answer_and_is_reported() -> None:
     from types import SimpleNamespace
 
-    from fastsam_ros.node_depth import DepthStage
+    from fastsam_ros.ros.depth_stage import DepthStage
     from fastsam_ros.types import SelectedObject, Selection, Status
 
     node = SimpleNamespace(create_lifecycle_publisher=lambda *args: None, resolve_topic_name=lambda name: f"/{name}")

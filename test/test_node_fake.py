@@ -76,7 +76,7 @@ def answer(probe: Probe, prompt_id: str, stamp: int = 0, timeout: float = 20.0, 
 
 
 def picked(selection) -> np.ndarray:
-    from fastsam_ros.ros_io import mask_from_msg
+    from fastsam_ros.ros.conversions import mask_from_msg
 
     assert selection.status == "ok", selection.reason
     assert len(selection.objects) == 1

@@ -20,8 +20,8 @@ def bus_probe(standin_model: Path, sample_images: Path, tmp_path_factory: pytest
 
 
 def test_click_on_the_person_returns_a_mask_containing_that_pixel_with_the_source_stamp(bus_probe) -> None:
-    from fastsam_ros.images import image_to_bgr
-    from fastsam_ros.ros_io import mask_from_msg
+    from fastsam_ros.ros.conversions import mask_from_msg
+    from fastsam_ros.ros.images import image_to_bgr
 
     probe, bus = bus_probe
     stamp = 1_700_000_000_123_456_789

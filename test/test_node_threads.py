@@ -12,7 +12,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from fake_engine import FakeEngine
 
-import fastsam_ros.node as node_module
+import fastsam_ros.ros.node as node_module
 
 
 @pytest.fixture()
@@ -72,7 +72,7 @@ def test_executor_reports_a_failing_callback_and_keeps_spinning(ros) -> None:
     import rclpy
     from std_msgs.msg import Empty
 
-    from fastsam_ros.executor import NodeExecutor
+    from fastsam_ros.ros.process import NodeExecutor
 
     node = rclpy.create_node("raiser", context=ros)
     errors: list[BaseException] = []
@@ -117,7 +117,7 @@ def test_bad_start_up_parameters_fall_back_and_configure_says_why(ros, monkeypat
 FRAME_LIKE_LOOP = """
 import os, sys, threading
 import numpy as np
-from fastsam_ros.executor import pin_malloc_thresholds
+from fastsam_ros.ros.process import pin_malloc_thresholds
 
 def minor_faults():
     return int(open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[7])

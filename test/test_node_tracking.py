@@ -77,7 +77,7 @@ def clear(probe: Probe, prompt_id: str) -> None:
 
 
 def picked(selection) -> np.ndarray:
-    from fastsam_ros.ros_io import mask_from_msg
+    from fastsam_ros.ros.conversions import mask_from_msg
 
     assert selection.status == "ok", f"{selection.status}: {selection.reason}"
     assert len(selection.objects) == 1

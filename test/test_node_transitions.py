@@ -171,7 +171,7 @@ def test_tiny_and_extreme_frames_are_segmented_tracked_and_answered(probe: Probe
 
 def test_a_burst_of_persistent_prompts_is_answered_in_full_past_the_limit_invalid(probe: Probe) -> None:
     from fastsam_ros.msg import Prompt
-    from fastsam_ros.ros_io import BURST_QOS
+    from fastsam_ros.ros.conversions import BURST_QOS
 
     probe.prompt_pub.publish(probe.prompt("", clear=True))  # room for exactly max_persistent_prompts
     stamp = segmented(probe, scene(RED))

@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.masks import MaskGeometry, mask_box
 from fastsam_ros.overlay import (
     BACKGROUND_BGR,
     FOREGROUND_BGR,
@@ -16,7 +15,8 @@ from fastsam_ros.overlay import (
     highlight_color,
     instance_colors,
 )
-from fastsam_ros.selection import select
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.segmentation.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Prompt, Segmentation, Selection, Status
 
 IMAGE_SHAPE = (96, 128)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastsam_ros.masks import MaskGeometry, mask_box
 from fastsam_ros.overlay import draw_overlay, highlight_color
-from fastsam_ros.selection import select
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.segmentation.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Prompt, Segmentation
 from harness.overlay_check import shows_selection
 

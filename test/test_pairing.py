@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fastsam_ros.pairing import StampPairer
+from fastsam_ros.depth.pairing import StampPairer
 
 MS = 1_000_000
 

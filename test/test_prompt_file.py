@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fastsam_ros.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in, parse_prompts
+from fastsam_ros.prompts.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in, parse_prompts
 from fastsam_ros.types import Prompt
 
 

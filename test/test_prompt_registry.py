@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from fake_engine import segmentation_from_masks
 
-from fastsam_ros.frames import Frame, FrameBoard
-from fastsam_ros.prompt_registry import PromptRegistry, PromptSettings
-from fastsam_ros.selection import SelectionParams
-from fastsam_ros.tracking import InstanceTracker
+from fastsam_ros.prompts.selection import SelectionParams
+from fastsam_ros.ros.frames import Frame, FrameBoard
+from fastsam_ros.ros.prompt_registry import PromptRegistry, PromptSettings
+from fastsam_ros.ros.worker import Incoming
+from fastsam_ros.tracking.tracker import InstanceTracker
 from fastsam_ros.types import Prompt, Status
-from fastsam_ros.worker import Incoming
 
 SHAPE = (40, 60)
 

@@ -186,7 +186,7 @@ def test_empty_launch_arguments_leave_the_params_file_values(launched: Launched)
 def test_a_click_is_answered_on_selection(launched: Launched, probe: Probe) -> None:
     from geometry_msgs.msg import PointStamped
 
-    from fastsam_ros.ros_io import mask_from_msg
+    from fastsam_ros.ros.conversions import mask_from_msg
 
     stamp = 7_000_000_000
     probe.publish_image(FRAME, stamp)
@@ -283,7 +283,7 @@ def expected_status(line: str, stamp: int, probe: Probe) -> str:
     """What the core's rules answer to the line's prompt on the instances the node published for frame ``stamp``
     (text: ``error``, there are no CLIP weights here): the answer over the wire must be that one, not any."""
     from fastsam_ros.config import NodeConfig
-    from fastsam_ros.selection import select
+    from fastsam_ros.prompts.selection import select
     from harness.eval_track import segmentation_from_instances
 
     instances = probe.wait_for("instances", lambda m: stamp_of(m) == stamp, timeout=5)

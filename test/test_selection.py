@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fastsam_ros.masks import MaskGeometry, mask_box
-from fastsam_ros.selection import InvalidPrompt, SelectionParams, box_scores, check_prompt, select
+from fastsam_ros.prompts.selection import InvalidPrompt, SelectionParams, box_scores, check_prompt, select
+from fastsam_ros.segmentation.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Prompt, Segmentation, Status
 
 IMAGE = (120, 160)  # (H, W)

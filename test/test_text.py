@@ -10,8 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fastsam_ros.masks import MaskGeometry, mask_box
-from fastsam_ros.text import (
+from fastsam_ros.prompts.text import (
     MIN_CROP_PIXELS,
     ClipConfig,
     ClipScorer,
@@ -19,6 +18,7 @@ from fastsam_ros.text import (
     make_crops,
     rank_by_text,
 )
+from fastsam_ros.segmentation.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Prompt, Segmentation, Status
 
 IMAGE_SHAPE = (120, 160)
@@ -350,7 +350,7 @@ def test_a_local_file_takes_preprocessing_and_activation_from_its_tag(open_clip,
 def test_concurrent_first_prompts_load_once(monkeypatch):
     import threading
 
-    import fastsam_ros.text as text
+    import fastsam_ros.prompts.text as text
 
     builds = []
 

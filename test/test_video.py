@@ -94,7 +94,7 @@ def test_video_source_publishes_frames_with_camera_info_looping_until_interrupte
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    process = subprocess.Popen([sys.executable, "-m", "fastsam_ros.video_source", "--ros-args", "-r", "__ns:=/vs",
+    process = subprocess.Popen([sys.executable, "-m", "fastsam_ros.ros.video_source", "--ros-args", "-r", "__ns:=/vs",
                                 "-p", f"source:={clip}", "-p", "rate:=20.0", "-p", "loop:=true"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -128,14 +128,14 @@ def test_video_source_publishes_frames_with_camera_info_looping_until_interrupte
 def test_video_source_stops_with_status_0_at_the_end_of_a_file(tmp_path: Path) -> None:
     clip = tmp_path / "clip.avi"
     write_clip(clip, frames=3)
-    result = subprocess.run([sys.executable, "-m", "fastsam_ros.video_source", "--ros-args", "-p",
+    result = subprocess.run([sys.executable, "-m", "fastsam_ros.ros.video_source", "--ros-args", "-p",
                              f"source:={clip}", "-p", "rate:=30.0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "after 3 frames" in result.stderr
 
 
 def test_video_source_refuses_a_missing_file_with_status_2() -> None:
-    result = subprocess.run([sys.executable, "-m", "fastsam_ros.video_source", "--ros-args", "-p",
+    result = subprocess.run([sys.executable, "-m", "fastsam_ros.ros.video_source", "--ros-args", "-p",
                              "source:=/no/such.mp4"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "neither an existing file nor a camera index" in result.stderr

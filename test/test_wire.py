@@ -1,4 +1,4 @@
-"""``Instances`` as bytes (fastsam_ros/wire.py): the bytes rclpy serializes for the same message, and what a
+"""``Instances`` as bytes (fastsam_ros/ros/wire.py): the bytes rclpy serializes for the same message, and what a
 subscriber of the node receives.
 
 The reference message is built here with the generated constructors from each mask encoded on its own
@@ -18,11 +18,11 @@ from fake_engine import segmentation_from_masks
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
-from fastsam_ros import wire
-from fastsam_ros.masks import MaskGeometry, encode_mask
 from fastsam_ros.msg import Box, Instance, Instances, Mask
+from fastsam_ros.ros import wire
+from fastsam_ros.ros.wire import instances_cdr
+from fastsam_ros.segmentation.masks import MaskGeometry, encode_mask
 from fastsam_ros.types import Segmentation, Timings
-from fastsam_ros.wire import instances_cdr
 from ros_harness import FAKE_NODE, running_node, stamp_of
 
 
@@ -125,7 +125,7 @@ def test_a_frame_of_only_empty_masks() -> None:
 
 def test_the_engines_lazy_masks_letterboxed(tiny_model: Path) -> None:
     """The real engine path: masks made from prototype logits, then upsampled to a frame of another shape."""
-    from fastsam_ros.engine import EngineConfig, FastSAMEngine
+    from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine
 
     engine = FastSAMEngine(EngineConfig(model=str(tiny_model), imgsz=160, backend="pytorch"))
     frame = np.random.default_rng(1).integers(0, 256, (150, 230, 3), dtype=np.uint8)
@@ -136,7 +136,7 @@ def test_the_engines_lazy_masks_letterboxed(tiny_model: Path) -> None:
 
 def test_a_hundred_instances_of_the_standin(standin_model: Path, sample_images: Path) -> None:
     """FastSAM's working point: the stand-in at conf 0.003 finds 100 instances on a 640x480 frame."""
-    from fastsam_ros.engine import EngineConfig, FastSAMEngine
+    from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine
 
     engine = FastSAMEngine(EngineConfig(model=str(standin_model), conf=0.003, backend="pytorch"))
     frame = cv2.resize(cv2.imread(str(sample_images / "zidane.jpg")), (640, 480), interpolation=cv2.INTER_AREA)
@@ -192,7 +192,7 @@ def _edited(name: str, change: str) -> dict[str, str]:
                                   "fastsam_ros/Box"])
 def test_an_edited_msg_file_fails_loudly(name: str, change: str) -> None:
     edited = _edited(name, change)
-    with pytest.raises(wire.WireLayoutError, match=f"{name} is now .*but fastsam_ros/wire.py writes"):
+    with pytest.raises(wire.WireLayoutError, match=f"{name} is now .*but fastsam_ros/ros/wire.py writes"):
         wire.check_layout(lambda type_name: edited if type_name == name else wire.generated_fields(type_name))
 
 

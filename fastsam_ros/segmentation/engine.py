@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from fastsam_ros import backends
-from fastsam_ros.instance_masks import InstanceMasks, compile_kernels
-from fastsam_ros.mask_set import DenseMasks
-from fastsam_ros.masks import MaskGeometry
+from fastsam_ros.segmentation import backends
+from fastsam_ros.segmentation.instance_masks import InstanceMasks, compile_kernels
+from fastsam_ros.segmentation.mask_set import DenseMasks
+from fastsam_ros.segmentation.masks import MaskGeometry
 from fastsam_ros.types import Segmentation, Timings
 
 DEFAULT_MODEL = "FastSAM-s.pt"
@@ -46,7 +46,7 @@ class EngineConfig:
     iou: float = 0.9
     max_det: int = 100
     cpu_threads: int = 0  # CPU inference threads of every backend; 0 keeps each one's default
-    backend: str = "auto"  # see fastsam_ros/backends.py: "pytorch" turns the cached export off
+    backend: str = "auto"  # see fastsam_ros/segmentation/backends.py: "pytorch" turns the cached export off
     export_cache: str = ""  # "" is $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros
 
     def __post_init__(self) -> None:
@@ -169,7 +169,7 @@ class FastSAMEngine:
 
 def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None],
                     predict: Callable[[Any, bool, np.ndarray], Any]) -> backends.BackendSwitch:
-    """Choose the backend for this machine and log the choice (see :mod:`fastsam_ros.backends`)."""
+    """Choose the backend for this machine and log the choice (see :mod:`fastsam_ros.segmentation.backends`)."""
     machine = backends.probe(config.device)
     if Path(str(model.ckpt_path)).suffix == ".pt":
         plan = backends.choose(config.backend, config.half, machine)

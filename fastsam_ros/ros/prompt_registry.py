@@ -16,9 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fastsam_ros.frames import Frame, FrameBoard
-from fastsam_ros.selection import InvalidPrompt, SelectionParams, check_prompt, select
-from fastsam_ros.tracking import FollowedPrompt, InstanceTracker, follow_step
+from fastsam_ros.prompts.selection import InvalidPrompt, SelectionParams, check_prompt, select
+from fastsam_ros.ros.frames import Frame, FrameBoard
+from fastsam_ros.tracking.tracker import FollowedPrompt, InstanceTracker, follow_step
 from fastsam_ros.types import Prompt, Selection, Status
 
 PENDING_FRAME_TIMEOUT_S = 10.0  # how long a prompt waits for a frame that is still being segmented
@@ -26,7 +26,7 @@ INLINE_BOXES = 4  # prompts with more boxes are answered on the prompt pool, not
 
 
 class AnswerSink(Protocol):
-    """Where answers go (the node's :class:`fastsam_ros.outputs.Outputs`)."""
+    """Where answers go (the node's :class:`fastsam_ros.ros.outputs.Outputs`)."""
 
     def selection(self, selection: Selection, header: Any) -> None: ...
 

@@ -1,5 +1,5 @@
 """3D outputs as messages: the selected objects' points (``sensor_msgs/PointCloud2``) and RViz boxes and labels
-(``visualization_msgs/MarkerArray``). The arrays come from :mod:`fastsam_ros.depth`; this only packs them.
+(``visualization_msgs/MarkerArray``). The arrays come from :mod:`fastsam_ros.depth.locate`; this only packs them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fastsam_ros.depth import Box3D
+from fastsam_ros.depth.locate import Box3D
 
 MARKER_NAMESPACE = "fastsam"
 TEXT_HEIGHT_M = 0.05

@@ -34,9 +34,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from fastsam_ros.backends import normalise_device
-from fastsam_ros.masks import box_intersections, mask_box
-from fastsam_ros.objects import build_object
+from fastsam_ros.prompts.objects import build_object
+from fastsam_ros.segmentation.backends import normalise_device
+from fastsam_ros.segmentation.masks import box_intersections, mask_box
 from fastsam_ros.types import Box, Prompt, Segmentation, SelectedObject, Selection, Status
 
 DEFAULT_MIN_TEXT_SCORE = 0.2  # raw cosine similarity; see the module docstring
@@ -44,7 +44,7 @@ MIN_CROP_PIXELS = 100  # instances with this many pixels or fewer are not scored
 MIN_BOX_OVERLAP = 0.5  # text + box: an instance is a candidate when this share of its box lies inside the box
 TEXT_CACHE_SIZE = 1024  # distinct phrases whose embeddings are kept
 
-_LOG = logging.getLogger("fastsam_ros.text")
+_LOG = logging.getLogger("fastsam_ros.prompts.text")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ moves. Association is mask-level, after global motion compensation:
 1. every instance mask is subsampled onto a coarse grid (at most ``GRID_CELLS`` cells on the long side, a
    multiple of 4 mask pixels apart), kept one 64-bit word per grid row; the engine's lazy masks are read there
    as the sign of the prototype logit under each grid point, from only the logit rows under each box
-   (:meth:`fastsam_ros.instance_masks.InstanceMasks.packed_grid`: no mask is made);
+   (:meth:`fastsam_ros.segmentation.instance_masks.InstanceMasks.packed_grid`: no mask is made);
 2. the frame-to-frame camera translation is measured by phase correlation of the central ``MOTION_FIELD`` of the
    previous and current frames, shrunk to ``MOTION_WIDTH`` pixels wide (without the frame: of the grids'
    instance density);
@@ -39,8 +39,8 @@ import cv2
 import numpy as np
 from numba import njit
 
-from fastsam_ros.instance_masks import pack_rows, packed_grid_points
-from fastsam_ros.objects import build_object
+from fastsam_ros.prompts.objects import build_object
+from fastsam_ros.segmentation.instance_masks import pack_rows, packed_grid_points
 from fastsam_ros.types import Prompt, Segmentation, SelectedObject, Selection, Status
 
 DEFAULT_MAX_LOST_FRAMES = 30

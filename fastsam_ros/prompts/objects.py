@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastsam_ros.masks import mask_box, region_stats
+from fastsam_ros.segmentation.masks import mask_box, region_stats
 from fastsam_ros.types import Box, Segmentation, SelectedObject
 
 

@@ -18,8 +18,7 @@ from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from fastsam_ros import ros_io, ros_io_3d
-from fastsam_ros.depth import (
+from fastsam_ros.depth.locate import (
     DepthError,
     DepthView,
     Intrinsics,
@@ -29,7 +28,8 @@ from fastsam_ros.depth import (
     depth_view,
     locate_selection,
 )
-from fastsam_ros.pairing import StampPairer
+from fastsam_ros.depth.pairing import StampPairer
+from fastsam_ros.ros import conversions, conversions_3d
 from fastsam_ros.types import Selection
 
 DEPTH_BUFFER = 30  # depth images kept for pairing: one second of a 30 Hz camera
@@ -53,8 +53,8 @@ class DepthStage:
         self.depth_received = 0
         self._publishers = {
             # Lifecycle publishers: nothing leaves the node while it is not active.
-            "points": node.create_lifecycle_publisher(PointCloud2, "selection/points", ros_io.RELIABLE_QOS),
-            "markers": node.create_lifecycle_publisher(MarkerArray, "selection/markers", ros_io.RELIABLE_QOS),
+            "points": node.create_lifecycle_publisher(PointCloud2, "selection/points", conversions.RELIABLE_QOS),
+            "markers": node.create_lifecycle_publisher(MarkerArray, "selection/markers", conversions.RELIABLE_QOS),
         }
         self._inputs: list[Any] = []
 
@@ -81,7 +81,7 @@ class DepthStage:
 
     def _on_depth(self, msg: Any) -> None:
         self.depth_received += 1
-        self._pairer.add(ros_io.stamp_ns(msg.header), msg)
+        self._pairer.add(conversions.stamp_ns(msg.header), msg)
 
     def _on_camera_info(self, msg: Any) -> None:
         try:
@@ -155,12 +155,13 @@ class DepthStage:
         points, markers = self._publishers["points"], self._publishers["markers"]
         view = self.view(stamp_ns, image_shape)
         located = [locate_selection(s, view) for s in selections if s.ok]
-        header = ros_io_3d.header_3d(image_header, frame_id)
+        header = conversions_3d.header_3d(image_header, frame_id)
         if wanted[0]:
-            points.publish(ros_io_3d.cloud_msg(cloud_points([w for _, objects in located for w in objects]), header))
+            located_points = [point for _, objects in located for point in objects]
+            points.publish(conversions_3d.cloud_msg(cloud_points(located_points), header))
         if wanted[1]:
             boxes = [box for selection, objects in located for box in boxes_3d(selection, objects)]
-            markers.publish(ros_io_3d.markers_msg(boxes, header))
+            markers.publish(conversions_3d.markers_msg(boxes, header))
 
     def diagnostics(self) -> dict[str, Any]:
         with self._lock:

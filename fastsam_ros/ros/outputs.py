@@ -18,11 +18,11 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import Image
 
-from fastsam_ros import ros_io, wire
-from fastsam_ros.frames import Frame
 from fastsam_ros.msg import Instances
 from fastsam_ros.msg import Selection as SelectionMsg
 from fastsam_ros.overlay import draw_overlay
+from fastsam_ros.ros import conversions, wire
+from fastsam_ros.ros.frames import Frame
 from fastsam_ros.types import Prompt, Selection
 
 
@@ -72,10 +72,10 @@ class Outputs:
         self._node = node
         self._depth = depth  # node_depth.DepthStage with use_depth: the 3D outputs
         self._publishers = {
-            "instances": node.create_lifecycle_publisher(Instances, "instances", ros_io.RELIABLE_QOS),
-            "selection": node.create_lifecycle_publisher(SelectionMsg, "selection", ros_io.BURST_QOS),
-            "mask": node.create_lifecycle_publisher(Image, "mask", ros_io.RELIABLE_QOS),
-            "debug_image": node.create_lifecycle_publisher(Image, "debug_image", ros_io.RELIABLE_QOS),
+            "instances": node.create_lifecycle_publisher(Instances, "instances", conversions.RELIABLE_QOS),
+            "selection": node.create_lifecycle_publisher(SelectionMsg, "selection", conversions.BURST_QOS),
+            "mask": node.create_lifecycle_publisher(Image, "mask", conversions.RELIABLE_QOS),
+            "debug_image": node.create_lifecycle_publisher(Image, "debug_image", conversions.RELIABLE_QOS),
         }
         self._newest_stamp: int | None = None  # of the newest segmented frame: the only one mask and debug show
 
@@ -90,7 +90,7 @@ class Outputs:
         self._newest_stamp = frame.stamp_ns
 
     def selection(self, selection: Selection, header: Any) -> None:
-        self._publishers["selection"].publish(ros_io.selection_msg(selection, header))
+        self._publishers["selection"].publish(conversions.selection_msg(selection, header))
 
     def frame(self, frame: Frame, answers: Sequence[Selection], prompts: Sequence[Prompt],
               with_masks: bool) -> None:
@@ -127,7 +127,7 @@ class Outputs:
         for selection in selections:
             for obj in selection.objects:
                 union |= obj.mask
-        publisher.publish(ros_io.image_msg(union.view(np.uint8) * 255, frame.header))
+        publisher.publish(conversions.image_msg(union.view(np.uint8) * 255, frame.header))
 
     def _3d(self, frame: Frame, selections: Sequence[Selection]) -> None:
         if self._depth is not None:
@@ -139,4 +139,4 @@ class Outputs:
         if publisher.get_subscription_count() == 0:
             return
         overlay = draw_overlay(frame.image, frame.segmentation, selections, prompts)
-        publisher.publish(ros_io.image_msg(overlay, frame.header))
+        publisher.publish(conversions.image_msg(overlay, frame.header))

@@ -1,4 +1,4 @@
-"""Measure prompt-guided selection against ground truth: ``python -m fastsam_ros.evaluate --data DIR --model PATH``.
+"""Measure prompt-guided selection against ground truth: ``python -m evaluation.evaluate --data DIR --model PATH``.
 
 The data folder has the YOLO-seg layout: ``images/NAME.jpg`` and ``labels/NAME.txt``, one instance per line
 as ``class x1 y1 x2 y2 ...`` (polygon, normalised to the image size; ultralytics' COCO converter joins the
@@ -13,14 +13,15 @@ For every ground-truth instance of at least ``MIN_AREA`` pixels the prompts are 
 Every method answers from the same all-instance result (the network runs once per image) and every answer
 is compared with the ground-truth mask at full image resolution (IoU; a failed selection scores 0):
 
-* ``fastsam_ros``: :func:`fastsam_ros.selection.select`;
+* ``fastsam_ros``: :func:`fastsam_ros.prompts.selection.select`;
 * ``ultralytics``: ultralytics' own ``FastSAMPredictor.prompt`` on the engine's ``Results`` (the union of
   the masks it returns);
-* ``official``: FastSAM's published rules (:mod:`fastsam_ros.reference_rules`);
+* ``official``: FastSAM's published rules (:mod:`evaluation.reference_rules`);
 * ``oracle``: the best IoU any single predicted mask reaches for the instance, the ceiling for any rule
   that picks one mask.
 
-Network-resolution masks are upsampled the same way (:class:`fastsam_ros.masks.MaskGeometry`) for all methods.
+Network-resolution masks are upsampled the same way (:class:`fastsam_ros.segmentation.masks.MaskGeometry`) for
+all methods.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fastsam_ros.masks import iou, mask_box
-from fastsam_ros.reference_rules import official_box, official_points
-from fastsam_ros.selection import select
+from evaluation.reference_rules import official_box, official_points
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.segmentation.masks import iou, mask_box
 from fastsam_ros.types import BACKGROUND, FOREGROUND, PointXY, Prompt, Segmentation
 
 MIN_AREA = 32 * 32  # instances smaller than this (in pixels) are not evaluated
@@ -263,7 +264,7 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """The evaluation report: mean IoU per method and prompt kind over every instance of ``data_dir``."""
-    from fastsam_ros.engine import EngineConfig, FastSAMEngine
+    from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine
 
     # PyTorch on every image: the evaluation scores selection rules, and its photos come in many sizes (an export
     # would serve only the first image's letterbox shape).
@@ -292,7 +293,7 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastsam_ros.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluation.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="YOLO-seg dataset folder with images/ and labels/")
     parser.add_argument("--model", required=True, help="FastSAM checkpoint or export")
     parser.add_argument("--out", help="write the report here as JSON")

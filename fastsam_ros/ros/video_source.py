@@ -20,8 +20,8 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from fastsam_ros import ros_io
-from fastsam_ros.executor import stop_on_signals
+from fastsam_ros.ros import conversions
+from fastsam_ros.ros.process import stop_on_signals
 from fastsam_ros.video import VideoError, VideoReader, frame_period
 
 
@@ -51,7 +51,7 @@ class VideoSource(Node):
             self.finished = True
             return
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._frame_id)
-        self._image.publish(ros_io.image_msg(image, header))
+        self._image.publish(conversions.image_msg(image, header))
         self._info.publish(CameraInfo(header=header, height=image.shape[0], width=image.shape[1]))
 
     def close(self) -> None:

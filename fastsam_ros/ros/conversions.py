@@ -1,5 +1,5 @@
 """Messages <-> core types: the only module besides the node that touches ROS types (``Instances`` goes out as
-bytes written by :mod:`fastsam_ros.wire`).
+bytes written by :mod:`fastsam_ros.ros.wire`).
 
 Everything here is a plain function of its inputs, so it is tested without spinning a node.
 """
@@ -16,12 +16,12 @@ from geometry_msgs.msg import Point, Vector3
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from fastsam_ros import images
-from fastsam_ros.masks import EncodedMask, decode_mask
 from fastsam_ros.msg import Box as BoxMsg
 from fastsam_ros.msg import Mask as MaskMsg
 from fastsam_ros.msg import SelectedObject as SelectedObjectMsg
 from fastsam_ros.msg import Selection as SelectionMsg
+from fastsam_ros.ros import images
+from fastsam_ros.segmentation.masks import EncodedMask, decode_mask
 from fastsam_ros.types import FOREGROUND, Prompt, SelectedObject, Selection
 
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
@@ -108,7 +108,7 @@ def selection_msg(selection: Selection, header: Any) -> SelectionMsg:
 
 
 class ImageDecoder:
-    """Image messages -> BGR pixels: ROS 2's ``cv_bridge`` where it is installed, else ``fastsam_ros.images``.
+    """Image messages -> BGR pixels: ROS 2's ``cv_bridge`` where it is installed, else ``fastsam_ros.ros.images``.
 
     Every failure becomes :class:`images.ImageError` with the reason, whichever converter ran.
     """
@@ -123,7 +123,7 @@ class ImageDecoder:
 
     @property
     def backend(self) -> str:
-        return "cv_bridge" if self._bridge is not None else "fastsam_ros.images"
+        return "cv_bridge" if self._bridge is not None else "fastsam_ros.ros.images"
 
     def decode(self, msg: Any, max_pixels: int | None = None) -> np.ndarray:
         """BGR pixels of ``msg``; frames claiming more than ``max_pixels`` are rejected before decoding."""

@@ -12,7 +12,7 @@ compiled pass per instance computes each output row of the bilinear upsample (``
 * an undecided pixel is interpolated in float32 along x, then y (:func:`_lerp`, as :func:`positive_at` computes
   single pixels), the order of PyTorch's kernel;
 * the value flips of each row give the tight box and the row-major run lengths over it (background first, as
-  :func:`fastsam_ros.masks.encode_crops`), with no second pass over the pixels.
+  :func:`fastsam_ros.segmentation.masks.encode_crops`), with no second pass over the pixels.
 """
 
 from __future__ import annotations

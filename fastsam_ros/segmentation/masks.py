@@ -198,7 +198,7 @@ class EncodedMask:
 @dataclass(frozen=True)
 class EncodedMasks:
     """Many :class:`EncodedMask` as flat arrays: a frame's 100 masks without a Python object each (the
-    ``Instances`` message is written straight from these, :mod:`fastsam_ros.wire`). Indexing and iterating
+    ``Instances`` message is written straight from these, :mod:`fastsam_ros.ros.wire`). Indexing and iterating
     give :class:`EncodedMask` views."""
 
     boxes: np.ndarray  # (N, 4) int64: each mask's x, y, width, height

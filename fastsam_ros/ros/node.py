@@ -1,7 +1,7 @@
 """The ``fastsam`` lifecycle node: the lifecycle and the parameters, wiring topics and QoS to the core.
 
-What happens to a frame is in :mod:`fastsam_ros.worker`, to a prompt in :mod:`fastsam_ros.prompt_registry`, and what
-goes out in :mod:`fastsam_ros.outputs`. Threads:
+What happens to a frame is in :mod:`fastsam_ros.ros.worker`, to a prompt in
+:mod:`fastsam_ros.ros.prompt_registry`, and what goes out in :mod:`fastsam_ros.ros.outputs`. Threads:
 
 * the executor thread runs every ROS callback inline (:class:`NodeExecutor`): the image callback only drops the
   message on the :class:`FrameBoard` (frames that arrive while the network is busy replace each other, so inference
@@ -35,24 +35,25 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from fastsam_ros import ros_io, tracking
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
-from fastsam_ros.engine import FastSAMEngine, ModelLoadError
-from fastsam_ros.executor import (
+from fastsam_ros.msg import Prompt as PromptMsg
+from fastsam_ros.prompts.text import ClipScorer, ClipUnavailable
+from fastsam_ros.ros import conversions
+from fastsam_ros.ros.frames import FrameBoard
+from fastsam_ros.ros.outputs import Health, Outputs
+from fastsam_ros.ros.process import (
     NodeExecutor,
     exit_now,
     pin_malloc_thresholds,
     shorten_gil_switch_interval,
     stop_on_signals,
 )
-from fastsam_ros.frames import FrameBoard
-from fastsam_ros.msg import Prompt as PromptMsg
-from fastsam_ros.outputs import Health, Outputs
-from fastsam_ros.prompt_registry import PromptRegistry, PromptSettings
+from fastsam_ros.ros.prompt_registry import PromptRegistry, PromptSettings
+from fastsam_ros.ros.worker import FrameSettings, Incoming, InferenceWorker
+from fastsam_ros.segmentation.engine import FastSAMEngine, ModelLoadError
 from fastsam_ros.srv import Segment
-from fastsam_ros.text import ClipScorer, ClipUnavailable
+from fastsam_ros.tracking import tracker
 from fastsam_ros.types import Selection, Status
-from fastsam_ros.worker import FrameSettings, Incoming, InferenceWorker
 
 DEPTH_QUEUE = 5  # depth and camera_info messages queued for the executor (their callbacks only store them)
 # Every wait at shutdown is bounded, together well below ros2 launch's sigterm_timeout (5 s).
@@ -68,7 +69,7 @@ class FastSAMNode(LifecycleNode):
         super().__init__("fastsam", **kwargs)
         for name, default, doc in parameter_table():  # typed by NodeConfig, so a wrong type is a clear error
             self.declare_parameter(name, default, ParameterDescriptor(description=doc, dynamic_typing=True))
-        self._decoder = ros_io.ImageDecoder()
+        self._decoder = conversions.ImageDecoder()
         self._health = Health()
         self._traced: set[type] = set()  # exception types whose traceback was logged once
         self._config: NodeConfig | None = None
@@ -123,7 +124,7 @@ class FastSAMNode(LifecycleNode):
             engine = FastSAMEngine(config.engine, log=self.get_logger().info)  # logs the backend and export cost
             if config.warmup:
                 engine.warmup()
-                tracking.compile_kernels()
+                tracker.compile_kernels()
             self._build(config, engine)
         except Exception as error:
             expected = isinstance(error, (ConfigError, ModelLoadError))
@@ -146,7 +147,7 @@ class FastSAMNode(LifecycleNode):
             with contextlib.suppress(ClipUnavailable):
                 clip.load()
         if config.use_depth:
-            from fastsam_ros.node_depth import DepthStage
+            from fastsam_ros.ros.depth_stage import DepthStage
 
             self._depth = DepthStage(self, config.depth_tolerance, config.depth_range, config.depth_wait,
                                      config.cache_frames, self._problem("depth_problems"), self.report_error)
@@ -178,13 +179,13 @@ class FastSAMNode(LifecycleNode):
             CompressedImage, "image/compressed")
         self._inputs = [
             self.create_subscription(image_type, image_topic, self._on_image,
-                                     ros_io.image_qos(config.image_reliability, config.image_depth)),
-            self.create_subscription(PromptMsg, "prompt", self._on_prompt, ros_io.BURST_QOS),
-            self.create_subscription(PointStamped, "prompt/point", self._on_click, ros_io.BURST_QOS),
-            self.create_subscription(String, "prompt/text", self._on_text, ros_io.BURST_QOS),
+                                     conversions.image_qos(config.image_reliability, config.image_depth)),
+            self.create_subscription(PromptMsg, "prompt", self._on_prompt, conversions.BURST_QOS),
+            self.create_subscription(PointStamped, "prompt/point", self._on_click, conversions.BURST_QOS),
+            self.create_subscription(String, "prompt/text", self._on_text, conversions.BURST_QOS),
         ]
         if self._depth is not None:
-            self._depth.subscribe(ros_io.image_qos(config.image_reliability, DEPTH_QUEUE))
+            self._depth.subscribe(conversions.image_qos(config.image_reliability, DEPTH_QUEUE))
         self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
         return super().on_activate(state)  # enables the lifecycle publishers
 
@@ -288,7 +289,7 @@ class FastSAMNode(LifecycleNode):
     def _on_image(self, msg: Any) -> None:
         """Hand the frame to the worker. An unstamped frame is stamped with its arrival, on every output too, so the
         stamp that answers and cache key carry is one a prompt can name."""
-        stamp = ros_io.stamp_ns(msg.header)
+        stamp = conversions.stamp_ns(msg.header)
         if stamp == 0:
             stamp = self.get_clock().now().nanoseconds
             msg.header.stamp = Time(nanoseconds=stamp).to_msg()
@@ -301,36 +302,36 @@ class FastSAMNode(LifecycleNode):
         registry = self._registry
         if registry is None:
             return
-        prompt = ros_io.prompt_from_msg(msg)
+        prompt = conversions.prompt_from_msg(msg)
         if msg.clear:
             removed = registry.clear_persistent(prompt.id)
             self.get_logger().info(f"cleared persistent prompts: {', '.join(map(repr, removed)) or 'none matched'}")
             return
-        registry.request(prompt, ros_io.stamp_ns(msg.header), msg.header, persistent=msg.persistent,
+        registry.request(prompt, conversions.stamp_ns(msg.header), msg.header, persistent=msg.persistent,
                          reapply=msg.reapply)
 
     def _on_click(self, msg: Any) -> None:
         if self._registry is not None:
-            self._registry.request(ros_io.click_prompt(msg), ros_io.stamp_ns(msg.header), msg.header)
+            self._registry.request(conversions.click_prompt(msg), conversions.stamp_ns(msg.header), msg.header)
 
     def _on_text(self, msg: Any) -> None:
         if self._registry is not None:
-            self._registry.request(ros_io.text_prompt(msg), 0, Header())
+            self._registry.request(conversions.text_prompt(msg), 0, Header())
 
     def _on_segment(self, request: Any, response: Any) -> Any:
         """Always answers: ``frame_not_available`` while inactive, ``error`` when our code fails."""
-        prompt = ros_io.prompt_from_msg(request.prompt)
+        prompt = conversions.prompt_from_msg(request.prompt)
         frame = None
         try:
             registry = self._registry
             if registry is None:
                 selection = Selection.failed(prompt.id, Status.FRAME_NOT_AVAILABLE, "the node is not configured")
             else:
-                selection, frame = registry.answer(prompt, ros_io.stamp_ns(request.prompt.header))
+                selection, frame = registry.answer(prompt, conversions.stamp_ns(request.prompt.header))
         except Exception as error:  # the caller always gets an answer
             self.report_error("segment service failed", error)
             selection = Selection.failed(prompt.id, Status.ERROR, f"segment failed: {error}")
-        response.selection = ros_io.selection_msg(selection, frame.header if frame else request.prompt.header)
+        response.selection = conversions.selection_msg(selection, frame.header if frame else request.prompt.header)
         return response
 
     # ---------------------------------------------------------------- health
@@ -382,7 +383,7 @@ class FastSAMNode(LifecycleNode):
         message = message or ("segmenting" if state == "active" else f"{state}: waiting for activation")
         stamp = self.get_clock().now().to_msg()
         name = f"{self.get_fully_qualified_name()}: segmentation"  # two nodes are told apart by namespace
-        self._diagnostics.publish(ros_io.diagnostics_msg(stamp, name, level, message, values))
+        self._diagnostics.publish(conversions.diagnostics_msg(stamp, name, level, message, values))
 
 
 def free_accelerator_memory() -> None:

@@ -1,7 +1,7 @@
 """The moving-camera benchmark of followed prompts; ``make eval-track`` runs it through the node
 (``harness/eval_track.py``).
 
-Sequences are rendered from the COCO dev set (``fastsam_ros.camera_motion``): 24 frames at 640x480, a smooth
+Sequences are rendered from the COCO dev set (``evaluation.camera_motion``): 24 frames at 640x480, a smooth
 camera path per image that moves the target 25-45 % of the frame width, zooms 1.0-1.25 and rotates up to 4
 degrees; the ground-truth masks move with the same transform. One target per image, chosen deterministically
 (seeded by the image name) among instances that stay in view; on every other image the path is chosen, where
@@ -10,7 +10,8 @@ one exists, so that another object passes under the clicked pixel (the *crossing
 
 Methods, all answering from the same all-instance results (the node's `instances`):
 
-* ``follow``: the node's persistent prompt, following what it selected (:class:`fastsam_ros.tracking.InstanceTracker`);
+* ``follow``: the node's persistent prompt, following what it selected
+  (:class:`fastsam_ros.tracking.tracker.InstanceTracker`);
 * ``pixel_fixed``: the node's persistent prompt with ``reapply``: the click re-applied to every frame;
 * reference methods run here on the same instances (:func:`reference_followers`): ``follow_masks_only`` (our
   tracker measuring camera motion on the masks instead of the picture), ``bytetrack`` and ``botsort``
@@ -43,11 +44,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fastsam_ros.camera_motion import CameraPath
-from fastsam_ros.evaluate import MIN_AREA, GroundTruth, farthest_inside, image_pairs, read_instances
-from fastsam_ros.masks import iou, mask_box
-from fastsam_ros.selection import select
-from fastsam_ros.tracking import InstanceTracker, PromptFollower, TrackerParams
+from evaluation.camera_motion import CameraPath
+from evaluation.evaluate import MIN_AREA, GroundTruth, farthest_inside, image_pairs, read_instances
+from fastsam_ros.prompts.selection import select
+from fastsam_ros.segmentation.masks import iou, mask_box
+from fastsam_ros.tracking.tracker import InstanceTracker, PromptFollower, TrackerParams
 from fastsam_ros.types import FOREGROUND, PointXY, Prompt, Segmentation
 
 FRAMES = 24

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastsam_ros.frames import Frame, FrameBoard
-from fastsam_ros.images import ImageError
-from fastsam_ros.tracking import InstanceTracker, TrackerParams
+from fastsam_ros.ros.frames import Frame, FrameBoard
+from fastsam_ros.ros.images import ImageError
+from fastsam_ros.tracking.tracker import InstanceTracker, TrackerParams
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def check_layout(fields_of: Callable[[str], dict[str, str] | None] = generated_f
         checked = True
         if list(actual.items()) != list(expected.items()):
             raise WireLayoutError(
-                f"{name} is now {_fields(actual)}, but fastsam_ros/wire.py writes {_fields(expected)}: update "
+                f"{name} is now {_fields(actual)}, but fastsam_ros/ros/wire.py writes {_fields(expected)}: update "
                 f"wire.py's LAYOUT and instances_cdr with the .msg file (test/test_wire.py checks the bytes)")
     return checked
 

@@ -4,7 +4,7 @@ ultralytics' ``process_mask`` makes every mask at full network resolution: ``coe
 (``(N, h/4, w/4)`` logits), a bilinear upsample of all N to ``(h, w)`` (``align_corners=False``), ``> 0``, and a
 crop to each box. At FastSAM's 100 instances per frame that is half of a frame's CPU time, for pixels nobody
 looks at. :class:`InstanceMasks` keeps the logits and boxes and computes a pixel only when asked, by the same
-interpolation in float32, in compiled code (:mod:`fastsam_ros.mask_kernel`):
+interpolation in float32, in compiled code (:mod:`fastsam_ros.segmentation.mask_kernel`):
 
 * an instance's pixels over its box, with its tight box and run lengths, in one pass;
 * single pixels (point prompts) and grid points (the tracker) by the same arithmetic, so every reader sees the
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.mask_kernel import POSITIVE_FLOOR, make_masks, packed_signs, positive_at
-from fastsam_ros.mask_set import MaskSet, Window, pack_rows, packed_grid_points, selected
-from fastsam_ros.masks import EncodedMasks, linear_taps
+from fastsam_ros.segmentation.mask_kernel import POSITIVE_FLOOR, make_masks, packed_signs, positive_at
+from fastsam_ros.segmentation.mask_set import MaskSet, Window, pack_rows, packed_grid_points, selected
+from fastsam_ros.segmentation.masks import EncodedMasks, linear_taps
 
 __all__ = ["InstanceMasks", "compile_kernels", "pack_rows", "packed_grid_points"]
 
@@ -35,7 +35,8 @@ __all__ = ["InstanceMasks", "compile_kernels", "pack_rows", "packed_grid_points"
 @dataclass(frozen=True)
 class _Axis:
     """One axis of the upsample: per output pixel its two source taps and their weights, and the first later
-    pixel whose taps differ (the end of its segment: :mod:`fastsam_ros.mask_kernel` settles segments whole)."""
+    pixel whose taps differ (the end of its segment: :mod:`fastsam_ros.segmentation.mask_kernel` settles
+    segments whole)."""
 
     index0: np.ndarray
     index1: np.ndarray
@@ -269,7 +270,7 @@ class InstanceMasks(MaskSet):
 
     def make(self, indices: Sequence[int] | None = None) -> None:
         """Pixels, tight bounds and run lengths of instances ``indices`` (default: all) over their crops, by one
-        :func:`fastsam_ros.mask_kernel.make_masks` pass, kept as one :class:`_Pass`."""
+        :func:`fastsam_ros.segmentation.mask_kernel.make_masks` pass, kept as one :class:`_Pass`."""
         todo = [i for i in map(int, range(len(self)) if indices is None else indices) if i not in self._made]
         logits = self._logits
         if not todo or logits is None:

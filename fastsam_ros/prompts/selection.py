@@ -21,9 +21,9 @@ Rules (``make eval`` measures them against FastSAM's published rules and ultraly
 * **Points and boxes.** The box bounds and the points refine: inside each box only masks that hold the
   box's foreground points compete, and background points veto as above.
 * **Text.** An injected scorer (CLIP) ranks candidates on their own pixels; with boxes it ranks only inside
-  each box (see ``fastsam_ros.text``).
+  each box (see ``fastsam_ros.prompts.text``).
 
-Why these rules: ``make eval`` (``fastsam_ros.evaluate``) scores them against ultralytics' ``prompt()``,
+Why these rules: ``make eval`` (``evaluation.evaluate``) scores them against ultralytics' ``prompt()``,
 FastSAM's published rules and the best-single-mask oracle on the COCO dev set, and the README's "How prompts
 select objects" table holds its results. The smallest candidate answers the cup-on-a-table question the way a
 user means it. A strict background veto loses instances whose only mask is slightly too large to leave the
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.masks import box_intersections
-from fastsam_ros.objects import build_object
-from fastsam_ros.text import DEFAULT_MIN_TEXT_SCORE, TextScorer, rank_by_text
+from fastsam_ros.prompts.objects import build_object
+from fastsam_ros.prompts.text import DEFAULT_MIN_TEXT_SCORE, TextScorer, rank_by_text
+from fastsam_ros.segmentation.masks import box_intersections
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Box, Prompt, Segmentation, SelectedObject, Selection, Status
 
 

@@ -2,8 +2,8 @@
 
 A :class:`MaskSet` is ``N`` bool masks of shape ``(h, w)`` (network input resolution, letterboxed), read by
 window, point, grid or run lengths: :class:`DenseMasks` holds the pixels (hand-made masks, or ones ultralytics
-made), :class:`fastsam_ros.instance_masks.InstanceMasks` makes them from prototype logits on demand. The result
-types depend on this module only, not on the compiled kernel behind the lazy masks.
+made), :class:`fastsam_ros.segmentation.instance_masks.InstanceMasks` makes them from prototype logits on
+demand. The result types depend on this module only, not on the compiled kernel behind the lazy masks.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastsam_ros.masks import EncodedMasks, encode_crops, mask_box
+from fastsam_ros.segmentation.masks import EncodedMasks, encode_crops, mask_box
 
 Window = tuple[int, int, int, int]  # (x0, y0, x1, y1) network pixels, end exclusive
 

@@ -1,0 +1,1 @@
+"""3D from a registered depth image: locating selected objects, pairing depth by stamp."""

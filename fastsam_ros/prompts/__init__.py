@@ -1,0 +1,1 @@
+"""Prompt-guided selection: points, boxes, text (CLIP), prompt files."""

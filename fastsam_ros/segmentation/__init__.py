@@ -1,0 +1,1 @@
+"""Segmentation: the network, its backends and exports, and instance masks."""

@@ -1,0 +1,1 @@
+"""Stable instance ids through a stream, and prompts that follow what they selected."""

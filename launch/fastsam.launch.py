@@ -1,5 +1,9 @@
 """Start the fastsam lifecycle node: ``ros2 launch fastsam_ros fastsam.launch.py model:=FastSAM-s.pt``.
 
+The node runs in the ``fastsam`` namespace by default (node ``/fastsam/fastsam``, topics ``/fastsam/instances``,
+``/fastsam/prompt``, ... and the service ``/fastsam/segment``), so its outputs never land on generic root names such
+as ``/mask`` or ``/selection`` where other nodes publish; ``namespace:=/`` puts it back at the root. The camera is
+remapped from the ``image`` argument, an absolute topic, so the namespace does not move it.
 Parameters come from ``params_file`` (default: the package's ``config/fastsam.yaml``). A parameter argument
 left empty (the default) keeps the file's value; a given one overrides it, converted to the parameter's type.
 ``video:=clip.mp4`` (or a camera index) also starts ``video_source`` publishing it on the ``image`` topic.
@@ -22,7 +26,7 @@ LAUNCH_ARGUMENTS = {
     "image": ("/camera/image_raw", "camera topic (remapped onto the node's `image` and `image/compressed`)"),
     "depth": ("/camera/depth/image_raw", "depth image registered to `image` (remapped onto `depth`; use_depth)"),
     "camera_info": ("/camera/camera_info", "the colour camera's CameraInfo (remapped onto `camera_info`; use_depth)"),
-    "namespace": ("", "namespace for the node and its relative topics"),
+    "namespace": ("fastsam", "namespace for the node and its relative topics (/ for none)"),
     "params_file": ("", "YAML parameters file; empty uses the package's config/fastsam.yaml"),
     "video": ("", "a video file or camera index to publish on `image` with video_source; empty: none"),
     "video_rate": ("0.0", "video_source frames per second; 0 uses the file's own rate"),
@@ -57,7 +61,8 @@ def _typed(name: str, text: str, kind: type) -> Any:
         raise ValueError(f"launch argument {name}:={text!r}: expected {expected}") from None
 
 
-def node_spec(image: str = LAUNCH_ARGUMENTS["image"][0], namespace: str = "", params_file: str = "",
+def node_spec(image: str = LAUNCH_ARGUMENTS["image"][0], namespace: str = LAUNCH_ARGUMENTS["namespace"][0],
+              params_file: str = "",
               depth: str = LAUNCH_ARGUMENTS["depth"][0], camera_info: str = LAUNCH_ARGUMENTS["camera_info"][0],
               **parameters: Any) -> dict[str, Any]:
     """Everything that defines the node: executable, name, parameters (the file, then typed overrides), remaps."""

@@ -85,6 +85,8 @@ def test_defaults_start_the_lifecycle_node_with_the_package_config_alone(fake_la
     assert type(node).__name__ == "LifecycleNode"
     kwargs = node.kwargs
     assert (kwargs["package"], kwargs["executable"], kwargs["name"]) == ("fastsam_ros", "fastsam_node", "fastsam")
+    # /fastsam/instances, /fastsam/selection, ...: never the generic root names other nodes publish on
+    assert kwargs["namespace"] == "fastsam"
     (params_file,) = kwargs["parameters"]  # no overrides: a YAML `device: cuda:0` is not replaced by cpu
     assert Path(params_file).name == "fastsam.yaml" and Path(params_file).exists()
     assert ("image", "/camera/image_raw") in kwargs["remappings"]
@@ -130,6 +132,18 @@ def test_spec_becomes_an_equivalent_ros_args_command_line() -> None:
     assert "__ns:=/ns" in args and "/p.yaml" in args
     assert "model:=m.pt" in args and "half:=true" in args and "imgsz:=320" in args and "warmup:=false" in args
     assert "image:=/cam/image" in args
+
+
+def test_the_node_description_defaults_to_the_launch_file_s_namespace() -> None:
+    """The harness and the tests start the node from ``node_spec``: by default where ``ros2 launch`` puts it."""
+    command = command_from_spec(load_launch_module().node_spec(params_file="/p.yaml"), {})
+    assert "__ns:=/fastsam" in command and "image:=/camera/image_raw" in command
+
+
+def test_namespace_slash_puts_the_node_at_the_root(fake_launch) -> None:
+    assert run_launch({"namespace": "/"}).kwargs["namespace"] == "/"
+    command = command_from_spec(load_launch_module().node_spec(namespace="/", params_file="/p.yaml"), {})
+    assert "__ns:=/" in command
 
 
 def test_spec_without_overrides_passes_the_file_alone() -> None:

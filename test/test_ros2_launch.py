@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "fastsam.launch.py"
 ROS2 = Path(sys.executable).parent / "ros2"
 IMAGE_TOPIC = "/ros2_launch_test/image"
+NAMESPACE = "fastsam"  # the launch file's default: the README's lines name /fastsam/... topics
+NODE = f"/{NAMESPACE}/fastsam"
 FRAME = np.random.default_rng(5).integers(0, 256, (1080, 810, 3), dtype=np.uint8)  # README coordinates fit
 CLEAN = "process has finished cleanly"
 STATUSES = {"ok", "no_match", "invalid", "frame_not_available", "error"}
@@ -141,7 +143,7 @@ def params_file(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="module")
 def probe():
-    probe = Probe(image_topic=IMAGE_TOPIC)  # also sets the test's ROS domain and Fast DDS profile
+    probe = Probe(namespace=NAMESPACE, image_topic=IMAGE_TOPIC)  # also sets the test's ROS domain and DDS profile
     try:
         yield probe
     finally:
@@ -155,8 +157,8 @@ def launched(params_file: Path, probe: Probe, tmp_path_factory: pytest.TempPathF
     try:
         launched.wait_active()
         assert probe.wait_for_connections(launched), f"the node never connected:\n{launched.log()}"
-        in_graph = wait_until(lambda: "/fastsam" in ros2("ros2 node list").stdout.split(), 30, interval=0.5)
-        assert in_graph, "the ros2 daemon never saw /fastsam"
+        in_graph = wait_until(lambda: NODE in ros2("ros2 node list").stdout.split(), 30, interval=0.5)
+        assert in_graph, f"the ros2 daemon never saw {NODE}"
         yield launched
     finally:
         if launched.alive():
@@ -178,9 +180,19 @@ def start_camera(probe: Probe) -> threading.Event:
 
 
 def test_empty_launch_arguments_leave_the_params_file_values(launched: Launched) -> None:
-    result = ros2("ros2 param get /fastsam imgsz")
+    result = ros2(f"ros2 param get {NODE} imgsz")
     assert result.returncode == 0 and "Integer value is: 320" in result.stdout, result
-    assert "tiny-seg.pt" in ros2("ros2 param get /fastsam model").stdout
+    assert "tiny-seg.pt" in ros2(f"ros2 param get {NODE} model").stdout
+
+
+def test_by_default_every_topic_of_the_node_is_in_its_namespace(launched: Launched) -> None:
+    """ROS conventions: no output on a generic root name (/mask, /selection, ...) where other nodes collide."""
+    topics = set(ros2("ros2 topic list").stdout.split())
+    assert {f"/{NAMESPACE}/{name}" for name in ("instances", "selection", "prompt", "prompt/point")} <= topics, topics
+    generic = {"/instances", "/selection", "/mask", "/debug_image", "/prompt", "/prompt/point", "/prompt/text"}
+    assert not generic & topics, topics
+    services = ros2("ros2 service list").stdout.split()
+    assert f"/{NAMESPACE}/segment" in services and "/segment" not in services, services
 
 
 def test_a_click_is_answered_on_selection(launched: Launched, probe: Probe) -> None:
@@ -243,7 +255,7 @@ def run_line(line: str, probe: Probe, attempts: int = 3, timeout: float = 30.0) 
             result = ros2(line, timeout=timeout)
         except subprocess.TimeoutExpired:
             if line.startswith("ros2 lifecycle set") and lifecycle_state_after(line) in ros2_query(
-                    "ros2 lifecycle get /fastsam").stdout:
+                    f"ros2 lifecycle get {NODE}").stdout:
                 return attempt == 0  # the transition happened; only its response was lost
             continue
         assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}"
@@ -262,16 +274,17 @@ def prompt_id_of(line: str) -> str | None:
     if not line.startswith("ros2 topic pub") or "clear: true" in line:
         return None
     topic = line.split()[4]
-    return {"/prompt/point": "point", "/prompt/text": "text"}.get(topic) or re.search(r"\{id: (\w+)", line).group(1)
+    named = {f"/{NAMESPACE}/prompt/point": "point", f"/{NAMESPACE}/prompt/text": "text"}.get(topic)
+    return named or re.search(r"\{id: (\w+)", line).group(1)
 
 
 def readme_prompt(line: str) -> Prompt:
     """The core prompt a README ``ros2 topic pub`` or ``ros2 service call`` line sends."""
     words = shlex.split(line)
     topic, fields = words[-3], yaml.safe_load(words[-1])
-    if topic == "/prompt/point":
+    if topic == f"/{NAMESPACE}/prompt/point":
         return Prompt(id="point", points=((fields["point"]["x"], fields["point"]["y"]),), labels=(FOREGROUND,))
-    if topic == "/prompt/text":
+    if topic == f"/{NAMESPACE}/prompt/text":
         return Prompt(id="text", text=fields["data"])
     fields = fields.get("prompt", fields)  # the service's request holds the prompt
     boxes = tuple((b["x1"], b["y1"], b["x2"], b["y2"]) for b in fields.get("boxes", ()))
@@ -309,10 +322,10 @@ def check_outcome(line: str, output: str, probe: Probe) -> None:
     elif line.startswith("ros2 param set"):
         name, value = line.split()[-2:]
         assert "Set parameter successful" in output, output
-        assert f"value is: {value}" in ros2_query(f"ros2 param get /fastsam {name}").stdout
+        assert f"value is: {value}" in ros2_query(f"ros2 param get {NODE} {name}").stdout
     elif line.startswith("ros2 lifecycle set"):
         assert "Transitioning successful" in output, output
-        assert lifecycle_state_after(line) in ros2_query("ros2 lifecycle get /fastsam").stdout
+        assert lifecycle_state_after(line) in ros2_query(f"ros2 lifecycle get {NODE}").stdout
 
 
 def test_ctrl_c_on_the_process_group_finishes_cleanly(launched: Launched) -> None:

@@ -9,7 +9,7 @@ from test_selection import make_segmentation, rect
 
 from fastsam_ros.prompts.selection import select
 from fastsam_ros.segmentation.instance_masks import pack_rows
-from fastsam_ros.tracking import tracker
+from fastsam_ros.tracking import tracker as tracking
 from fastsam_ros.tracking.tracker import FollowedPrompt, InstanceTracker, TrackerParams, follow_step
 from fastsam_ros.types import Prompt, Segmentation, Selection, Status
 
@@ -213,7 +213,7 @@ def test_a_followed_prompt_never_answers_ok_with_another_object_after_a_tracker_
                                        tracker)
         assert answer.status is Status.NO_MATCH
         assert answer.objects == ()
-        assert answer.reason == tracker.RESET_REASON
+        assert answer.reason == tracking.RESET_REASON
 
 
 def test_the_camera_motion_is_measured_on_the_picture_when_the_frame_is_given() -> None:
@@ -295,13 +295,13 @@ def test_packed_grid_overlaps_are_the_iou_of_the_moved_bool_masks(floor: float) 
     expected = np.argwhere(iou >= floor)
     assert 10 < len(expected) < 40 * 30 // 2  # the data has pairs on both sides of the floor
     packed, packed_current = pack_rows(last), pack_rows(current)
-    tracks, instances, overlap = tracker._overlaps(
-        packed, tracker._bounds(packed), dx, dy, width, packed_current,
-        tracker._bounds(packed_current), current.sum(axis=(1, 2)), floor)
+    tracks, instances, overlap = tracking._overlaps(
+        packed, tracking._bounds(packed), dx, dy, width, packed_current,
+        tracking._bounds(packed_current), current.sum(axis=(1, 2)), floor)
     assert np.array_equal(np.stack([tracks, instances], axis=1), expected)
     assert np.allclose(overlap, iou[tracks, instances], rtol=1e-6)
-    assert np.array_equal(tracker._area(packed), last.sum(axis=(1, 2)))
-    boxes = tracker._bounds(packed)
+    assert np.array_equal(tracking._area(packed), last.sum(axis=(1, 2)))
+    boxes = tracking._bounds(packed)
     for k in range(40):
         ys, xs = np.nonzero(last[k])
         expected = [ys.min(), ys.max() + 1, xs.min(), xs.max() + 1] if ys.size else [9, 0, 64, 0]

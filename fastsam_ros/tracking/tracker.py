@@ -9,14 +9,20 @@ moves. Association is mask-level, after global motion compensation:
    (:meth:`fastsam_ros.segmentation.instance_masks.InstanceMasks.packed_grid`: no mask is made);
 2. the frame-to-frame camera translation is measured by phase correlation of the central ``MOTION_FIELD`` of the
    previous and current frames, shrunk to ``MOTION_WIDTH`` pixels wide (without the frame: of the grids'
-   instance density);
+   instance density). An object moving on its own across a large part of the view (someone walking past) makes
+   its own peak, at times the strongest: of the ``MOTION_PEAKS`` strongest peaks, the one whose shift explains
+   most of the picture (least capped difference, :func:`_misfit`) is the camera's;
 3. each track's last mask is moved by the motion accumulated since it was last seen and compared with every
    current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Only pairs
    whose bounding boxes meet and whose areas and boxes allow an IoU that matters are compared (a popcount of
    the AND of their common rows, in compiled code: numba): at ~100 instances most pairs are ruled out, and no
    matrix product (whose BLAS threads fight the network's for the cores) is needed;
 4. unmatched tracks are *lost*; a lost track is re-acquired when a mask overlaps its motion-compensated last
-   mask again, and forgotten after ``max_lost_frames`` frames; unmatched instances start new tracks.
+   mask again, and forgotten after ``max_lost_frames`` frames; unmatched instances start new tracks;
+5. appearance: each mask's colour histogram is read from the frame at the grid points; a track keeps the one of
+   its first mask, and never continues in (``APPEARANCE_LIMIT``), nor is re-acquired by
+   (``APPEARANCE_LOST_LIMIT``), an instance whose colours differ clearly: another object of the same class that
+   crosses a followed one, or that lies where a hidden one was, starts or keeps its own track.
 
 Scale and rotation changes of a moving camera are slow per frame (a few per cent), so translation alone is
 compensated and each track's template is replaced by its newest mask at every match. Why this and not
@@ -51,11 +57,20 @@ MOTION_WIDTH = 96  # the picture is shrunk to this width to measure camera motio
 # fifth on each side at most 35 %, and not reading it saves two thirds of the frame's memory traffic (at 640x480 the
 # central 384x288 halves exactly, twice, to 96x72).
 MOTION_FIELD = 0.6
+MOTION_PEAKS = 2  # phase-correlation peaks weighed (the background's, and one object's moving on its own)
+MISFIT_CAP = 16.0  # grey levels: a pixel's misfit counts at most this (a moving object's pixels count as many)
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
 # A picture (frame field shrunk, or grid density) thinner than this on a side has no usable phase correlation: the
 # camera motion is taken as zero (frames of 1xN, Nx1 or a few pixels).
 MIN_MOTION_SIDE = 8
 MAX_MOTION_ASPECT = 4  # a shrunk frame field taller than this many times its width: motion from the masks
+APPEARANCE_LEVELS = 4  # colour levels per channel of the appearance histogram (64 bins)
+MIN_APPEARANCE_CELLS = 40  # masks on fewer grid cells have no appearance (too few samples to compare)
+# A track never continues in, and a lost one is never re-acquired by, an instance whose colours differ from the
+# track's first mask's by more than this Bhattacharyya distance (another object of its class crossing it: a
+# merged mask of both is at ~0.45 on the eval's hard crossings, the other object alone at 0.5-0.7).
+APPEARANCE_LIMIT = 0.6
+APPEARANCE_LOST_LIMIT = 0.45
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
 RESET_REASON = ("the tracker was reset since this prompt selected its objects (a new stream or image size, or "
                 "tracking turned off and on): its track ids now name other objects; clear or re-prompt")
@@ -96,6 +111,7 @@ class InstanceTracker:
         self._width = 0  # grid columns (at most 64: a grid row is one uint64)
         self._offsets = np.zeros((0, 2))
         self._missing = np.zeros(0, dtype=np.int64)
+        self._colours = np.zeros((0, APPEARANCE_LEVELS**3), dtype=np.float32)
         self._next_id = 1
         self._shape: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._picture: np.ndarray | None = None
@@ -104,6 +120,7 @@ class InstanceTracker:
         self._continued: dict[int, int] = {}
         self._step = 0  # grid cell in mask pixels: ``4 * self._cells`` (``_cells`` prototype cells)
         self._cells = 0
+        self._points = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self._corner_grid = False  # masks too thin for the packed grid's points (tiny frames): read from pixel 0
 
     @property
@@ -142,6 +159,8 @@ class InstanceTracker:
             if self._corner_grid:  # a grid from pixel 0, as fine as GRID_CELLS allows: even a 1x1 mask is tracked
                 self._step = math.ceil(max(shape[1]) / GRID_CELLS)
                 self._width = len(range(0, shape[1][1], self._step))
+            self._points = _image_points(segmentation.geometry, self._step, 0 if self._corner_grid else
+                                         4 * (self._cells // 2) + 2)
         if self._corner_grid:
             grid = pack_rows(np.ascontiguousarray(segmentation.masks.grid(self._step, 0)))
         else:
@@ -154,7 +173,10 @@ class InstanceTracker:
         self._motion = self._estimate_motion(picture, to_cells)
         self._picture = picture
         self._offsets += self._motion
-        return self._associate(grid, _bounds(grid))
+        boxes = _bounds(grid)
+        colours = _appearance(grid, boxes, image, self._points) if image is not None else np.zeros(
+            (len(grid), APPEARANCE_LEVELS**3), np.float32)
+        return self._associate(grid, boxes, colours)
 
     def _estimate_motion(self, picture: np.ndarray, to_cells: float) -> np.ndarray:
         """Translation (dx, dy) in grid cells from the previous frame to this one."""
@@ -165,10 +187,11 @@ class InstanceTracker:
             return self._motion
         if self._window is None or self._window.shape != picture.shape:
             self._window = cv2.createHanningWindow((picture.shape[1], picture.shape[0]), cv2.CV_32F)
-        (dx, dy), response = cv2.phaseCorrelate(previous, picture, self._window)
-        if response < MIN_MOTION_RESPONSE or not (math.isfinite(dx) and math.isfinite(dy)):
+        peaks = [shift for shift, response in _phase_peaks(previous, picture, self._window)
+                 if response >= MIN_MOTION_RESPONSE and np.isfinite(shift).all()]
+        if not peaks:
             return self._motion
-        return np.array([dx, dy]) * to_cells
+        return min(peaks, key=lambda shift: _misfit(previous, picture, shift)) * to_cells
 
     def _overlaps(self, grid: np.ndarray, boxes: np.ndarray, areas: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,17 +205,25 @@ class InstanceTracker:
         floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division
         return _overlaps(self._masks, self._boxes, dx, dy, width, grid, boxes, areas, floor)
 
-    def _associate(self, grid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _associate(self, grid: np.ndarray, boxes: np.ndarray, colours: np.ndarray) -> np.ndarray:
         count, known = len(grid), len(self._ids)
         areas = _area(grid)
         ids = np.zeros(count, dtype=np.int64)
         carried = np.full(known, -1)  # track row -> the instance that carries its id
         duplicate = np.full(known, -1)  # track row -> an instance it continues in without carrying the id
         if known and count:
-            carried, duplicate = _match(*self._overlaps(grid, boxes, areas), known, count,
+            tracks, instances, overlap = self._overlaps(grid, boxes, areas)
+            likeness = np.einsum("pk,pk->p", self._colours[tracks], colours[instances])
+            compared = self._colours[tracks].any(axis=1) & colours[instances].any(axis=1)
+            limit = np.where(self._missing[tracks] > 0, APPEARANCE_LOST_LIMIT, APPEARANCE_LIMIT)
+            overlap = np.where(compared & (likeness < 1 - limit**2), np.float32(0), overlap)
+            carried, duplicate = _match(tracks, instances, overlap, known, count,
                                         np.float32(self.params.min_iou), np.float32(DUPLICATE_IOU))
             rows = np.flatnonzero(carried >= 0)
             ids[carried[rows]] = self._ids[rows]
+        rows = np.flatnonzero(carried >= 0)
+        known_colours = rows[self._colours[rows].any(axis=1)]
+        colours[carried[known_colours]] = self._colours[known_colours]  # a track keeps its first colours
         fresh = np.flatnonzero(ids == 0)
         ids[fresh] = np.arange(self._next_id, self._next_id + len(fresh))
         self._next_id += len(fresh)
@@ -207,6 +238,7 @@ class InstanceTracker:
         self._boxes = np.concatenate([self._boxes[:, kept], boxes], axis=1)
         self._offsets = np.concatenate([self._offsets[kept], np.zeros((count, 2))])
         self._missing = np.concatenate([missing[kept], np.zeros(count, dtype=np.int64)])
+        self._colours = np.concatenate([self._colours[kept], colours])
         return ids
 
 
@@ -306,6 +338,7 @@ def compile_kernels() -> None:
     _match(shifts, shifts, np.zeros(1, np.float32), 1, 1, np.float32(DEFAULT_MIN_IOU), np.float32(DUPLICATE_IOU))
     _bounds(words)
     _area(words)
+    _histograms(words, boxes, np.zeros((1, 1), np.int64), 1)
 
 
 @njit(cache=True, nogil=True)
@@ -336,6 +369,82 @@ def _bounds(masks):
                 left, right = min(left, bit), bit + 1
         box[0, k], box[1, k], box[2, k], box[3, k] = top, bottom, left, right
     return box
+
+
+def _image_points(geometry: Any, step: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image rows and columns under the association grid's points (every ``step`` mask pixels from ``first``)."""
+    left, top, width, height = geometry.content
+    image_height, image_width = geometry.image_shape
+    rows = np.arange(first, geometry.mask_shape[0], step)
+    columns = np.arange(first, geometry.mask_shape[1], step)
+    rows = np.clip(((rows + 0.5 - top) * image_height / height).astype(np.int64), 0, image_height - 1)
+    columns = np.clip(((columns + 0.5 - left) * image_width / width).astype(np.int64), 0, image_width - 1)
+    return rows, columns
+
+
+def _appearance(grid: np.ndarray, boxes: np.ndarray, image: np.ndarray, points: tuple[np.ndarray, np.ndarray]
+                ) -> np.ndarray:
+    """``(K, 64)`` float32 square roots of each mask's colour histogram (the frame read at the grid points, 4 levels
+    per channel), so that a pair's Bhattacharyya coefficient is their dot product; zeros for masks under
+    ``MIN_APPEARANCE_CELLS`` cells."""
+    rows, columns = points
+    picture = image[rows[:, None], columns[None, :]] if image.ndim == 3 else None
+    if picture is None or picture.shape[-1] != 3:
+        return np.zeros((len(grid), APPEARANCE_LEVELS**3), np.float32)
+    level = (picture.astype(np.int64) * APPEARANCE_LEVELS) // 256
+    bins = (level[..., 0] * APPEARANCE_LEVELS + level[..., 1]) * APPEARANCE_LEVELS + level[..., 2]
+    counts = _histograms(grid, boxes, np.ascontiguousarray(bins), APPEARANCE_LEVELS**3)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.where(totals >= MIN_APPEARANCE_CELLS, np.sqrt(counts / np.maximum(totals, 1)), 0).astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _histograms(masks, boxes, bins, size):
+    """``(K, size)`` float32 counts of ``bins`` (``(h, w)``) under each ``(K, h)`` packed mask (bounds ``boxes``)."""
+    out = np.zeros((len(masks), size), np.float32)
+    for k in range(len(masks)):
+        for row in range(boxes[0, k], min(boxes[1, k], bins.shape[0])):
+            word = masks[k, row]
+            for column in range(boxes[2, k], min(boxes[3, k], bins.shape[1])):
+                if (word >> np.uint64(column)) & np.uint64(1):
+                    out[k, bins[row, column]] += 1
+    return out
+
+
+def _phase_peaks(previous: np.ndarray, picture: np.ndarray, window: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """The ``MOTION_PEAKS`` strongest peaks of the phase correlation of two pictures: ``(shift (dx, dy) from
+    ``previous`` to ``picture``, response)`` each, the shift to a tenth of a pixel (centroid of the 3x3 around the
+    peak), the response the surface's sum there (1 for a pure shift). A large object moving on its own (someone
+    walking past the camera) makes a peak of its own beside the background's."""
+    spectrum = np.fft.rfft2(picture * window) * np.conj(np.fft.rfft2(previous * window))
+    surface = np.fft.irfft2(spectrum / np.maximum(np.abs(spectrum), 1e-12), s=picture.shape)
+    height, width = surface.shape
+    near, around = np.arange(-1, 2), np.arange(-2, 3)
+    peaks = []
+    for _ in range(MOTION_PEAKS):
+        row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
+        patch = np.clip(surface[np.ix_((row + near) % height, (column + near) % width)], 0.0, None)
+        response = float(patch.sum())
+        if response <= 0:
+            break
+        dy = (row + patch.sum(axis=1) @ near / response + height / 2) % height - height / 2
+        dx = (column + patch.sum(axis=0) @ near / response + width / 2) % width - width / 2
+        peaks.append((np.array([dx, dy]), response))
+        surface[np.ix_((row + around) % height, (column + around) % width)] = -np.inf
+    return peaks
+
+
+def _misfit(previous: np.ndarray, picture: np.ndarray, shift: np.ndarray) -> float:
+    """How badly ``previous`` moved by ``shift`` (whole pixels) explains ``picture``: the mean absolute difference
+    over their overlap, each pixel's capped at ``MISFIT_CAP`` so that the share of the picture that moves
+    otherwise counts, not how different it looks."""
+    dx, dy = (int(round(value)) for value in shift)
+    height, width = picture.shape
+    if abs(dx) >= width or abs(dy) >= height:
+        return math.inf
+    now = picture[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)]
+    before = previous[max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)]
+    return float(np.minimum(np.abs(now - before), MISFIT_CAP).mean())
 
 
 def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float] | None:

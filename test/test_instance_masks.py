@@ -184,16 +184,16 @@ def test_the_warm_up_compiles_every_kernel_a_frame_uses() -> None:
     from fastsam_ros.segmentation import mask_kernel
     from fastsam_ros.segmentation.instance_masks import compile_kernels
     from fastsam_ros.segmentation.masks import MaskGeometry
-    from fastsam_ros.tracking import tracker
+    from fastsam_ros.tracking import tracker as tracking
     from fastsam_ros.types import Segmentation
 
     compile_kernels()
-    tracker.compile_kernels()
-    kernels = (mask_kernel.make_masks, mask_kernel.packed_signs, mask_kernel.positive_at, tracker._overlaps,
-               tracker._match, tracker._bounds, tracker._area)
+    tracking.compile_kernels()
+    kernels = (mask_kernel.make_masks, mask_kernel.packed_signs, mask_kernel.positive_at, tracking._overlaps,
+               tracking._match, tracking._bounds, tracking._area)
     compiled = [len(kernel.signatures) for kernel in kernels]
     logits, boxes, eager = _case(1, 40, (30, 40))
-    tracker = tracker.InstanceTracker()
+    tracker = tracking.InstanceTracker()
     for shift in (0, 1, 2):  # a panning camera: tracks continue
         moved = np.roll(logits, shift, axis=2)
         lazy = InstanceMasks.from_logits(moved, boxes, eager.shape[1:])

@@ -68,6 +68,8 @@ class NodeExecutor(SingleThreadedExecutor):
         done = super().shutdown(timeout_sec)
         self._pool.shutdown(wait=False, cancel_futures=True)
         _, left = concurrent.futures.wait(set(self._aside), timeout=timeout_sec)
+        if not left:
+            self._pool.shutdown(wait=True)  # idle threads end at once: none may outlive the process's exit handlers
         return done and not left
 
 

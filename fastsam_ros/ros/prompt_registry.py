@@ -87,6 +87,8 @@ class PromptRegistry:
         with self._lock:
             running = set(self._in_flight)
         _, left = concurrent.futures.wait(running, timeout=timeout)
+        if not left:
+            pool.shutdown(wait=True)  # idle threads end at once: none may outlive the process's exit handlers
         return not left
 
     def clear(self) -> None:

@@ -50,7 +50,7 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
     import torch
     from ultralytics.utils import NUM_THREADS
 
-    from fastsam_ros.segmentation import backends
+    from fastsam_ros.segmentation import backends, export_cache
     from fastsam_ros.segmentation.engine import FastSAMEngine
 
     if model.suffix != ".pt":
@@ -59,7 +59,7 @@ def compare(model: Path, out_dir: Path, frames: list[np.ndarray], rounds: int, e
     cores = os.cpu_count() or 1
     machine = backends.probe("cpu")
     results: dict[str, Any] = {
-        "settings": {fmt: {**backends.EXPORT_SETTINGS[fmt], "imgsz": list(frames[0].shape[:2]), "precision": "fp32"}
+        "settings": {fmt: {**export_cache.EXPORT_SETTINGS[fmt], "imgsz": list(frames[0].shape[:2]), "precision": "fp32"}
                      for fmt in formats},
         "auto_picks": backends.choose("auto", False, machine).backend, "cores": cores, "formats": {},
     }

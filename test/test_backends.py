@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.segmentation import backends
-from fastsam_ros.segmentation.backends import ExportCache, ExportFailed, ExportKey, Plan, Probe, choose, letterbox_shape
+from fastsam_ros.segmentation import backends, export_cache
+from fastsam_ros.segmentation.backends import Plan, Probe, choose, letterbox_shape
 from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine
+from fastsam_ros.segmentation.export_cache import ExportCache, ExportFailed, ExportKey
 
 ALL_CPU = {"ultralytics": "8.4.190", "torch": "2.14.1", "onnx": "1.23.2", "onnxruntime": "1.32.0",
            "openvino": "2026.4.1"}
@@ -186,7 +187,8 @@ class FakeExporter:
 def _checkpoint(folder: Path, content: bytes) -> tuple[Path, ExportKey]:
     path = folder / "model-s.pt"
     path.write_bytes(content)
-    return path, ExportKey.make(backends.file_sha256(path), Plan("onnx", False, "", export=True), (480, 640), _probe())
+    plan = Plan("onnx", False, "", export=True)
+    return path, ExportKey.make(export_cache.file_sha256(path), plan, (480, 640), _probe())
 
 
 def test_cache_exports_once_then_reuses(tmp_path: Path) -> None:
@@ -271,13 +273,13 @@ def test_a_transient_failure_is_retried_on_a_later_start_after_a_back_off(tmp_pa
         cache.get(checkpoint, key)
     with pytest.raises(ExportFailed, match=r"transient, 1 tries\); retried after"):
         cache.get(checkpoint, key)  # a restart at once: not yet
-    now[0] += backends.RETRY_AFTER_S
+    now[0] += export_cache.RETRY_AFTER_S
     with pytest.raises(ExportFailed, match=type(error).__name__):
         cache.get(checkpoint, key)  # tried again, failed again: the back-off doubles
-    now[0] += backends.RETRY_AFTER_S
+    now[0] += export_cache.RETRY_AFTER_S
     with pytest.raises(ExportFailed, match="transient, 2 tries"):
         cache.get(checkpoint, key)
-    now[0] += backends.RETRY_AFTER_S
+    now[0] += export_cache.RETRY_AFTER_S
     hit = cache.get(checkpoint, key)
     assert hit.made and calls == [1000.0, 1600.0, 2800.0]
     assert not (tmp_path / "cache" / f"{key.entry_name('model-s')}.failed").exists()
@@ -300,7 +302,7 @@ def test_two_processes_asking_for_one_key_export_it_once(tmp_path: Path) -> None
         return fake(checkpoint, backend, shape, half, device)
 
     checkpoint, key = _checkpoint(tmp_path, b"weights-1")
-    hits: list[backends.CacheHit] = []
+    hits: list[export_cache.CacheHit] = []
     threads = [threading.Thread(target=lambda: hits.append(ExportCache(tmp_path / "cache", slow).get(checkpoint, key)))
                for _ in range(2)]
     for thread in threads:
@@ -342,7 +344,7 @@ def test_other_library_versions_exports_are_kept_and_unused_ones_age_out(tmp_pat
     upgraded = ExportKey(**{**key.__dict__, "versions": (("ultralytics", "8.4.191"), *key.versions[1:])})
     venv_b = cache.get(checkpoint, upgraded).path
     assert venv_a.exists() and venv_b.exists()  # venv A may start again: its export stays
-    month = time.time() - backends.UNUSED_FOR_S - 60
+    month = time.time() - export_cache.UNUSED_FOR_S - 60
     os.utime(venv_a.parent / "key.json", (month, month))
     assert not cache.get(checkpoint, key).made  # used again: counts as used now
     os.utime(venv_a.parent / "key.json", (month, month))
@@ -377,9 +379,9 @@ def test_an_unwritable_cache_is_an_export_failure(tmp_path: Path) -> None:
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert backends.default_cache_dir() == tmp_path / "fastsam_ros"
+    assert export_cache.default_cache_dir() == tmp_path / "fastsam_ros"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert backends.default_cache_dir() == Path.home() / ".cache" / "fastsam_ros"
+    assert export_cache.default_cache_dir() == Path.home() / ".cache" / "fastsam_ros"
 
 
 # ------------------------------------------------------------------------------ the engine (tiny model, ONNX)
@@ -405,8 +407,8 @@ def test_engine_exports_on_the_first_frame_then_loads_the_cache(tiny_model: Path
     assert len(engine.segment(_frame())) > 0
     info = engine.backend
     assert (info.backend, info.shape, info.made) == (_auto_here(), (128, 160), True)
-    assert info.export_s > 0 and Path(info.path).name == backends.ARTIFACTS[_auto_here()]
-    assert engine.predictor.model.format == backends.FORMATS[_auto_here()]  # the frame ran on the export
+    assert info.export_s > 0 and Path(info.path).name == export_cache.ARTIFACTS[_auto_here()]
+    assert engine.predictor.model.format == export_cache.FORMATS[_auto_here()]  # the frame ran on the export
     assert any("exported in" in line and "first start" in line for line in lines), lines
 
     lines.clear()
@@ -431,13 +433,13 @@ def test_warmup_of_a_later_start_loads_the_cached_export_before_any_frame(tiny_m
     assert (later.backend.backend, later.backend.shape, later.backend.made) == (_auto_here(), (128, 160), False)
     assert any("found in the cache" in line for line in lines), lines
     later.segment(_frame())
-    assert later.predictor.model.format == backends.FORMATS[_auto_here()]
+    assert later.predictor.model.format == export_cache.FORMATS[_auto_here()]
 
     moved = _engine(model, tmp_path / "cache")  # the camera changed: its first frame gets its own export
     moved.warmup()
     moved.segment(_frame(160, 120))
     assert (moved.backend.backend, moved.backend.shape, moved.backend.made) == (_auto_here(), (160, 128), True)
-    assert moved.predictor.model.format == backends.FORMATS[_auto_here()]
+    assert moved.predictor.model.format == export_cache.FORMATS[_auto_here()]
 
 
 def test_engine_exports_again_when_the_checkpoint_changes(tiny_model: Path, tmp_path: Path) -> None:
@@ -463,14 +465,14 @@ def test_a_cached_export_that_does_not_load_is_exported_again(tiny_model: Path, 
     shutil.copy(tiny_model, model)
     _engine(model, tmp_path / "cache").segment(_frame())  # the first start exports
     (entry,) = [p.parent for p in (tmp_path / "cache").glob("*/key.json")]
-    artifact = entry / backends.ARTIFACTS[_auto_here()]
+    artifact = entry / export_cache.ARTIFACTS[_auto_here()]
     for target in [*artifact.glob("*.xml")] if artifact.is_dir() else [artifact]:
         target.write_bytes(b"not a model, but not empty either")
     lines: list[str] = []
     again = _engine(model, tmp_path / "cache", lines)
     again.segment(_frame())
     assert (again.backend.backend, again.backend.made) == (_auto_here(), True)
-    assert again.predictor.model.format == backends.FORMATS[_auto_here()]
+    assert again.predictor.model.format == export_cache.FORMATS[_auto_here()]
     assert any("does not load" in line and "again" in line for line in lines), lines
 
 
@@ -492,7 +494,7 @@ def test_missing_runtime_falls_back_to_pytorch_with_a_log_line(tiny_model: Path,
 
 def test_failed_export_falls_back_to_pytorch_with_a_log_line(tiny_model: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backends, "ultralytics_export", FakeExporter(fail=True))
+    monkeypatch.setattr(export_cache, "ultralytics_export", FakeExporter(fail=True))
     lines: list[str] = []
     engine = _engine(tiny_model, tmp_path / "cache", lines)
     assert len(engine.segment(_frame())) > 0

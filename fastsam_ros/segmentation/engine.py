@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fastsam_ros.segmentation import backends
+from fastsam_ros.segmentation import backends, export_cache, fast_path
 from fastsam_ros.segmentation.instance_masks import InstanceMasks, compile_kernels
 from fastsam_ros.segmentation.mask_set import DenseMasks
 from fastsam_ros.segmentation.masks import MaskGeometry
@@ -168,7 +168,7 @@ class FastSAMEngine:
 
 
 def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None],
-                    predict: Callable[[Any, bool, np.ndarray], Any]) -> backends.BackendSwitch:
+                    predict: Callable[[Any, bool, np.ndarray], Any]) -> fast_path.BackendSwitch:
     """Choose the backend for this machine and log the choice (see :mod:`fastsam_ros.segmentation.backends`)."""
     machine = backends.probe(config.device)
     if Path(str(model.ckpt_path)).suffix == ".pt":
@@ -177,8 +177,9 @@ def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None]
             log(plan.reason)
     else:
         plan = backends.Plan(backends.backend_of(Path(str(model.ckpt_path))), config.half, "the model is an export")
-    cache = backends.ExportCache(Path(config.export_cache) if config.export_cache else backends.default_cache_dir())
-    return backends.BackendSwitch(model, plan, machine=machine, imgsz=config.imgsz, device=config.device,
+    folder = Path(config.export_cache) if config.export_cache else export_cache.default_cache_dir()
+    cache = export_cache.ExportCache(folder)
+    return fast_path.BackendSwitch(model, plan, machine=machine, imgsz=config.imgsz, device=config.device,
                                   cpu_threads=config.cpu_threads, cache=cache, log=log, predict=predict)
 
 

@@ -27,9 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from fastsam_ros.overlay import draw_overlay
+from fastsam_ros.prompts.clip import ClipConfig, ClipScorer
 from fastsam_ros.prompts.prompt_file import PromptFileError, PromptPlan, load_prompts, names_not_in
 from fastsam_ros.prompts.selection import SelectionParams, select
-from fastsam_ros.prompts.text import ClipConfig, ClipScorer, TextScorer
+from fastsam_ros.prompts.text import TextScorer
 from fastsam_ros.segmentation.backends import BACKENDS, normalise_device
 from fastsam_ros.segmentation.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
 from fastsam_ros.tracking.tracker import PromptFollower

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from fastsam_ros.segmentation.backends import BACKENDS, normalise_device
 
 if TYPE_CHECKING:
+    from fastsam_ros.prompts.clip import ClipConfig
     from fastsam_ros.prompts.selection import SelectionParams
-    from fastsam_ros.prompts.text import ClipConfig
     from fastsam_ros.segmentation.engine import EngineConfig
     from fastsam_ros.tracking.tracker import TrackerParams
 
@@ -176,7 +176,7 @@ class NodeConfig:
 
     @property
     def clip(self) -> ClipConfig:
-        from fastsam_ros.prompts.text import ClipConfig
+        from fastsam_ros.prompts.clip import ClipConfig
 
         return ClipConfig(model=self.clip_model, pretrained=self.clip_pretrained, weights=self.clip_weights,
                           device=self.device)

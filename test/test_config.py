@@ -77,8 +77,8 @@ def test_the_readme_shows_the_generated_table_and_the_live_parameters() -> None:
 
 def test_defaults_held_by_the_core_too_are_the_core_s() -> None:
     """The table writes them out (it imports nothing heavy); the core's config objects must agree."""
+    from fastsam_ros.prompts.clip import ClipConfig
     from fastsam_ros.prompts.selection import SelectionParams
-    from fastsam_ros.prompts.text import ClipConfig
     from fastsam_ros.segmentation.engine import DEFAULT_MODEL, EngineConfig
     from fastsam_ros.tracking.tracker import TrackerParams
 
@@ -105,7 +105,7 @@ def test_a_device_no_library_reads_is_refused_by_name(given: str) -> None:
 
 def test_the_engine_and_clip_configs_normalise_the_device_too() -> None:
     """The CLI and the bench build them straight from --device."""
-    from fastsam_ros.prompts.text import ClipConfig
+    from fastsam_ros.prompts.clip import ClipConfig
     from fastsam_ros.segmentation.engine import EngineConfig
 
     assert EngineConfig(device="0").device == ClipConfig(device="0").device == "cuda:0"

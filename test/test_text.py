@@ -10,14 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from fastsam_ros.prompts.text import (
-    MIN_CROP_PIXELS,
-    ClipConfig,
-    ClipScorer,
-    ClipUnavailable,
-    make_crops,
-    rank_by_text,
-)
+from fastsam_ros.prompts.clip import ClipConfig, ClipScorer
+from fastsam_ros.prompts.text import MIN_CROP_PIXELS, ClipUnavailable, make_crops, rank_by_text
 from fastsam_ros.segmentation.masks import MaskGeometry, mask_box
 from fastsam_ros.types import Prompt, Segmentation, Status
 
@@ -350,7 +344,7 @@ def test_a_local_file_takes_preprocessing_and_activation_from_its_tag(open_clip,
 def test_concurrent_first_prompts_load_once(monkeypatch):
     import threading
 
-    import fastsam_ros.prompts.text as text
+    import fastsam_ros.prompts.clip as clip
 
     builds = []
 
@@ -359,7 +353,7 @@ def test_concurrent_first_prompts_load_once(monkeypatch):
         time.sleep(0.2)
         return object(), None, None, None
 
-    monkeypatch.setattr(text, "_build", slow_build)
+    monkeypatch.setattr(clip, "_build", slow_build)
     scorer = ClipScorer(ClipConfig())
     threads = [threading.Thread(target=scorer.load) for _ in range(4)]
     for thread in threads:

@@ -37,7 +37,8 @@ from std_msgs.msg import Header, String
 
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.msg import Prompt as PromptMsg
-from fastsam_ros.prompts.text import ClipScorer, ClipUnavailable
+from fastsam_ros.prompts.clip import ClipScorer
+from fastsam_ros.prompts.text import ClipUnavailable
 from fastsam_ros.ros import conversions
 from fastsam_ros.ros.frames import FrameBoard
 from fastsam_ros.ros.outputs import Health, Outputs

@@ -49,7 +49,7 @@ def load_launch_module() -> Any:
 def command_from_spec(spec: dict[str, Any], overrides: dict[str, Any]) -> list[str]:
     """The ``--ros-args`` command line equivalent of a launch_ros node description."""
     installed = Path(sys.executable).parent / spec["executable"]
-    program = [str(installed)] if installed.exists() else [sys.executable, "-m", "fastsam_ros.ros.node"]
+    program = [str(installed)] if installed.exists() else [sys.executable, "-m", "fastsam_ros.ros.process"]
     args = ["--ros-args", "-r", f"__node:={spec['name']}"]
     if spec["namespace"]:
         args += ["-r", f"__ns:=/{spec['namespace'].lstrip('/')}"]

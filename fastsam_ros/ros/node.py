@@ -24,12 +24,10 @@ import time
 import traceback
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
@@ -42,13 +40,6 @@ from fastsam_ros.prompts.text import ClipUnavailable
 from fastsam_ros.ros import conversions
 from fastsam_ros.ros.frames import FrameBoard
 from fastsam_ros.ros.outputs import Health, Outputs
-from fastsam_ros.ros.process import (
-    NodeExecutor,
-    exit_now,
-    pin_malloc_thresholds,
-    shorten_gil_switch_interval,
-    stop_on_signals,
-)
 from fastsam_ros.ros.prompt_registry import PromptRegistry, PromptSettings
 from fastsam_ros.ros.worker import FrameSettings, Incoming, InferenceWorker
 from fastsam_ros.segmentation.engine import FastSAMEngine, ModelLoadError
@@ -392,38 +383,3 @@ def free_accelerator_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def main(args: list[str] | None = None) -> None:
-    """Entry point of ``fastsam_node`` (``ros2 run fastsam_ros fastsam_node``).
-
-    SIGINT and SIGTERM are taken by :func:`stop_on_signals`, not rclpy: the first asks this loop to stop (it wakes
-    every ``poll_s`` to see it) and the shutdown below is bounded; a second one, or a shutdown still running after
-    its deadline (a TensorRT export in progress), ends the process at once. The ``shutdown`` lifecycle transition
-    ends it too.
-    """
-    from rclpy.signals import SignalHandlerOptions
-
-    poll_s = 0.1
-    stop_requested = stop_on_signals()  # first: every thread started from here on leaves the signals to it
-    pin_malloc_thresholds()
-    shorten_gil_switch_interval()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = FastSAMNode()
-    executor = NodeExecutor(node.blocking_group, on_error=lambda error: node.report_error("callback failed", error))
-    executor.add_node(node)
-    try:
-        while not stop_requested.is_set() and not node.finalized and rclpy.ok():
-            executor.spin_once(timeout_sec=poll_s)
-    except ExternalShutdownException:
-        pass
-    finally:
-        node.stop()
-        executor.shutdown(timeout_sec=PROMPT_DRAIN_S)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    exit_now(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Process-level plumbing of the node: its executor, its signals and glibc's malloc threshold (no FastSAM logic
+"""The ``fastsam_node`` process: its ``main``, executor, signals and glibc's malloc thresholds (no FastSAM logic
 here)."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import rclpy
 from rclpy.callback_groups import CallbackGroup
-from rclpy.executors import ShutdownException, SingleThreadedExecutor, TimeoutException
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor, TimeoutException
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
@@ -173,3 +174,40 @@ def exit_now(code: int, run_exit_handlers: bool = True) -> None:
     if run_exit_handlers:
         ctypes.CDLL(None).exit(code)
     os._exit(code)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``fastsam_node`` (``ros2 run fastsam_ros fastsam_node``).
+
+    SIGINT and SIGTERM are taken by :func:`stop_on_signals`, not rclpy: the first asks this loop to stop (it wakes
+    every ``poll_s`` to see it) and the shutdown below is bounded; a second one, or a shutdown still running after
+    its deadline (a TensorRT export in progress), ends the process at once. The ``shutdown`` lifecycle transition
+    ends it too.
+    """
+    from rclpy.signals import SignalHandlerOptions
+
+    poll_s = 0.1
+    stop_requested = stop_on_signals()  # first: every thread started from here on leaves the signals to it
+    pin_malloc_thresholds()
+    shorten_gil_switch_interval()
+    from fastsam_ros.ros.node import PROMPT_DRAIN_S, FastSAMNode  # here: video_source shares the signals, not the node
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = FastSAMNode()
+    executor = NodeExecutor(node.blocking_group, on_error=lambda error: node.report_error("callback failed", error))
+    executor.add_node(node)
+    try:
+        while not stop_requested.is_set() and not node.finalized and rclpy.ok():
+            executor.spin_once(timeout_sec=poll_s)
+    except ExternalShutdownException:
+        pass
+    finally:
+        node.stop()
+        executor.shutdown(timeout_sec=PROMPT_DRAIN_S)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    exit_now(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,8 @@ from bench.machine import reference_ms
 from bench.shared_data import add_model_and_images
 from bench.stats import print_figures
 from fastsam_ros.prompts.selection import select
-from fastsam_ros.tracking.tracker import InstanceTracker, follow_step
+from fastsam_ros.tracking.follow import follow_step
+from fastsam_ros.tracking.tracker import InstanceTracker
 from fastsam_ros.types import Prompt, Segmentation
 
 PAN_PX = 12  # camera pan per frame

@@ -48,7 +48,8 @@ from evaluation.camera_motion import CameraPath
 from evaluation.evaluate import MIN_AREA, GroundTruth, farthest_inside, image_pairs, read_instances
 from fastsam_ros.prompts.selection import select
 from fastsam_ros.segmentation.masks import iou, mask_box
-from fastsam_ros.tracking.tracker import InstanceTracker, PromptFollower, TrackerParams
+from fastsam_ros.tracking.follow import PromptFollower
+from fastsam_ros.tracking.tracker import InstanceTracker, TrackerParams
 from fastsam_ros.types import FOREGROUND, PointXY, Prompt, Segmentation
 
 FRAMES = 24

@@ -34,7 +34,7 @@ from fastsam_ros.prompts.text import TextScorer
 from fastsam_ros.segmentation.backends import BACKENDS, normalise_device
 from fastsam_ros.segmentation.engine import DEFAULT_MODEL, EngineConfig, FastSAMEngine, ModelLoadError
 from fastsam_ros.sources import Frame, Source, SourceError, open_source
-from fastsam_ros.tracking.tracker import PromptFollower
+from fastsam_ros.tracking.follow import PromptFollower
 from fastsam_ros.types import BACKGROUND, FOREGROUND, Prompt, Segmentation, Selection
 from fastsam_ros.video import VideoWriter
 

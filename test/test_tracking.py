@@ -9,8 +9,10 @@ from test_selection import make_segmentation, rect
 
 from fastsam_ros.prompts.selection import select
 from fastsam_ros.segmentation.instance_masks import pack_rows
+from fastsam_ros.tracking import follow
 from fastsam_ros.tracking import tracker as tracking
-from fastsam_ros.tracking.tracker import FollowedPrompt, InstanceTracker, TrackerParams, follow_step
+from fastsam_ros.tracking.follow import FollowedPrompt, follow_step
+from fastsam_ros.tracking.tracker import InstanceTracker, TrackerParams
 from fastsam_ros.types import Prompt, Segmentation, Selection, Status
 
 IMAGE = (240, 400)  # (H, W): the association grid is 80 cells wide, 5 px per cell
@@ -213,7 +215,7 @@ def test_a_followed_prompt_never_answers_ok_with_another_object_after_a_tracker_
                                        tracker)
         assert answer.status is Status.NO_MATCH
         assert answer.objects == ()
-        assert answer.reason == tracking.RESET_REASON
+        assert answer.reason == follow.RESET_REASON
 
 
 def test_the_camera_motion_is_measured_on_the_picture_when_the_frame_is_given() -> None:

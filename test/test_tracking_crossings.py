@@ -8,7 +8,8 @@ import pytest
 from test_selection import make_segmentation, rect
 
 from fastsam_ros.prompts.selection import select
-from fastsam_ros.tracking.tracker import InstanceTracker, follow_step
+from fastsam_ros.tracking.follow import follow_step
+from fastsam_ros.tracking.tracker import InstanceTracker
 from fastsam_ros.types import Prompt, Status
 
 IMAGE = (240, 400)  # (H, W): 5 px per association grid cell

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from fastsam_ros.prompts.selection import InvalidPrompt, SelectionParams, check_prompt, select
 from fastsam_ros.ros.frames import Frame, FrameBoard
-from fastsam_ros.tracking.tracker import FollowedPrompt, InstanceTracker, follow_step
+from fastsam_ros.tracking.follow import FollowedPrompt, follow_step
+from fastsam_ros.tracking.tracker import InstanceTracker
 from fastsam_ros.types import Prompt, Selection, Status
 
 PENDING_FRAME_TIMEOUT_S = 10.0  # how long a prompt waits for a frame that is still being segmented

@@ -29,15 +29,12 @@ compensated and each track's template is replaced by its newest mask at every ma
 ultralytics' ByteTrack / BoT-SORT (box Kalman filters, BoT-SORT with sparse optical flow for camera motion):
 ``make eval-track`` compares them on the same frames; see the README's tracking section.
 
-:class:`FollowedPrompt` is a persistent prompt after its first answer: the track ids of the instances it
-picked; on later frames its answer is the instances that continue those tracks (no prompt rules, no CLIP).
+Prompts that follow what they selected through these ids: :mod:`fastsam_ros.tracking.follow`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,25 +42,14 @@ import cv2
 import numpy as np
 from numba import njit
 
-from fastsam_ros.prompts.objects import build_object
 from fastsam_ros.segmentation.instance_masks import pack_rows, packed_grid_points
-from fastsam_ros.types import Prompt, Segmentation, SelectedObject, Selection, Status
+from fastsam_ros.tracking import motion
+from fastsam_ros.types import Segmentation
 
 DEFAULT_MAX_LOST_FRAMES = 30
 DEFAULT_MIN_IOU = 0.3
 GRID_CELLS = 56  # association grid: cells on the long side of the network's mask (a grid row fits 64 bits)
-MOTION_WIDTH = 96  # the picture is shrunk to this width to measure camera motion (72 rows at 4:3)
-# The part of the frame (per side) the motion is measured on: the phase correlation's Hanning window weighs the outer
-# fifth on each side at most 35 %, and not reading it saves two thirds of the frame's memory traffic (at 640x480 the
-# central 384x288 halves exactly, twice, to 96x72).
-MOTION_FIELD = 0.6
-MOTION_PEAKS = 2  # phase-correlation peaks weighed (the background's, and one object's moving on its own)
-MISFIT_CAP = 16.0  # grey levels: a pixel's misfit counts at most this (a moving object's pixels count as many)
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
-# A picture (frame field shrunk, or grid density) thinner than this on a side has no usable phase correlation: the
-# camera motion is taken as zero (frames of 1xN, Nx1 or a few pixels).
-MIN_MOTION_SIDE = 8
-MAX_MOTION_ASPECT = 4  # a shrunk frame field taller than this many times its width: motion from the masks
 APPEARANCE_LEVELS = 4  # colour levels per channel of the appearance histogram (64 bins)
 MIN_APPEARANCE_CELLS = 40  # masks on fewer grid cells have no appearance (too few samples to compare)
 # A track never continues in, and a lost one is never re-acquired by, an instance whose colours differ from the
@@ -72,8 +58,6 @@ MIN_APPEARANCE_CELLS = 40  # masks on fewer grid cells have no appearance (too f
 APPEARANCE_LIMIT = 0.6
 APPEARANCE_LOST_LIMIT = 0.45
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
-RESET_REASON = ("the tracker was reset since this prompt selected its objects (a new stream or image size, or "
-                "tracking turned off and on): its track ids now name other objects; clear or re-prompt")
 
 
 @dataclass(frozen=True)
@@ -165,11 +149,11 @@ class InstanceTracker:
             grid = pack_rows(np.ascontiguousarray(segmentation.masks.grid(self._step, 0)))
         else:
             grid = segmentation.masks.packed_grid(self._cells)
-        shrunk = _shrunk(image) if image is not None and self.params.motion_from_picture else None
+        shrunk = motion.shrunk(image) if image is not None and self.params.motion_from_picture else None
         if shrunk is not None:
             picture, to_cells = shrunk[0], segmentation.geometry.gain * shrunk[1] / self._step
         else:
-            picture, to_cells = _density(grid, self._width), 1.0
+            picture, to_cells = motion.density(grid, self._width), 1.0
         self._motion = self._estimate_motion(picture, to_cells)
         self._picture = picture
         self._offsets += self._motion
@@ -180,18 +164,18 @@ class InstanceTracker:
 
     def _estimate_motion(self, picture: np.ndarray, to_cells: float) -> np.ndarray:
         """Translation (dx, dy) in grid cells from the previous frame to this one."""
-        if min(picture.shape) < MIN_MOTION_SIDE:
+        if min(picture.shape) < motion.MIN_MOTION_SIDE:
             return np.zeros(2)
         previous = self._picture
         if previous is None or previous.shape != picture.shape or not previous.any() or not picture.any():
             return self._motion
         if self._window is None or self._window.shape != picture.shape:
             self._window = cv2.createHanningWindow((picture.shape[1], picture.shape[0]), cv2.CV_32F)
-        peaks = [shift for shift, response in _phase_peaks(previous, picture, self._window)
+        peaks = [shift for shift, response in motion.phase_peaks(previous, picture, self._window)
                  if response >= MIN_MOTION_RESPONSE and np.isfinite(shift).all()]
         if not peaks:
             return self._motion
-        return min(peaks, key=lambda shift: _misfit(previous, picture, shift)) * to_cells
+        return min(peaks, key=lambda shift: motion.misfit(previous, picture, shift)) * to_cells
 
     def _overlaps(self, grid: np.ndarray, boxes: np.ndarray, areas: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,12 +245,6 @@ def _match(tracks, instances, overlap, known, count, min_iou, duplicate_iou):
         if carried[track] < 0 and best[track] >= 0 and overlap[best[track]] >= duplicate_iou:
             duplicate[track] = instances[best[track]]
     return carried, duplicate
-
-
-def _density(masks: np.ndarray, width: int) -> np.ndarray:
-    """``(h, width)`` float32: how many of the ``(K, h)`` packed masks cover each grid cell."""
-    bits = np.unpackbits(masks.view(np.uint8).reshape(*masks.shape, 8), axis=-1, bitorder="little")
-    return bits[:, :, :width].sum(axis=0, dtype=np.float32)
 
 
 _M1, _M2, _M4 = np.uint64(0x5555555555555555), np.uint64(0x3333333333333333), np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -409,160 +387,3 @@ def _histograms(masks, boxes, bins, size):
                 if (word >> np.uint64(column)) & np.uint64(1):
                     out[k, bins[row, column]] += 1
     return out
-
-
-def _phase_peaks(previous: np.ndarray, picture: np.ndarray, window: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """The ``MOTION_PEAKS`` strongest peaks of the phase correlation of two pictures: ``(shift (dx, dy) from
-    ``previous`` to ``picture``, response)`` each, the shift to a tenth of a pixel (centroid of the 3x3 around the
-    peak), the response the surface's sum there (1 for a pure shift). A large object moving on its own (someone
-    walking past the camera) makes a peak of its own beside the background's."""
-    spectrum = np.fft.rfft2(picture * window) * np.conj(np.fft.rfft2(previous * window))
-    surface = np.fft.irfft2(spectrum / np.maximum(np.abs(spectrum), 1e-12), s=picture.shape)
-    height, width = surface.shape
-    near, around = np.arange(-1, 2), np.arange(-2, 3)
-    peaks = []
-    for _ in range(MOTION_PEAKS):
-        row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
-        patch = np.clip(surface[np.ix_((row + near) % height, (column + near) % width)], 0.0, None)
-        response = float(patch.sum())
-        if response <= 0:
-            break
-        dy = (row + patch.sum(axis=1) @ near / response + height / 2) % height - height / 2
-        dx = (column + patch.sum(axis=0) @ near / response + width / 2) % width - width / 2
-        peaks.append((np.array([dx, dy]), response))
-        surface[np.ix_((row + around) % height, (column + around) % width)] = -np.inf
-    return peaks
-
-
-def _misfit(previous: np.ndarray, picture: np.ndarray, shift: np.ndarray) -> float:
-    """How badly ``previous`` moved by ``shift`` (whole pixels) explains ``picture``: the mean absolute difference
-    over their overlap, each pixel's capped at ``MISFIT_CAP`` so that the share of the picture that moves
-    otherwise counts, not how different it looks."""
-    dx, dy = (int(round(value)) for value in shift)
-    height, width = picture.shape
-    if abs(dx) >= width or abs(dy) >= height:
-        return math.inf
-    now = picture[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)]
-    before = previous[max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)]
-    return float(np.minimum(np.abs(now - before), MISFIT_CAP).mean())
-
-
-def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """The central ``MOTION_FIELD`` of the frame in grey (float32), ``MOTION_WIDTH`` wide, and the frame pixels per
-    pixel of it: halved by bilinear steps (a 2x2 box filter each, no aliasing, cheaper than one area resize), then
-    resized the rest of the way. None for a field under ``MIN_MOTION_SIDE`` pixels on a side, or one that would
-    shrink to fewer than ``MIN_MOTION_SIDE`` rows or more than ``MAX_MOTION_ASPECT`` times its width (a 5000x1
-    frame would shrink to 0 rows, a 1x5000 one to 480000): its motion is measured on the masks."""
-    height, width = image.shape[:2]
-    # Sizes of 4k: OpenCV halves exact 2x sizes by its fast 2x2 area path (others by the slower bilinear one).
-    rows, columns = (min(size, 4 * max(1, round(size * MOTION_FIELD / 4))) for size in (height, width))
-    if min(rows, columns) < MIN_MOTION_SIDE or not (
-            MIN_MOTION_SIDE <= rows * MOTION_WIDTH / columns <= MAX_MOTION_ASPECT * MOTION_WIDTH):
-        return None
-    top, left = (height - rows) // 2, (width - columns) // 2
-    small = image[top : top + rows, left : left + columns]
-    while small.shape[1] >= 2 * MOTION_WIDTH:
-        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
-    if small.shape[1] != MOTION_WIDTH:
-        small = cv2.resize(small, (MOTION_WIDTH, max(1, round(rows * MOTION_WIDTH / columns))),
-                           interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32), columns / MOTION_WIDTH
-
-
-@dataclass(frozen=True)
-class FollowedPrompt:
-    """A persistent prompt after its first ``ok`` answer: per selected object, the track ids it was made of."""
-
-    prompt_id: str
-    objects: tuple[tuple[int, ...], ...]
-    scores: tuple[float, ...]
-    epoch: int  # the tracker's epoch the ids belong to: after a reset the same ids name other objects
-
-    @classmethod
-    def start(cls, selection: Selection, ids: np.ndarray, epoch: int) -> FollowedPrompt | None:
-        """Begin following an ``ok`` selection made on the frame whose instance ids are ``ids``, given by the
-        tracker in ``epoch`` (its :attr:`InstanceTracker.epoch` when it returned ``ids``)."""
-        if not selection.ok or not selection.objects:
-            return None
-        objects = tuple(tuple(int(ids[i]) for i in obj.instances) for obj in selection.objects)
-        return cls(selection.prompt_id, objects, tuple(obj.score for obj in selection.objects), epoch)
-
-    def tagged(self, selection: Selection) -> Selection:
-        """The first answer, its objects carrying their track ids."""
-        pairs = zip(selection.objects, self.objects, strict=True)
-        objects = tuple(_with_track(obj, tracks[0]) for obj, tracks in pairs)
-        return Selection(selection.prompt_id, selection.status, selection.reason, objects)
-
-    def answer(self, segmentation: Segmentation, tracker: InstanceTracker) -> Selection:
-        """The instances continuing the followed objects in the frame ``tracker`` was last updated with.
-
-        After a tracker reset (a new stream or image size, tracking turned off and on) the ids name other
-        objects and never come back: ``no_match``, never ``ok`` with whatever now holds the id.
-        """
-        if tracker.epoch != self.epoch:
-            return Selection.failed(self.prompt_id, Status.NO_MATCH, RESET_REASON)
-        objects: list[SelectedObject] = []
-        lost: list[str] = []
-        gone: list[str] = []
-        limit = tracker.params.max_lost_frames
-        for tracks, score in zip(self.objects, self.scores, strict=True):
-            present = sorted({i for i in map(tracker.instance_of, tracks) if i is not None})
-            obj = build_object(segmentation, present, score) if present else None
-            if obj is not None:
-                objects.append(_with_track(obj, tracks[0]))
-                continue
-            missing = [tracker.missing_frames(t) for t in tracks]
-            if all(m is None for m in missing):
-                gone.append(f"track {tracks[0]} was not seen for more than {limit} frames")
-            else:
-                frames = min(m for m in missing if m is not None)
-                lost.append(f"track {tracks[0]} not seen for {frames} frame{'s' * (frames != 1)}")
-        reason = "; ".join(lost + gone)
-        if objects:
-            return Selection(self.prompt_id, Status.OK, reason, tuple(objects))
-        if lost:
-            return Selection.failed(
-                self.prompt_id, Status.LOST, f"{reason} (re-acquired if it returns within {limit} frames)"
-            )
-        return Selection.failed(self.prompt_id, Status.NO_MATCH, f"{reason}: clear or re-prompt")
-
-
-def _with_track(obj: SelectedObject, track_id: int) -> SelectedObject:
-    return dataclasses.replace(obj, track_id=int(track_id))
-
-
-def follow_step(
-    followed: FollowedPrompt | None,
-    first_answer: Callable[[], Selection],
-    segmentation: Segmentation,
-    ids: np.ndarray,
-    tracker: InstanceTracker,
-) -> tuple[Selection, FollowedPrompt | None]:
-    """One frame of a followed persistent prompt: the usual rules (``first_answer``) until they select something,
-    then the instances continuing what they selected. Returns the answer and the state for the next frame."""
-    if followed is not None:
-        return followed.answer(segmentation, tracker), followed
-    selection = first_answer()
-    followed = FollowedPrompt.start(selection, ids, tracker.epoch)
-    return (followed.tagged(selection) if followed else selection), followed
-
-
-class PromptFollower:
-    """Persistent prompts over one stream in one thread (the CLI's videos, the benchmark): each follows what it
-    first selected. ``tracker`` gives the ids (:class:`InstanceTracker`, or another with ``update``,
-    ``instance_of``, ``missing_frames``, ``params`` and ``epoch``)."""
-
-    def __init__(self, tracker: Any = None) -> None:
-        self.tracker = tracker if tracker is not None else InstanceTracker()
-        self._followed: dict[str, FollowedPrompt | None] = {}
-
-    def answer(self, segmentation: Segmentation, image: np.ndarray | None, prompts: Sequence[Prompt],
-               first_answer: Callable[[Prompt], Selection]) -> list[Selection]:
-        """This frame's answers; ``first_answer`` applies the usual rules until a prompt selects something."""
-        ids = self.tracker.update(segmentation, image)
-        answers = []
-        for prompt in prompts:
-            answer, self._followed[prompt.id] = follow_step(
-                self._followed.get(prompt.id), lambda p=prompt: first_answer(p), segmentation, ids, self.tracker)
-            answers.append(answer)
-        return answers

@@ -66,7 +66,7 @@ class NodeConfig:
                                   ("raw", "compressed"))
     image_reliability: str = _param("best_effort", "camera QoS reliability; best_effort matches camera drivers",
                                     ("best_effort", "reliable"))
-    image_depth: int = _param(1, "camera QoS depth; 1 keeps only the newest frame")
+    image_qos_depth: int = _param(1, "camera QoS history depth (frames queued); 1 keeps only the newest frame")
     cache_frames: int = _param(10, "all-instance results kept by stamp, so prompts are answered without re-inference")
     use_depth: bool = _param(False, "3D position and extent of selected objects from `depth` (registered to the "
                              "colour image) and `camera_info`; adds selection/points and selection/markers")
@@ -88,6 +88,8 @@ class NodeConfig:
     publish_instance_masks: bool = _param(True, "include every instance's mask in `instances` (false: boxes only)",
                                           live=True)
     diagnostics_period: float = _param(1.0, "seconds between /diagnostics updates", live=True)
+    log_stage_times: bool = _param(False, "log every frame's time per stage (decode, segment, track, answers, "
+                                   "outputs); /diagnostics always has their p50", live=True)
     max_image_pixels: int = _param(20_000_000, "frames larger than this many pixels are rejected before decoding "
                                    "(a tiny JPEG can claim 8000x8000)", live=True)
     max_prompt_points: int = _param(64, "prompts with more points are answered invalid", live=True)
@@ -106,7 +108,7 @@ class NodeConfig:
             choices = item.metadata["choices"]
             if choices and getattr(self, item.name) not in choices:
                 raise ConfigError(f"{item.name} must be one of {', '.join(choices)}, got {getattr(self, item.name)!r}")
-        positive = ("imgsz", "max_det", "image_depth", "cache_frames", "diagnostics_period", "max_image_pixels",
+        positive = ("imgsz", "max_det", "image_qos_depth", "cache_frames", "diagnostics_period", "max_image_pixels",
                     "max_prompt_points", "max_prompt_boxes", "max_text_length", "max_persistent_prompts")
         for name in positive:
             if getattr(self, name) <= 0:

@@ -112,3 +112,5 @@ def test_diagnostics_report_counters_and_problems(probe: Probe) -> None:
     assert int(seen["frames_processed"]) == published == int(seen["frames_received"]), (seen, published)
     assert (seen["bad_images"], seen["internal_errors"]) == ("0", "0")
     assert float(seen["last_inference_ms"]) > 0 and int(seen["cached_frames"]) == min(published, 4)
+    stages = [float(seen[f"p50_{stage}_ms"]) for stage in ("decode", "segment", "track", "answers", "outputs")]
+    assert all(ms > 0 for ms in stages) and stages[1] == max(stages), f"the network is the slow stage: {seen}"

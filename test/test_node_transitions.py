@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fake_engine import SLOW_FRAME_S, SLOW_PIXEL
 
-from ros_harness import FAKE_NODE, Probe, running_node, stamp_of, transition, wait_until
+from ros_harness import FAKE_NODE, Probe, running_node, set_parameter, stamp_of, transition, wait_until
 
 NODE = "/tr/fastsam"
 SHAPE = (60, 80)
@@ -31,10 +31,15 @@ def scene(colour: tuple[int, int, int], corner: tuple[int, int, int] | None = No
 
 
 @pytest.fixture(scope="module")
-def probe(tmp_path_factory: pytest.TempPathFactory):
+def node_and_probe(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("transitions") / "node.log"
-    with running_node(log, "tr", program=FAKE_NODE, model="fake.pt", warmup=False) as (_, probe):
-        yield probe
+    with running_node(log, "tr", program=FAKE_NODE, model="fake.pt", warmup=False) as node_and_probe:
+        yield node_and_probe
+
+
+@pytest.fixture()
+def probe(node_and_probe) -> Probe:
+    return node_and_probe[1]
 
 
 _stamps = iter(range(100_000_000_000, 999_000_000_000, 1_000_000_000))
@@ -191,3 +196,13 @@ def test_a_burst_of_persistent_prompts_is_answered_in_full_past_the_limit_invali
     assert "max_persistent_prompts" in first[ids[-1]].reason
     publisher.publish(probe.prompt("", clear=True))
     probe.node.destroy_publisher(publisher)
+
+
+def test_per_frame_stage_times_are_logged_on_request(node_and_probe) -> None:
+    node, probe = node_and_probe
+    assert set_parameter(probe, NODE, "log_stage_times", True)
+    stamp = segmented(probe, scene(RED))
+    assert wait_until(lambda: f"frame {stamp}: decode " in node.log(), 5), node.log()
+    line = next(line for line in node.log().splitlines() if f"frame {stamp}: " in line)
+    assert all(f"{stage} " in line for stage in ("decode", "segment", "track", "answers", "outputs")), line
+    assert set_parameter(probe, NODE, "log_stage_times", False)

@@ -171,7 +171,7 @@ class FastSAMNode(LifecycleNode):
             CompressedImage, "image/compressed")
         self._inputs = [
             self.create_subscription(image_type, image_topic, self._on_image,
-                                     conversions.image_qos(config.image_reliability, config.image_depth)),
+                                     conversions.image_qos(config.image_reliability, config.image_qos_depth)),
             self.create_subscription(PromptMsg, "prompt", self._on_prompt, conversions.BURST_QOS),
             self.create_subscription(PointStamped, "prompt/point", self._on_click, conversions.BURST_QOS),
             self.create_subscription(String, "prompt/text", self._on_text, conversions.BURST_QOS),
@@ -328,9 +328,12 @@ class FastSAMNode(LifecycleNode):
 
     # ---------------------------------------------------------------- health
 
-    def _frame_done(self, frame: Any) -> None:
+    def _frame_done(self, frame: Any, stage_ms: dict[str, float]) -> None:
         self._health.frames_processed += 1
         self._health.last_inference_ms = frame.segmentation.timings.inference_ms
+        if self._config is not None and self._config.log_stage_times:
+            figures = ", ".join(f"{stage} {ms:.1f}" for stage, ms in stage_ms.items())
+            self.get_logger().info(f"frame {frame.stamp_ns}: {figures} ms")
 
     def _problem(self, counter: str) -> Any:
         """A reporter of bad input of one kind: counted for /diagnostics and logged (throttled)."""
@@ -367,6 +370,8 @@ class FastSAMNode(LifecycleNode):
             else 0, "persistent_prompts": len(self._registry or ()), "image_decoder": self._decoder.backend,
             "backend": engine.backend.backend if (engine := self._engine) is not None else "",
         }
+        if worker is not None:
+            values.update({f"p50_{stage}_ms": f"{ms:.2f}" for stage, ms in worker.stage_times.medians().items()})
         if worker is not None and worker.running and state != "active":
             values["stuck_frame"] = "the inference thread is still running a frame"
         if self._depth is not None:

@@ -6,7 +6,10 @@ No ``rclpy`` here: the node hands it the board frames arrive on, the engine, the
 
 from __future__ import annotations
 
+import statistics
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,16 +36,53 @@ class FrameSettings:
     publish_instance_masks: bool
 
 
+STAGES = ("decode", "segment", "track", "answers", "outputs")  # a frame's path through the worker, in order
+STAGE_WINDOW = 100  # frames whose stage times make the medians
+
+
+class StageTimes:
+    """How long each stage of the last ``STAGE_WINDOW`` frames took (thread-safe): the node's own profile, so a slow
+    frame is explained from /diagnostics without patching the node."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times = {stage: deque(maxlen=STAGE_WINDOW) for stage in STAGES}
+
+    def add(self, frame_ms: dict[str, float]) -> None:
+        with self._lock:
+            for stage, milliseconds in frame_ms.items():
+                self._times[stage].append(milliseconds)
+
+    def medians(self) -> dict[str, float]:
+        """Per stage, the median of the window in milliseconds (stages no frame reached yet are left out)."""
+        with self._lock:
+            return {stage: statistics.median(times) for stage, times in self._times.items() if times}
+
+
+class _Stopwatch:
+    """Milliseconds since the last ``lap``, per stage name."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = (now - self._last) * 1e3
+        self._last = now
+
+
 class InferenceWorker:
     """Segments the frames put on ``board`` one at a time, newest first, on its own thread."""
 
     def __init__(self, board: FrameBoard, engine: Any, decode: Callable[[Any, int], Any], registry: Any,
                  outputs: Any, settings: Callable[[], FrameSettings], tracker: TrackerParams = TrackerParams(),
-                 depth: Any = None, on_frame_done: Callable[[Frame], None] = lambda frame: None,
+                 depth: Any = None, on_frame_done: Callable[[Frame, dict[str, float]], None] = lambda frame, ms: None,
                  on_rejected: Callable[[str], None] = lambda message: None,
                  on_error: Callable[[str, BaseException], None] = lambda what, error: None) -> None:
-        """``decode(msg, max_pixels)`` raises ImageError for a frame it cannot take; ``on_frame_done`` counts a
-        segmented frame, ``on_rejected`` a rejected one (with why), ``on_error`` reports a failure of our code."""
+        """``decode(msg, max_pixels)`` raises ImageError for a frame it cannot take; ``on_frame_done`` gets each
+        segmented frame and its milliseconds per stage, ``on_rejected`` a rejected one (with why), ``on_error`` a
+        failure of our code."""
         self._board = board
         self._engine = engine
         self._decode = decode
@@ -54,6 +94,7 @@ class InferenceWorker:
         self._on_rejected = on_rejected
         self._on_error = on_error
         self.tracker = InstanceTracker(tracker)  # the worker thread's alone
+        self.stage_times = StageTimes()
         self._thread: threading.Thread | None = None
 
     @property
@@ -90,25 +131,32 @@ class InferenceWorker:
         """One frame through decode, segmentation, tracking, the cache, the persistent prompts and the outputs."""
         settings = self._settings()
         header = item.msg.header
+        watch = _Stopwatch()
         try:
             image = self._decode(item.msg, settings.max_image_pixels)
         except ImageError as error:
             self.reject(item.stamp_ns, header, str(error))
             return None
+        watch.lap("decode")
         segmentation = self._engine.segment(image)
+        watch.lap("segment")
         if settings.tracking:
             track_ids = self.tracker.update(segmentation, image)
         else:
             self.tracker.reset()  # turned back on, it starts afresh rather than from a stale frame
             track_ids = None
+        watch.lap("track")
         frame = Frame(item.stamp_ns, header, image, segmentation, track_ids, self.tracker.epoch)
         self._outputs.segmented(frame)
         self._board.finished(frame)  # prompts waiting for this frame answer now, not after the outputs below
         if self._depth is not None:  # pair it with its depth now, while that is still buffered
             self._depth.pin(frame.stamp_ns, segmentation.image_shape)
-        self._on_frame_done(frame)
         answers, prompts = self._registry.on_frame(frame, self.tracker if settings.tracking else None)
+        watch.lap("answers")
         self._outputs.frame(frame, answers, prompts, settings.publish_instance_masks)
+        watch.lap("outputs")
+        self.stage_times.add(watch.laps)
+        self._on_frame_done(frame, watch.laps)
         return frame
 
     def reject(self, stamp_ns: int, header: Any, reason: str) -> None:

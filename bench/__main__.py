@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import exports, machine, many, pipeline, stats
+from bench import burst, exports, machine, many, pipeline, stats
 from bench.bench_depth import run as run_depth
 from bench.bench_selection import run as run_selection
 from bench.bench_tracking import REAL_IMAGE
@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if streamed is None:
             raise SystemExit("no instance found on any frame: nothing to prompt")
         results["stream"] = pipeline_stream(driver, streamed, args)
+        _stage(f"prompt burst: {burst.BURST} persistent prompts at once, frames with and without them")
+        results["burst"] = burst.run(driver, streamed.pixels, streamed.click, args.rounds)
         import torch
 
         results["meta"]["software"]["torch_threads"] = torch.get_num_threads()  # as ultralytics left it
@@ -261,6 +263,11 @@ def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
                      stream["latency_ms"]["p50"], stream["latency_ms"]["p95"], stream["latency_ms"]["n"]))
         rows.append(("stream node inference_ms", stream["node_inference_ms"]["p50"],
                      stream["node_inference_ms"]["p95"], stream["node_inference_ms"]["n"]))
+    burst_figures = results.get("burst")
+    if burst_figures:
+        for key, label in (("frame_ms_without", "no persistent prompt"), ("frame_ms_with", "after a burst")):
+            figures = burst_figures[key]
+            rows.append((f"burst node frame_ms ({label})", figures["p50"], figures["p95"], figures["n"]))
     rows += many_rows(results.get("many") or {})
     for name, entry in (results.get("exports") or {}).get("formats", {}).items():
         if "engine_ms" in entry:

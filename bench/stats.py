@@ -69,6 +69,10 @@ TARGETS = (
     Target("depth_3d", "3D of one 100,000-pixel object p50 under 3 ms", 3.0, "ms"),
     Target("tracking", "tracking update p50 under 2 ms (the engine's lazy masks, ~100 instances on 640x480, panning "
                        "camera, right after each frame's inference as in the node)", 2.0, "ms"),
+    Target("burst_unanswered", "a burst of 300 persistent prompts: every one answered (those past "
+                               "max_persistent_prompts invalid)", 0, "prompts", inclusive=True),
+    Target("burst_frame_latency", "frame p50 with max_persistent_prompts followed at most 3x without", 3.0, "x",
+           inclusive=True),
     # At FastSAM's working point: ~100 instances per frame (bench/many.py).
     Target("many_node_e2e", "~100 instances: node_e2e p50 minus 1.05x engine p50 at most 10 ms", 10.0, "ms",
            inclusive=True),
@@ -109,6 +113,8 @@ def target_measurements(results: Mapping[str, Any]) -> dict[str, float | None]:
         "many_stream_memory": (many.get("stream") or {}).get("rss_growth_mb"),
         "many_engine_scaling": (many.get("scaling") or {}).get("ratio"),
         "node_e2e_vs_raw": ratio(_p50(results, "node_e2e_ms"), raw),
+        "burst_unanswered": (burst["published"] - burst["answered"]) if (burst := results.get("burst")) else None,
+        "burst_frame_latency": (results.get("burst") or {}).get("ratio"),
         "cached_prompt": _p50(results, "cached_prompt_ms"),
         "stream_latency": ratio(latency_p95, raw),
         "stream_memory": stream.get("rss_growth_mb"),

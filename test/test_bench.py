@@ -28,7 +28,7 @@ def test_ratio_is_none_without_a_usable_denominator() -> None:
 def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 200.0, growth: float = 10.0,
              point: float = 0.5, box: float = 0.8, depth_3d: float = 1.5, many_node: float = 115.0,
              many_cached: float = 4.0, instances_msg: float = 4.0, overlay: float = 14.0, many_growth: float = 10.0,
-             scaling: float = 1.15, tracking: float = 1.2) -> dict:
+             scaling: float = 1.15, tracking: float = 1.2, answered: int = 300, burst_ratio: float = 2.5) -> dict:
     many = {
         "engine_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": many_node, "p95": many_node + 10, "n": 30},
@@ -40,6 +40,7 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
     }
     return {
         "many": many,
+        "burst": {"published": 300, "answered": answered, "ratio": burst_ratio},
         "raw_predict_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": node_e2e, "p95": node_e2e + 10, "n": 30},
         "cached_prompt_ms": {"p50": cached, "p95": cached + 2, "n": 30},
@@ -75,6 +76,8 @@ def test_targets_pass_when_every_figure_is_inside_its_limit() -> None:
     ({"scaling": 1.151}, "many_engine_scaling"),
     ({"depth_3d": 3.0}, "depth_3d"),
     ({"tracking": 2.0}, "tracking"),
+    ({"answered": 299}, "burst_unanswered"),
+    ({"burst_ratio": 3.01}, "burst_frame_latency"),
 ])
 def test_each_target_fails_on_its_own_figure(change: dict, name: str) -> None:
     targets = evaluate_targets(_results(**change))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fake_engine import SLOW_PIXEL
 from test_node_transitions import RED, scene
 
@@ -39,32 +41,32 @@ def test_ctrl_c_during_a_frame_exits_cleanly_within_5_s(tmp_path: Path) -> None:
         node.stop()
 
 
-def test_a_second_signal_ends_a_slow_shutdown_at_once(tmp_path: Path) -> None:
-    """The model takes 60 s to load (an export in progress) on the main thread: the first signal cannot stop it."""
-    node = started(tmp_path, "exit2", model="slow-load.pt")
+@pytest.fixture()
+def loading(tmp_path: Path) -> Iterator[NodeProcess]:
+    """A node whose model takes 60 s to load (an export in progress) on the main thread, interrupted there by SIGINT:
+    the first signal cannot stop it."""
+    node = started(tmp_path, "slow", model="slow-load.pt")
     try:
         assert wait_until(lambda: "loading" in node.log(), 60), node.log()
         node.process.send_signal(signal.SIGINT)
-        code, _ = ended_within(node, 1.0)
-        assert code is None, "one signal waits for a clean shutdown"
-        node.process.send_signal(signal.SIGTERM)
-        code, took = ended_within(node, 2)
-        assert code == 128 + signal.SIGTERM and took < 0.5, (code, took, node.log())
-        assert "SIGTERM again: exiting now" in node.log()
+        yield node
     finally:
         node.stop()
 
 
-def test_a_shutdown_that_cannot_finish_ends_before_launch_would_kill_it(tmp_path: Path) -> None:
-    node = started(tmp_path, "exit3", model="slow-load.pt")
-    try:
-        assert wait_until(lambda: "loading" in node.log(), 60), node.log()
-        node.process.send_signal(signal.SIGINT)
-        code, took = ended_within(node, 6)
-        assert code == 1 and took < 5, (code, took, node.log())
-        assert "did not finish within 4.5 s" in node.log()
-    finally:
-        node.stop()
+def test_a_second_signal_ends_a_slow_shutdown_at_once(loading: NodeProcess) -> None:
+    code, _ = ended_within(loading, 1.0)
+    assert code is None, "one signal waits for a clean shutdown"
+    loading.process.send_signal(signal.SIGTERM)
+    code, took = ended_within(loading, 2)
+    assert code == 128 + signal.SIGTERM and took < 0.5, (code, took, loading.log())
+    assert "SIGTERM again: exiting now" in loading.log()
+
+
+def test_a_shutdown_that_cannot_finish_ends_before_launch_would_kill_it(loading: NodeProcess) -> None:
+    code, took = ended_within(loading, 6)
+    assert code == 1 and took < 5, (code, took, loading.log())
+    assert "did not finish within 4.5 s" in loading.log()
 
 
 def test_the_shutdown_transition_ends_the_process(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ moves. Association is mask-level, after global motion compensation:
 5. appearance: each mask's colour histogram is read from the frame at the grid points; a track keeps the one of
    its first mask, and never continues in (``APPEARANCE_LIMIT``), nor is re-acquired by
    (``APPEARANCE_LOST_LIMIT``), an instance whose colours differ clearly: another object of the same class that
-   crosses a followed one, or that lies where a hidden one was, starts or keeps its own track.
+   crosses a followed one, or that lies where a hidden one was, starts or keeps its own track;
+6. a lost track takes its object back from a track started while it was hidden, or from a mask holding
+   ``RETURN_CONTAINMENT`` of its last one, when the colours agree (:mod:`fastsam_ros.tracking.takeover`).
 
 Scale and rotation changes of a moving camera are slow per frame (a few per cent), so translation alone is
 compensated and each track's template is replaced by its newest mask at every match. Why this and not
@@ -44,6 +46,7 @@ from numba import njit
 
 from fastsam_ros.segmentation.instance_masks import pack_rows, packed_grid_points
 from fastsam_ros.tracking import motion
+from fastsam_ros.tracking.takeover import takeovers
 from fastsam_ros.types import Segmentation
 
 DEFAULT_MAX_LOST_FRAMES = 30
@@ -58,6 +61,7 @@ MIN_APPEARANCE_CELLS = 40  # masks on fewer grid cells have no appearance (too f
 APPEARANCE_LIMIT = 0.6
 APPEARANCE_LOST_LIMIT = 0.45
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
+RETURN_CONTAINMENT = 0.9  # a lost track's object, back in a mask holding this share of its last mask (takeover)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class InstanceTracker:
         self._missing = np.zeros(0, dtype=np.int64)
         self._colours = np.zeros((0, APPEARANCE_LEVELS**3), dtype=np.float32)
         self._next_id = 1
+        self._born = np.zeros(0, dtype=np.int64)  # the frame (count of updates) each track started
+        self._frame = 0
+        self._aliases: dict[int, int] = {}  # a young track's id -> the lost track that took its object over
         self._shape: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._picture: np.ndarray | None = None
         self._window: np.ndarray | None = None  # phase correlation's Hanning window, made once per picture size
@@ -115,7 +122,7 @@ class InstanceTracker:
 
     def missing_frames(self, track_id: int) -> int | None:
         """Frames since ``track_id`` was last seen (0: in the newest frame); None once forgotten or unknown."""
-        rows = np.flatnonzero(self._ids == track_id)
+        rows = np.flatnonzero(self._ids == self._aliases.get(track_id, track_id))
         return int(self._missing[rows[0]]) if rows.size else None
 
     def instance_of(self, track_id: int) -> int | None:
@@ -125,7 +132,7 @@ class InstanceTracker:
         ``DUPLICATE_IOU``: a model that outputs two near-identical masks for one object (one per class) and then
         only one of them loses neither object.
         """
-        return self._continued.get(track_id)
+        return self._continued.get(self._aliases.get(track_id, track_id))
 
     def update(self, segmentation: Segmentation, image: np.ndarray | None = None) -> np.ndarray:
         """The ``(N,)`` int64 track ids of this frame's instances (the frame after the previous ``update``).
@@ -178,16 +185,18 @@ class InstanceTracker:
         return min(peaks, key=lambda shift: motion.misfit(previous, picture, shift)) * to_cells
 
     def _overlaps(self, grid: np.ndarray, boxes: np.ndarray, areas: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(tracks, instances, iou)``: the IoU of track ``tracks[k]``'s motion-compensated last mask with
-        instance ``instances[k]`` (packed grid rows), for the pairs (in track, then instance order) that reach
-        ``min_iou`` or ``DUPLICATE_IOU`` (the only overlaps :meth:`_associate` acts on)."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(tracks, instances, iou, inside)``: the IoU of track ``tracks[k]``'s motion-compensated last mask
+        with instance ``instances[k]`` (packed grid rows) and the share of that mask the instance holds, for the
+        pairs (in track, then instance order) that reach ``min_iou`` or ``DUPLICATE_IOU``, or for a lost track
+        ``RETURN_CONTAINMENT`` (the only overlaps :meth:`_associate` acts on)."""
         height, width = grid.shape[1], self._width
         shifts = np.rint(self._offsets.T)  # whole cells, clipped where they move a mask out of the grid
         dx = shifts[0].clip(-width, width).astype(np.int64)
         dy = shifts[1].clip(-height, height).astype(np.int64)
         floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division
-        return _overlaps(self._masks, self._boxes, dx, dy, width, grid, boxes, areas, floor)
+        return _overlaps(self._masks, self._boxes, dx, dy, width, grid, boxes, areas, floor, self._missing > 0,
+                         RETURN_CONTAINMENT)
 
     def _associate(self, grid: np.ndarray, boxes: np.ndarray, colours: np.ndarray) -> np.ndarray:
         count, known = len(grid), len(self._ids)
@@ -195,14 +204,23 @@ class InstanceTracker:
         ids = np.zeros(count, dtype=np.int64)
         carried = np.full(known, -1)  # track row -> the instance that carries its id
         duplicate = np.full(known, -1)  # track row -> an instance it continues in without carrying the id
+        ended = np.zeros(known, dtype=bool)  # young tracks whose object a lost one took back
         if known and count:
-            tracks, instances, overlap = self._overlaps(grid, boxes, areas)
+            tracks, instances, overlap, inside = self._overlaps(grid, boxes, areas)
             likeness = np.einsum("pk,pk->p", self._colours[tracks], colours[instances])
             compared = self._colours[tracks].any(axis=1) & colours[instances].any(axis=1)
             limit = np.where(self._missing[tracks] > 0, APPEARANCE_LOST_LIMIT, APPEARANCE_LIMIT)
             overlap = np.where(compared & (likeness < 1 - limit**2), np.float32(0), overlap)
             carried, duplicate = _match(tracks, instances, overlap, known, count,
                                         np.float32(self.params.min_iou), np.float32(DUPLICATE_IOU))
+            agree = likeness >= 1 - APPEARANCE_LOST_LIMIT**2  # colours compared, and alike (0 when not compared)
+            for lost, young, instance in takeovers(
+                    tracks[agree], instances[agree], overlap[agree], inside[agree], carried, self._born,
+                    self._frame - 1 - self._missing, self.params.min_iou, RETURN_CONTAINMENT):
+                carried[lost], duplicate[lost] = instance, -1
+                if young >= 0:
+                    carried[young], ended[young] = -1, True
+                    self._alias(int(self._ids[young]), int(self._ids[lost]))
             rows = np.flatnonzero(carried >= 0)
             ids[carried[rows]] = self._ids[rows]
         rows = np.flatnonzero(carried >= 0)
@@ -213,7 +231,7 @@ class InstanceTracker:
         self._next_id += len(fresh)
         # Tracks not carried keep their last mask and motion; duplicates count as seen, the rest as missing.
         missing = np.where(duplicate >= 0, 0, self._missing + 1)
-        kept = (carried < 0) & (missing <= self.params.max_lost_frames)
+        kept = (carried < 0) & (missing <= self.params.max_lost_frames) & ~ended
         close = np.flatnonzero(duplicate >= 0)
         self._continued = dict(zip(self._ids[close].tolist(), duplicate[close].tolist(), strict=True))
         self._continued.update(zip(ids.tolist(), range(count), strict=True))
@@ -223,7 +241,16 @@ class InstanceTracker:
         self._offsets = np.concatenate([self._offsets[kept], np.zeros((count, 2))])
         self._missing = np.concatenate([missing[kept], np.zeros(count, dtype=np.int64)])
         self._colours = np.concatenate([self._colours[kept], colours])
+        born = np.full(count, self._frame)
+        born[carried[rows]] = self._born[rows]  # a carried track keeps the frame it started
+        self._born, self._frame = np.concatenate([self._born[kept], born]), self._frame + 1
         return ids
+
+    def _alias(self, young: int, lost: int) -> None:
+        """``young``'s id (and its own aliases) now name ``lost``; aliases of forgotten tracks are dropped."""
+        alive = set(self._ids.tolist())
+        self._aliases = {old: (lost if new == young else new) for old, new in self._aliases.items() if new in alive}
+        self._aliases[young] = lost
 
 
 @njit(cache=True, nogil=True)
@@ -259,10 +286,11 @@ def _popcount(word):
 
 
 @njit(cache=True, nogil=True)
-def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor):
+def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor, lost, contain):
     """:meth:`InstanceTracker._overlaps` of tracks ``masks`` (``(T, h)`` packed, bounds ``boxes``) moved by
     ``(dx, dy)`` whole cells (``|dx| <= width``) against instances ``grid`` (bounds ``grid_boxes``, cells
-    ``areas``), keeping IoUs of at least ``floor``.
+    ``areas``), keeping IoUs of at least ``floor`` and, for ``lost`` tracks, pairs whose instance holds at least
+    ``contain`` of the moved mask; returns ``(tracks, instances, iou, held share)``.
 
     Only pairs whose moved boxes meet, and whose areas and common box allow ``floor``, have their common rows
     read (a popcount of their AND): at ~100 instances most pairs are ruled out without reading a mask. Cells
@@ -282,7 +310,7 @@ def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor):
                 area[t] += _popcount(word)
     limit = count * len(grid)
     tracks, instances = np.empty(limit, np.int64), np.empty(limit, np.int64)
-    overlap = np.empty(limit, np.float32)
+    overlap, inside = np.empty(limit, np.float32), np.empty(limit, np.float32)
     share = floor / (1 + floor)  # IoU >= floor needs common >= floor * (a + b - common): common >= share * (a + b)
     found = 0
     for t in range(count):
@@ -296,23 +324,26 @@ def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor):
             rows = min(bottom, grid_boxes[1, i]) - first
             span = min(right, grid_boxes[3, i]) - max(left, grid_boxes[2, i])
             size = area[t] + areas[i]
-            if min(min(area[t], areas[i]), rows * span) < max(share * size, 1.0):
+            bound = min(min(area[t], areas[i]), rows * span)  # most cells in common
+            if bound < max(share * size, 1.0) and not (lost[t] and bound >= max(contain * area[t], 1.0)):
                 continue
             common = 0
             for row in range(first, first + rows):
                 common += _popcount(moved[t, row - dy[t]] & grid[i, row])
             iou = np.float32(common) / np.float32(size - common)
-            if iou >= np.float32(floor):
-                tracks[found], instances[found], overlap[found] = t, i, iou
+            held = np.float32(common) / np.float32(max(area[t], 1))
+            if iou >= np.float32(floor) or (lost[t] and held >= np.float32(contain)):
+                tracks[found], instances[found], overlap[found], inside[found] = t, i, iou, held
                 found += 1
-    return tracks[:found], instances[:found], overlap[:found]
+    return tracks[:found], instances[:found], overlap[:found], inside[:found]
 
 
 def compile_kernels() -> None:
     """Compile the association's kernels now (seconds; a fraction of one from numba's cache of an earlier start),
     not on the second frame of a stream."""
     words, boxes, shifts = np.zeros((1, 1), np.uint64), np.zeros((4, 1), np.int64), np.zeros(1, np.int64)
-    _overlaps(words, boxes, shifts, shifts, 1, words, boxes, shifts, DEFAULT_MIN_IOU)
+    _overlaps(words, boxes, shifts, shifts, 1, words, boxes, shifts, DEFAULT_MIN_IOU, np.ones(1, np.bool_),
+              RETURN_CONTAINMENT)
     _match(shifts, shifts, np.zeros(1, np.float32), 1, 1, np.float32(DEFAULT_MIN_IOU), np.float32(DUPLICATE_IOU))
     _bounds(words)
     _area(words)

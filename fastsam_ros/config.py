@@ -68,6 +68,11 @@ class NodeConfig:
                                     ("best_effort", "reliable"))
     image_qos_depth: int = _param(1, "camera QoS history depth (frames queued); 1 keeps only the newest frame")
     cache_frames: int = _param(10, "all-instance results kept by stamp, so prompts are answered without re-inference")
+    stamp_tolerance: float = _param(0.005, "seconds between a prompt's stamp and a cached frame's within which the "
+                                    "prompt is answered on that (nearest) frame (0: exact stamps only)", live=True)
+    click_follow: bool = _param(True, "a GUI click (rqt_image_view, /clicked_point, prompt/point) follows the object "
+                                "it selects until the next click or a click on nothing (false: clicks are one-shot)",
+                                live=True)
     use_depth: bool = _param(False, "3D position and extent of selected objects from `depth` (registered to the "
                              "colour image) and `camera_info`; adds selection/points and selection/markers")
     depth_tolerance: float = _param(0.02, "seconds between a colour frame's stamp and the nearest depth image's "
@@ -124,6 +129,8 @@ class NodeConfig:
                 raise ConfigError(f"{name} must be within 0..1, got {getattr(self, name)!r}")
         if not -1.0 <= self.min_text_score <= 1.0:  # a cosine similarity
             raise ConfigError(f"min_text_score must be within -1..1, got {self.min_text_score!r}")
+        if self.stamp_tolerance < 0:
+            raise ConfigError(f"stamp_tolerance must be 0 or more, got {self.stamp_tolerance!r}")
         if self.depth_tolerance < 0 or self.depth_wait < 0:
             raise ConfigError(f"depth_tolerance and depth_wait must be 0 or more, got {self.depth_tolerance!r}, "
                               f"{self.depth_wait!r}")

@@ -31,7 +31,7 @@ from harness.client import FastSAMClient
 from harness.node_process import NodeProcess, private_ros_network, stamp_of
 from harness.overlay_check import shows_selection
 
-CLICK_ID = "point"  # the prompt id the node gives to clicks on prompt/point
+CLICK_ID = "click"  # the prompt id the node gives to clicks on prompt/point (and every GUI click)
 
 
 def _is_click(prompt: Prompt) -> bool:

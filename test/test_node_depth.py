@@ -260,13 +260,16 @@ def test_an_uncalibrated_camera_info_is_a_reason_until_a_good_one_comes(camera: 
 def test_a_failure_of_the_3d_code_keeps_the_2d_answer_and_is_reported() -> None:
     from types import SimpleNamespace
 
+    from fastsam_ros.ros.camera import CameraModel
     from fastsam_ros.ros.depth_stage import DepthStage
     from fastsam_ros.types import SelectedObject, Selection, Status
 
     node = SimpleNamespace(create_lifecycle_publisher=lambda *args: None, resolve_topic_name=lambda name: f"/{name}")
     problems, errors = [], []
-    stage = DepthStage(node, 0.02, (0.1, 10.0), 0.0, 4, problems.append, lambda what, e: errors.append((what, e)))
-    stage._on_camera_info(camera_info())
+    camera = CameraModel(problems.append)
+    camera.on_msg(camera_info())
+    stage = DepthStage(node, camera, 0.02, (0.1, 10.0), 0.0, 4, problems.append,
+                       lambda what, e: errors.append((what, e)))
     header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0))
     stage._on_depth(SimpleNamespace(header=header))  # a depth "image" without pixels: decoding raises
     mask = np.zeros(SHAPE, dtype=bool)

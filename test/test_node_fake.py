@@ -109,8 +109,9 @@ def test_click_topic_and_service_answer_like_point_prompts(probe: Probe) -> None
     click.header.stamp.sec, click.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
     click.point.x, click.point.y = CUP_CLICK
     probe.point_pub.publish(click)
-    assert np.array_equal(picked(probe.wait_for("selection", lambda m: m.prompt_id == "point"
+    assert np.array_equal(picked(probe.wait_for("selection", lambda m: m.prompt_id == "click"
                                                 and stamp_of(m) == stamp)), CUP_MASK)
+    probe.prompt_pub.publish(probe.prompt("click", clear=True))  # a click follows the cup until cleared
     response = probe.call(Segment, "/fake/segment", Segment.Request(prompt=probe.prompt("svc", points=[TABLE_CLICK])))
     assert response is not None and response.selection.prompt_id == "svc"
     assert np.array_equal(picked(response.selection), TABLE_MASK)

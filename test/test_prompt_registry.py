@@ -155,3 +155,29 @@ def test_a_new_activation_forgets_the_frames_of_the_last(board: FrameBoard) -> N
     board.close()
     board.open()
     assert board.cache.get(0) is None and board.why_missing(0).startswith("no frame has been segmented since")
+
+
+def test_a_click_that_selects_nothing_ends_its_following_and_one_that_loses_its_object_too(board: FrameBoard) -> None:
+    sink, tracker = Sink(), InstanceTracker()
+    prompts = registry(board, sink)
+    first = segmented(board, tracker, 1, [LEFT, RIGHT])
+    prompts.request(Prompt(id="click", points=((10.0, 10.0),), labels=(1,)), 1, first.header, persistent=True,
+                    ends_on_miss=True)
+    assert sink.wait(1)[0].status is Status.OK and len(prompts) == 1
+    (followed,), _ = prompts.on_frame(segmented(board, tracker, 2, [LEFT, RIGHT]), tracker)
+    assert followed.status is Status.OK and len(prompts) == 1, "a click follows what it selected"
+    prompts.request(Prompt(id="click", points=((30.0, 38.0),), labels=(1,)), 2, first.header, persistent=True,
+                    ends_on_miss=True)  # between the two objects: nothing
+    assert sink.wait(2)[1].status is Status.NO_MATCH
+    assert len(prompts) == 0, "a click on nothing ends the following"
+    prompts.request(Prompt(id="click", points=((10.0, 10.0),), labels=(1,)), 2, first.header, persistent=True,
+                    ends_on_miss=True)
+    assert sink.wait(3)[2].status is Status.OK
+    statuses = []
+    for stamp in range(3, 100):  # the object leaves: lost for track_lost_frames, then no_match, which ends it
+        (answer,), _ = prompts.on_frame(segmented(board, tracker, stamp, [RIGHT]), tracker)
+        statuses.append(answer.status)
+        if not len(prompts):
+            break
+    assert set(statuses[:-1]) == {Status.LOST} and statuses[-1] is Status.NO_MATCH
+    prompts.stop(1)

@@ -210,7 +210,7 @@ def test_a_click_is_answered_on_selection(launched: Launched, probe: Probe) -> N
     click.header.stamp.sec = 7
     click.point.x, click.point.y = float(x), float(y)
     probe.point_pub.publish(click)
-    answer = probe.wait_for("selection", lambda m: m.prompt_id == "point" and stamp_of(m) == stamp)
+    answer = probe.wait_for("selection", lambda m: m.prompt_id == "click" and stamp_of(m) == stamp)
     assert answer is not None, f"no answer to the click:\n{launched.log()}"
     assert answer.status == ("ok" if under_click else "no_match"), answer.reason
     if under_click:
@@ -274,7 +274,7 @@ def prompt_id_of(line: str) -> str | None:
     if not line.startswith("ros2 topic pub") or "clear: true" in line:
         return None
     topic = line.split()[4]
-    named = {f"/{NAMESPACE}/prompt/point": "point", f"/{NAMESPACE}/prompt/text": "text"}.get(topic)
+    named = {f"/{NAMESPACE}/prompt/point": "click", f"/{NAMESPACE}/prompt/text": "text"}.get(topic)
     return named or re.search(r"\{id: (\w+)", line).group(1)
 
 
@@ -283,7 +283,7 @@ def readme_prompt(line: str) -> Prompt:
     words = shlex.split(line)
     topic, fields = words[-3], yaml.safe_load(words[-1])
     if topic == f"/{NAMESPACE}/prompt/point":
-        return Prompt(id="point", points=((fields["point"]["x"], fields["point"]["y"]),), labels=(FOREGROUND,))
+        return Prompt(id="click", points=((fields["point"]["x"], fields["point"]["y"]),), labels=(FOREGROUND,))
     if topic == f"/{NAMESPACE}/prompt/text":
         return Prompt(id="text", text=fields["data"])
     fields = fields.get("prompt", fields)  # the service's request holds the prompt

@@ -7,7 +7,7 @@ import types
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import Point, PointStamped
+from geometry_msgs.msg import Point
 from rclpy.qos import ReliabilityPolicy
 from std_msgs.msg import Header
 
@@ -24,9 +24,6 @@ def test_prompt_message_becomes_a_core_prompt() -> None:
     prompt = conversions.prompt_from_msg(msg)
     assert prompt.points == ((1.5, 2.5), (3.0, 4.0)) and prompt.labels == (1, 0)
     assert prompt.boxes == ((0.0, 1.0, 10.0, 11.0),) and (prompt.id, prompt.text) == ("p", "mug")
-    click = PointStamped()
-    click.point.x, click.point.y = 7.0, 8.0
-    assert conversions.click_prompt(click).points == ((7.0, 8.0),)
 
 
 def test_mask_message_round_trip_keeps_every_pixel() -> None:

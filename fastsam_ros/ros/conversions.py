@@ -22,7 +22,7 @@ from fastsam_ros.msg import SelectedObject as SelectedObjectMsg
 from fastsam_ros.msg import Selection as SelectionMsg
 from fastsam_ros.ros import images
 from fastsam_ros.segmentation.masks import EncodedMask, decode_mask
-from fastsam_ros.types import FOREGROUND, Prompt, SelectedObject, Selection
+from fastsam_ros.types import Prompt, SelectedObject, Selection
 
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -55,11 +55,6 @@ def prompt_from_msg(msg: Any) -> Prompt:
         boxes=tuple((float(b.x1), float(b.y1), float(b.x2), float(b.y2)) for b in msg.boxes),
         text=msg.text,
     )
-
-
-def click_prompt(msg: Any) -> Prompt:
-    """A ``geometry_msgs/PointStamped`` click (as image viewers publish it) as one foreground point."""
-    return Prompt(id="point", points=((float(msg.point.x), float(msg.point.y)),), labels=(FOREGROUND,))
 
 
 def text_prompt(msg: Any) -> Prompt:

@@ -1,5 +1,5 @@
-"""The node's depth stage (``use_depth: true``): ``depth`` and ``camera_info`` in, 3D on every answer, points and
-markers out. Kept apart from node.py so the 2D node is unchanged without it.
+"""The node's depth stage (``use_depth: true``): ``depth`` in (with the node's :class:`CameraModel`), 3D on every
+answer, points and markers out. Kept apart from node.py so the 2D node is unchanged without it.
 
 The node calls :meth:`DepthStage.pin` once per segmented frame (pairs the frame with its depth image while that
 is still buffered), :meth:`DepthStage.locate` on every answer (topics, persistent prompts, the ``segment``
@@ -10,18 +10,16 @@ failure of the 3D code itself (reported through ``error``, like the node's other
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from fastsam_ros.depth.locate import (
     DepthError,
     DepthView,
-    Intrinsics,
     boxes_3d,
     cloud_points,
     decode_depth,
@@ -30,6 +28,7 @@ from fastsam_ros.depth.locate import (
 )
 from fastsam_ros.depth.pairing import StampPairer
 from fastsam_ros.ros import conversions, conversions_3d
+from fastsam_ros.ros.camera import CameraModel
 from fastsam_ros.types import Selection
 
 DEPTH_BUFFER = 30  # depth images kept for pairing: one second of a 30 Hz camera
@@ -38,8 +37,8 @@ DEPTH_BUFFER = 30  # depth images kept for pairing: one second of a 30 Hz camera
 class DepthStage:
     """Depth and camera model of the colour frames, and the 3D outputs, for one active node."""
 
-    def __init__(self, node: LifecycleNode, depth_tolerance: float, depth_range: Sequence[float], depth_wait: float,
-                 remembered: int, problem: Callable[[str], None],
+    def __init__(self, node: LifecycleNode, camera: CameraModel, depth_tolerance: float,
+                 depth_range: Sequence[float], depth_wait: float, remembered: int, problem: Callable[[str], None],
                  error: Callable[[str, BaseException], None]) -> None:
         """``problem``: bad depth input (a reason); ``error``: a failure that is not the input's fault."""
         self._node = node
@@ -48,8 +47,7 @@ class DepthStage:
         self._problem = problem
         self._error = error
         self._pairer: StampPairer[Any] = StampPairer(int(round(depth_tolerance * 1e9)), DEPTH_BUFFER, remembered)
-        self._camera: tuple[Intrinsics | str, str] | None = None  # intrinsics (or why not), frame_id
-        self._lock = threading.Lock()
+        self._camera = camera
         self.depth_received = 0
         self._publishers = {
             # Lifecycle publishers: nothing leaves the node while it is not active.
@@ -59,12 +57,9 @@ class DepthStage:
         self._inputs: list[Any] = []
 
     def subscribe(self, qos: Any) -> None:
-        """Listen to ``depth`` and ``camera_info`` with the camera's QoS (activate)."""
+        """Listen to ``depth`` with the camera's QoS (activate)."""
         self._pairer.clear()
-        self._inputs = [
-            self._node.create_subscription(Image, "depth", self._on_depth, qos),
-            self._node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos),
-        ]
+        self._inputs = [self._node.create_subscription(Image, "depth", self._on_depth, qos)]
 
     def unsubscribe(self) -> None:
         """Stop listening and wake any answer waiting for depth (deactivate)."""
@@ -83,22 +78,9 @@ class DepthStage:
         self.depth_received += 1
         self._pairer.add(conversions.stamp_ns(msg.header), msg)
 
-    def _on_camera_info(self, msg: Any) -> None:
-        try:
-            intrinsics: Intrinsics | str = Intrinsics.from_msg(msg)
-        except DepthError as error:
-            intrinsics = f"camera_info rejected: {error}"
-        with self._lock:
-            newly_rejected = isinstance(intrinsics, str) and (self._camera is None or
-                                                               not isinstance(self._camera[0], str))
-            self._camera = (intrinsics, str(msg.header.frame_id))
-        if newly_rejected:
-            self._problem(str(intrinsics))
-
     def view(self, stamp_ns: int, image_shape: tuple[int, int], wait: bool = False) -> DepthView | str:
         """The depth view of a colour frame, or why it has none (``wait``: for a depth image still on its way)."""
-        with self._lock:
-            camera = self._camera
+        camera = self._camera.get()
         if camera is None:
             return f"no camera_info received on {self._node.resolve_topic_name('camera_info')}"
         if isinstance(camera[0], str):
@@ -137,8 +119,7 @@ class DepthStage:
         while someone visualises. Answers without an object or without depth give an empty cloud and a marker
         clear-out, so the last ones do not linger.
         """
-        with self._lock:
-            camera = self._camera
+        camera = self._camera.get()
         points, markers = self._publishers.get("points"), self._publishers.get("markers")
         if not selections or camera is None or points is None or markers is None:
             return
@@ -164,8 +145,7 @@ class DepthStage:
             markers.publish(conversions_3d.markers_msg(boxes, header))
 
     def diagnostics(self) -> dict[str, Any]:
-        with self._lock:
-            camera = self._camera
+        camera = self._camera.get()
         state = "none received" if camera is None else camera[0] if isinstance(camera[0], str) else "ok"
         return {"depth_received": self.depth_received, "camera_info": state,
                 "camera_frame": camera[1] if camera else ""}

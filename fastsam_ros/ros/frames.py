@@ -97,12 +97,17 @@ class FrameCache:
             while len(self._frames) > self._capacity:
                 self._frames.popitem(last=False)
 
-    def get(self, stamp_ns: int) -> Frame | None:
-        """The frame with this stamp; ``stamp_ns == 0`` means the newest frame."""
+    def get(self, stamp_ns: int, tolerance_ns: int = 0) -> Frame | None:
+        """The frame with this stamp, else the nearest within ``tolerance_ns`` (the newer of two as near);
+        ``stamp_ns == 0`` means the newest frame."""
         with self._lock:
             if stamp_ns == 0:
                 return next(reversed(self._frames.values()), None)
-            return self._frames.get(stamp_ns)
+            exact = self._frames.get(stamp_ns)
+            if exact is not None or tolerance_ns <= 0 or not self._frames:
+                return exact
+            nearest = min(self._frames, key=lambda stamp: (abs(stamp - stamp_ns), -stamp))
+            return self._frames[nearest] if abs(nearest - stamp_ns) <= tolerance_ns else None
 
     def __len__(self) -> int:
         with self._lock:
@@ -118,11 +123,13 @@ class FrameBoard:
 
     A prompt for a frame that is still in the slot or being segmented waits for it here. :meth:`close` (deactivate)
     wakes every waiter; :meth:`open` (activate) starts from nothing, so a prompt stamped zero ("the newest frame")
-    is never answered on a frame from before the node was deactivated.
+    is never answered on a frame from before the node was deactivated. A prompt's stamp names a frame within
+    ``tolerance_ns`` of it (the nearest): GUIs and other nodes stamp prompts with their own clock, not the frame's.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, tolerance_ns: int = 0) -> None:
         self._capacity = capacity
+        self.tolerance_ns = tolerance_ns  # live: read by every lookup
         self._changed = threading.Condition()
         self.slot: LatestSlot[Any] = LatestSlot()
         self.cache = FrameCache(capacity)
@@ -168,10 +175,11 @@ class FrameBoard:
 
     def must_wait(self, stamp_ns: int) -> bool:
         """Whether a prompt for ``stamp_ns`` (0: the newest) would wait for a frame still on its way."""
-        if not self._open or self.cache.get(stamp_ns) is not None:
+        tolerance = self.tolerance_ns
+        if not self._open or self.cache.get(stamp_ns, tolerance) is not None:
             return False
         pending = [item.stamp_ns for item in self.slot.pending()]
-        return bool(pending) and (stamp_ns == 0 or stamp_ns in pending)
+        return bool(pending) and (stamp_ns == 0 or any(abs(stamp - stamp_ns) <= tolerance for stamp in pending))
 
     def wait_for(self, stamp_ns: int, timeout: float) -> Frame | None:
         """The frame for ``stamp_ns`` (0: the newest), waiting up to ``timeout`` s while it is still on its way."""
@@ -182,7 +190,7 @@ class FrameBoard:
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-            return self.cache.get(stamp_ns) if self._open else None
+            return self.cache.get(stamp_ns, self.tolerance_ns) if self._open else None
 
     def why_missing(self, stamp_ns: int) -> str:
         """Why there is no frame for ``stamp_ns``: for the ``frame_not_available`` answer."""
@@ -193,4 +201,5 @@ class FrameBoard:
                 return f"frame {stamp_ns} ns was rejected: {self._rejected[stamp_ns]}"
         if stamp_ns == 0:
             return "no frame has been segmented since the node was activated"
-        return f"frame {stamp_ns} ns is not among the {len(self.cache)} cached frames"
+        within = f" (nor within stamp_tolerance {self.tolerance_ns / 1e9:g} s)" if self.tolerance_ns else ""
+        return f"frame {stamp_ns} ns is not among the {len(self.cache)} cached frames{within}"

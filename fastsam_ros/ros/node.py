@@ -25,12 +25,11 @@ import traceback
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.time import Time
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
@@ -38,6 +37,8 @@ from fastsam_ros.msg import Prompt as PromptMsg
 from fastsam_ros.prompts.clip import ClipScorer
 from fastsam_ros.prompts.text import ClipUnavailable
 from fastsam_ros.ros import conversions
+from fastsam_ros.ros.camera import CameraModel
+from fastsam_ros.ros.clicks import Clicks
 from fastsam_ros.ros.frames import FrameBoard
 from fastsam_ros.ros.outputs import Health, Outputs
 from fastsam_ros.ros.prompt_registry import PromptRegistry, PromptSettings
@@ -72,6 +73,8 @@ class FastSAMNode(LifecycleNode):
         self._registry: PromptRegistry | None = None
         self._worker: InferenceWorker | None = None
         self._depth: Any = None  # node_depth.DepthStage with use_depth (imported only then: visualization_msgs)
+        self._camera: CameraModel | None = None  # camera_info: the depth stage's and the clicks'
+        self._clicks: Clicks | None = None
         self._service: Any = None
         self._inputs: list[Any] = []  # subscriptions, while active
         self.finalized = False  # the shutdown transition ran: the process should exit
@@ -138,18 +141,22 @@ class FastSAMNode(LifecycleNode):
             # A failure is logged once by _clip_failed; text prompts then answer `error`, the rest keeps working.
             with contextlib.suppress(ClipUnavailable):
                 clip.load()
+        camera = CameraModel(self._problem("depth_problems" if config.use_depth else "bad_images"))
+        self._camera = camera
         if config.use_depth:
             from fastsam_ros.ros.depth_stage import DepthStage
 
-            self._depth = DepthStage(self, config.depth_tolerance, config.depth_range, config.depth_wait,
+            self._depth = DepthStage(self, camera, config.depth_tolerance, config.depth_range, config.depth_wait,
                                      config.cache_frames, self._problem("depth_problems"), self.report_error)
         depth = self._depth
-        self._board = FrameBoard(config.cache_frames)
+        self._board = FrameBoard(config.cache_frames, int(round(config.stamp_tolerance * 1e9)))
         self._outputs = Outputs(self, depth)
         self._registry = PromptRegistry(
             self._board, self._outputs, self._prompt_settings, clip,
             locate=(lambda s, f: depth.locate(s, f.stamp_ns, f.segmentation.image_shape)) if depth else None,
             on_problem=self._problem("bad_prompts"), on_error=self.report_error)
+        self._clicks = Clicks(self, self._board, self._registry, camera,
+                              lambda: (self._config or NodeConfig()).click_follow, self._refuse_click)
         self._worker = InferenceWorker(
             self._board, engine, self._decoder.decode, self._registry, self._outputs, self._frame_settings,
             config.tracker, depth, on_frame_done=self._frame_done, on_rejected=self._problem("bad_images"),
@@ -173,9 +180,11 @@ class FastSAMNode(LifecycleNode):
             self.create_subscription(image_type, image_topic, self._on_image,
                                      conversions.image_qos(config.image_reliability, config.image_qos_depth)),
             self.create_subscription(PromptMsg, "prompt", self._on_prompt, conversions.BURST_QOS),
-            self.create_subscription(PointStamped, "prompt/point", self._on_click, conversions.BURST_QOS),
             self.create_subscription(String, "prompt/text", self._on_text, conversions.BURST_QOS),
+            self.create_subscription(CameraInfo, "camera_info", self._camera.on_msg,
+                                     conversions.image_qos(config.image_reliability, DEPTH_QUEUE)),
         ]
+        self._clicks.subscribe()
         if self._depth is not None:
             self._depth.subscribe(conversions.image_qos(config.image_reliability, DEPTH_QUEUE))
         self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
@@ -208,6 +217,8 @@ class FastSAMNode(LifecycleNode):
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
         self._inputs = []
+        if self._clicks is not None:
+            self._clicks.unsubscribe()
         if self._depth is not None:
             self._depth.unsubscribe()
         if self._board is not None:
@@ -229,7 +240,7 @@ class FastSAMNode(LifecycleNode):
             self._depth.destroy()
         if self._registry is not None:
             self._registry.clear()
-        self._service = self._outputs = self._depth = self._registry = self._worker = None
+        self._service = self._outputs = self._depth = self._registry = self._worker = self._clicks = self._camera = None
         self._engine = self._board = self._config = None
         free_accelerator_memory()
 
@@ -270,6 +281,8 @@ class FastSAMNode(LifecycleNode):
         self._config = candidate
         if self._engine is not None:
             self._engine.config = candidate.engine  # read by the next prediction
+        if self._board is not None:
+            self._board.tolerance_ns = int(round(candidate.stamp_tolerance * 1e9))  # read by the next lookup
         if changed & {"tracking", "track_lost_frames", "track_min_iou"} and self._worker is not None:
             self._worker.tracker.params = candidate.tracker  # read by the worker at its next frame
         if changed:
@@ -302,9 +315,11 @@ class FastSAMNode(LifecycleNode):
         registry.request(prompt, conversions.stamp_ns(msg.header), msg.header, persistent=msg.persistent,
                          reapply=msg.reapply)
 
-    def _on_click(self, msg: Any) -> None:
-        if self._registry is not None:
-            self._registry.request(conversions.click_prompt(msg), conversions.stamp_ns(msg.header), msg.header)
+    def _refuse_click(self, selection: Selection, header: Any) -> None:
+        """A click that names no pixel (a point tf2 cannot bring into the camera's frame, ...): answered and counted."""
+        self._problem("bad_prompts")(f"prompt {selection.prompt_id!r} {selection.status.value}: {selection.reason}")
+        if self._outputs is not None:
+            self._outputs.selection(selection, header)
 
     def _on_text(self, msg: Any) -> None:
         if self._registry is not None:

@@ -50,6 +50,7 @@ class PersistentPrompt:
     reapply: bool
     followed: FollowedPrompt | None = None
     ready: bool = False  # its first answer is decided: until then the worker leaves it alone
+    ends_on_miss: bool = False  # a click: an answer that selects nothing (no_match, invalid, ...) ends it
 
 
 class PromptRegistry:
@@ -104,11 +105,12 @@ class PromptRegistry:
     # ------------------------------------------------------------------ prompts in
 
     def request(self, prompt: Prompt, stamp_ns: int, header: Any, *, persistent: bool = False,
-                reapply: bool = False) -> None:
-        """A prompt from a topic: answered once, or (``persistent``) on every frame from now on."""
+                reapply: bool = False, ends_on_miss: bool = False) -> None:
+        """A prompt from a topic: answered once, or (``persistent``) on every frame from now on (``ends_on_miss``:
+        until an answer selects nothing)."""
         entry = None
         if persistent:
-            entry, refusal = self._reserve(prompt, reapply)
+            entry, refusal = self._reserve(prompt, reapply, ends_on_miss)
             if refusal is not None:
                 self._problem(prompt, refusal)
                 self._sink.selection(refusal, header)
@@ -146,14 +148,15 @@ class PromptRegistry:
             return selection, None
         return self._finish(frame, prompt, self._rules(frame, prompt)), frame
 
-    def _reserve(self, prompt: Prompt, reapply: bool) -> tuple[PersistentPrompt | None, Selection | None]:
+    def _reserve(self, prompt: Prompt, reapply: bool,
+                 ends_on_miss: bool) -> tuple[PersistentPrompt | None, Selection | None]:
         """Room for a persistent prompt (it replaces one of the same id), or the ``invalid`` answer refusing it."""
         settings = self._settings()
         try:  # an invalid prompt is answered once and never stored
             check_prompt(prompt, settings.selection)
         except InvalidPrompt as error:
             return None, Selection.failed(prompt.id, Status.INVALID, str(error))
-        entry = PersistentPrompt(prompt, reapply=reapply)
+        entry = PersistentPrompt(prompt, reapply=reapply, ends_on_miss=ends_on_miss)
         with self._lock:
             if prompt.id not in self._persistent and len(self._persistent) >= settings.max_persistent:
                 return None, Selection.failed(prompt.id, Status.INVALID, (
@@ -186,7 +189,15 @@ class PromptRegistry:
         with self._lock:
             if self._persistent.get(entry.prompt.id) is entry:  # not cleared or replaced meanwhile
                 entry.followed, entry.ready = followed, True
+        self._end_if_missed(entry, selection)
         return selection
+
+    def _end_if_missed(self, entry: PersistentPrompt, selection: Selection) -> None:
+        """A click that selects nothing (or no longer anything) stops following."""
+        if entry.ends_on_miss and selection.status not in (Status.OK, Status.LOST):
+            with self._lock:
+                if self._persistent.get(entry.prompt.id) is entry:
+                    del self._persistent[entry.prompt.id]
 
     # ------------------------------------------------------------------ frames in
 
@@ -195,6 +206,8 @@ class PromptRegistry:
         with self._lock:
             entries = [entry for entry in self._persistent.values() if entry.ready]
         answers = [self._answer_persistent(frame, entry, tracker) for entry in entries]
+        for entry, selection in zip(entries, answers, strict=True):
+            self._end_if_missed(entry, selection)
         return answers, [entry.prompt for entry in entries]
 
     def on_rejected_frame(self, header: Any, reason: str) -> None:

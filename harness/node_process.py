@@ -81,7 +81,8 @@ class NodeProcess:
             self.command = program + self.command[self.command.index("--ros-args"):]
         self.log_path = log_path
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1",
+               "PYTHONFAULTHANDLER": "1"}  # a crash prints every thread's Python stack to the log
         if domain_id is not None:
             env["ROS_DOMAIN_ID"] = str(domain_id)
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()

@@ -25,7 +25,8 @@ PARAMETER_ARGUMENTS = ("model", "device", "half", "imgsz", "image_transport", "u
 LAUNCH_ARGUMENTS = {
     "image": ("/camera/image_raw", "camera topic (remapped onto the node's `image` and `image/compressed`)"),
     "depth": ("/camera/depth/image_raw", "depth image registered to `image` (remapped onto `depth`; use_depth)"),
-    "camera_info": ("/camera/camera_info", "the colour camera's CameraInfo (remapped onto `camera_info`: 3D with use_depth, and /clicked_point projected to pixels)"),
+    "camera_info": ("/camera/camera_info", "the colour camera's CameraInfo (remapped onto `camera_info`): 3D with "
+                    "use_depth, and /clicked_point projected to pixels"),
     "namespace": ("fastsam", "namespace for the node and its relative topics (/ for none)"),
     "params_file": ("", "YAML parameters file; empty uses the package's config/fastsam.yaml"),
     "video": ("", "a video file or camera index to publish on `image` with video_source; empty: none"),

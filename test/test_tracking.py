@@ -273,11 +273,13 @@ def _rectangles(rng: np.random.Generator, count: int, shape: tuple[int, int]) ->
     return masks
 
 
-@pytest.mark.parametrize(("floor", "contain"), [(0.3, 0.6), (0.05, 2.0)])
-def test_packed_grid_overlaps_are_the_iou_of_the_moved_bool_masks(floor: float, contain: float) -> None:
+@pytest.mark.parametrize(("floor", "contain", "within"), [(0.3, 0.6, 2.0), (0.05, 2.0, 2.0), (0.3, 2.0, 0.5)])
+def test_packed_grid_overlaps_are_the_iou_of_the_moved_bool_masks(floor: float, contain: float, within: float
+                                                                  ) -> None:
     """The tracker keeps grid masks one uint64 per row: moved, bounded and compared, they give the IoU of the bool
-    masks, moved (cells leaving the grid are dropped), and the share of the moved mask each instance holds, for
-    every pair that reaches the floor or (a lost track) holds ``contain`` of it, in pair order."""
+    masks, moved (cells leaving the grid are dropped), the share of the moved mask each instance holds and the
+    share of the instance inside it, for every pair that reaches the floor or (a lost track) holds ``contain`` of
+    it or lies ``within`` inside it (an extent), in pair order."""
     rng = np.random.default_rng(3)
     height, width = 9, 53
     last = _rectangles(rng, 40, (height, width))
@@ -296,18 +298,20 @@ def test_packed_grid_overlaps_are_the_iou_of_the_moved_bool_masks(floor: float, 
     union = moved.sum(axis=(1, 2))[:, None] + current.sum(axis=(1, 2))[None] - common
     iou = np.where(union > 0, common / np.maximum(union, 1), 0.0)
     held = common / np.maximum(moved.sum(axis=(1, 2)), 1)[:, None]
+    lies = common / np.maximum(current.sum(axis=(1, 2)), 1)[None]
     lost = np.arange(40) % 2 == 1
-    expected = np.argwhere((iou >= floor) | (lost[:, None] & (held >= contain)))
+    expected = np.argwhere((iou >= floor) | (lost[:, None] & ((held >= contain) | (lies >= within))))
     assert 10 < len(expected) < 40 * 30 // 2  # the data has pairs on both sides of the floor
-    if contain <= 1:  # and lost tracks' pairs that only their containment keeps
-        assert ((iou < floor) & lost[:, None] & (held >= contain)).sum() >= 3
+    if contain <= 1 or within <= 1:  # and lost tracks' pairs that only their containment or extent keeps
+        assert ((iou < floor) & lost[:, None] & ((held >= contain) | (lies >= within))).sum() >= 3
     packed, packed_current = pack_rows(last), pack_rows(current)
-    tracks, instances, overlap, inside = tracking._overlaps(
+    tracks, instances, overlap, inside, inner = tracking._overlaps(
         packed, tracking._bounds(packed), dx, dy, width, packed_current,
-        tracking._bounds(packed_current), current.sum(axis=(1, 2)), floor, lost, contain)
+        tracking._bounds(packed_current), current.sum(axis=(1, 2)), floor, lost, contain, within)
     assert np.array_equal(np.stack([tracks, instances], axis=1), expected)
     assert np.allclose(overlap, iou[tracks, instances], rtol=1e-6)
     assert np.allclose(inside, held[tracks, instances], rtol=1e-6)
+    assert np.allclose(inner, lies[tracks, instances], rtol=1e-6)
     assert np.array_equal(tracking._area(packed), last.sum(axis=(1, 2)))
     boxes = tracking._bounds(packed)
     for k in range(40):

@@ -61,17 +61,14 @@ def test_a_lost_track_never_takes_a_young_track_of_other_colours() -> None:
 
 def test_takeovers_pick_the_best_overlap_first_each_track_and_instance_once() -> None:
     # Track rows: 0 and 1 lost (last seen on frame 5), 2 young (started on frame 5) carrying instance 0, 3 old
-    # carrying instance 1. Instance 2 is new.
+    # carrying instance 1. Instance 2 is new. The pairs show each track's object back (the caller's filter).
     carried = np.array([-1, -1, 0, 1])
     born, seen = np.array([0, 0, 5, 0]), np.array([5, 5, 6, 6])
-    tracks = np.array([0, 1, 0, 1, 0])
-    instances = np.array([0, 0, 1, 2, 2])
-    overlap = np.array([0.5, 0.6, 0.9, 0.1, 0.2], np.float32)
-    inside = np.array([0.5, 0.6, 0.9, 0.95, 0.3], np.float32)
+    tracks = np.array([0, 1, 0, 1])
+    instances = np.array([0, 0, 1, 2])
+    overlap = np.array([0.5, 0.6, 0.9, 0.1], np.float32)
     # Track 1 takes instance 0 from young track 2 (its 0.6 beats track 0's 0.5); instance 1 belongs to an old track;
-    # instance 2 is new: track 0 holds too little of it (0.2, 0.3), track 1 already has one.
-    assert takeovers(tracks, instances, overlap, inside, carried, born, seen, 0.3, 0.9) == [(1, 2, 0)]
-    assert takeovers(tracks[:2], instances[:2], overlap[:2], inside[:2], carried, born, seen, 0.3, 0.9) == [
-        (1, 2, 0)]
-    assert takeovers(tracks[3:4], instances[3:4], overlap[3:4], inside[3:4], carried, born, seen, 0.3, 0.9) == [
-        (1, -1, 2)]
+    # track 1 already has one.
+    assert takeovers(tracks, instances, overlap, carried, born, seen) == [(1, 2, 0)]
+    assert takeovers(tracks[:2], instances[:2], overlap[:2], carried, born, seen) == [(1, 2, 0)]
+    assert takeovers(tracks[3:], instances[3:], overlap[3:], carried, born, seen) == [(1, -1, 2)]

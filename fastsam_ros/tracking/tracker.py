@@ -19,12 +19,14 @@ moves. Association is mask-level, after global motion compensation:
    matrix product (whose BLAS threads fight the network's for the cores) is needed;
 4. unmatched tracks are *lost*; a lost track is re-acquired when a mask overlaps its motion-compensated last
    mask again, and forgotten after ``max_lost_frames`` frames; unmatched instances start new tracks;
-5. appearance: each mask's colour histogram is read from the frame at the grid points; a track keeps the one of
+5. appearance (:mod:`fastsam_ros.tracking.appearance`): each mask's colour histogram is read from the frame at the
+   grid points; a track keeps the one of
    its first mask, and never continues in (``APPEARANCE_LIMIT``), nor is re-acquired by
    (``APPEARANCE_LOST_LIMIT``), an instance whose colours differ clearly: another object of the same class that
    crosses a followed one, or that lies where a hidden one was, starts or keeps its own track;
 6. a lost track takes its object back from a track started while it was hidden, or from a mask holding
-   ``RETURN_CONTAINMENT`` of its last one, when the colours agree (:mod:`fastsam_ros.tracking.takeover`).
+   ``RETURN_CONTAINMENT`` of its last one, or lying within its whole extent (:mod:`fastsam_ros.tracking.extent`),
+   when the colours agree (:mod:`fastsam_ros.tracking.takeover`).
 
 Scale and rotation changes of a moving camera are slow per frame (a few per cent), so translation alone is
 compensated and each track's template is replaced by its newest mask at every match. Why this and not
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -46,6 +47,8 @@ from numba import njit
 
 from fastsam_ros.segmentation.instance_masks import pack_rows, packed_grid_points
 from fastsam_ros.tracking import motion
+from fastsam_ros.tracking.appearance import APPEARANCE_LEVELS, appearance, histograms, image_points
+from fastsam_ros.tracking.extent import RETURN_WITHIN, Extents
 from fastsam_ros.tracking.takeover import takeovers
 from fastsam_ros.types import Segmentation
 
@@ -53,8 +56,6 @@ DEFAULT_MAX_LOST_FRAMES = 30
 DEFAULT_MIN_IOU = 0.3
 GRID_CELLS = 56  # association grid: cells on the long side of the network's mask (a grid row fits 64 bits)
 MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous frame's motion
-APPEARANCE_LEVELS = 4  # colour levels per channel of the appearance histogram (64 bins)
-MIN_APPEARANCE_CELLS = 40  # masks on fewer grid cells have no appearance (too few samples to compare)
 # A track never continues in, and a lost one is never re-acquired by, an instance whose colours differ from the
 # track's first mask's by more than this Bhattacharyya distance (another object of its class crossing it: a
 # merged mask of both is at ~0.45 on the eval's hard crossings, the other object alone at 0.5-0.7).
@@ -100,6 +101,7 @@ class InstanceTracker:
         self._offsets = np.zeros((0, 2))
         self._missing = np.zeros(0, dtype=np.int64)
         self._colours = np.zeros((0, APPEARANCE_LEVELS**3), dtype=np.float32)
+        self._extents = Extents.empty()
         self._next_id = 1
         self._born = np.zeros(0, dtype=np.int64)  # the frame (count of updates) each track started
         self._frame = 0
@@ -150,7 +152,7 @@ class InstanceTracker:
             if self._corner_grid:  # a grid from pixel 0, as fine as GRID_CELLS allows: even a 1x1 mask is tracked
                 self._step = math.ceil(max(shape[1]) / GRID_CELLS)
                 self._width = len(range(0, shape[1][1], self._step))
-            self._points = _image_points(segmentation.geometry, self._step, 0 if self._corner_grid else
+            self._points = image_points(segmentation.geometry, self._step, 0 if self._corner_grid else
                                          4 * (self._cells // 2) + 2)
         if self._corner_grid:
             grid = pack_rows(np.ascontiguousarray(segmentation.masks.grid(self._step, 0)))
@@ -164,8 +166,9 @@ class InstanceTracker:
         self._motion = self._estimate_motion(picture, to_cells)
         self._picture = picture
         self._offsets += self._motion
+        self._extents.offsets += self._motion
         boxes = _bounds(grid)
-        colours = _appearance(grid, boxes, image, self._points) if image is not None else np.zeros(
+        colours = appearance(grid, boxes, image, self._points) if image is not None else np.zeros(
             (len(grid), APPEARANCE_LEVELS**3), np.float32)
         return self._associate(grid, boxes, colours)
 
@@ -184,19 +187,18 @@ class InstanceTracker:
             return self._motion
         return min(peaks, key=lambda shift: motion.misfit(previous, picture, shift)) * to_cells
 
-    def _overlaps(self, grid: np.ndarray, boxes: np.ndarray, areas: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(tracks, instances, iou, inside)``: the IoU of track ``tracks[k]``'s motion-compensated last mask
-        with instance ``instances[k]`` (packed grid rows) and the share of that mask the instance holds, for the
-        pairs (in track, then instance order) that reach ``min_iou`` or ``DUPLICATE_IOU``, or for a lost track
-        ``RETURN_CONTAINMENT`` (the only overlaps :meth:`_associate` acts on)."""
+    def _overlaps(self, masks: np.ndarray, bounds: np.ndarray, offsets: np.ndarray, grid: np.ndarray,
+                  boxes: np.ndarray, areas: np.ndarray, floor: float, contain: float, within: float
+                  ) -> tuple[np.ndarray, ...]:
+        """``(tracks, instances, iou, inside, within)``: the IoU of track ``tracks[k]``'s mask (its last one, or
+        its extent) moved by ``offsets`` with instance ``instances[k]`` (packed grid rows), the share of that mask
+        the instance holds, and the share of the instance inside it, for the pairs (in track, then instance
+        order) that reach ``floor``, or for a lost track ``contain`` or ``within`` (see :func:`_overlaps`)."""
         height, width = grid.shape[1], self._width
-        shifts = np.rint(self._offsets.T)  # whole cells, clipped where they move a mask out of the grid
+        shifts = np.rint(offsets.T)  # whole cells, clipped where they move a mask out of the grid
         dx = shifts[0].clip(-width, width).astype(np.int64)
         dy = shifts[1].clip(-height, height).astype(np.int64)
-        floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division
-        return _overlaps(self._masks, self._boxes, dx, dy, width, grid, boxes, areas, floor, self._missing > 0,
-                         RETURN_CONTAINMENT)
+        return _overlaps(masks, bounds, dx, dy, width, grid, boxes, areas, floor, self._missing > 0, contain, within)
 
     def _associate(self, grid: np.ndarray, boxes: np.ndarray, colours: np.ndarray) -> np.ndarray:
         count, known = len(grid), len(self._ids)
@@ -206,17 +208,27 @@ class InstanceTracker:
         duplicate = np.full(known, -1)  # track row -> an instance it continues in without carrying the id
         ended = np.zeros(known, dtype=bool)  # young tracks whose object a lost one took back
         if known and count:
-            tracks, instances, overlap, inside = self._overlaps(grid, boxes, areas)
+            floor = min(self.params.min_iou, DUPLICATE_IOU) * (1 - 1e-6)  # margin for the float32 division
+            tracks, instances, overlap, inside, _ = self._overlaps(
+                self._masks, self._boxes, self._offsets, grid, boxes, areas, floor, RETURN_CONTAINMENT, 2.0)
             likeness = np.einsum("pk,pk->p", self._colours[tracks], colours[instances])
             compared = self._colours[tracks].any(axis=1) & colours[instances].any(axis=1)
             limit = np.where(self._missing[tracks] > 0, APPEARANCE_LOST_LIMIT, APPEARANCE_LIMIT)
             overlap = np.where(compared & (likeness < 1 - limit**2), np.float32(0), overlap)
             carried, duplicate = _match(tracks, instances, overlap, known, count,
                                         np.float32(self.params.min_iou), np.float32(DUPLICATE_IOU))
-            agree = likeness >= 1 - APPEARANCE_LOST_LIMIT**2  # colours compared, and alike (0 when not compared)
-            for lost, young, instance in takeovers(
-                    tracks[agree], instances[agree], overlap[agree], inside[agree], carried, self._born,
-                    self._frame - 1 - self._missing, self.params.min_iou, RETURN_CONTAINMENT):
+            back = (likeness >= 1 - APPEARANCE_LOST_LIMIT**2) & (  # colours compared and alike, and overlapping
+                (overlap >= self.params.min_iou) | (inside >= RETURN_CONTAINMENT))
+            extent = self._extents
+            lost_rows, inside_rows = self._overlaps(extent.masks, extent.boxes, extent.offsets, grid, boxes, areas,
+                                                    2.0, 2.0, RETURN_WITHIN)[:2]  # instances inside lost extents
+            alike = np.einsum("pk,pk->p", self._colours[lost_rows], colours[inside_rows])
+            inner = alike >= 1 - APPEARANCE_LOST_LIMIT**2
+            for lost, young, instance in takeovers(  # pairs inside an extent only: after those that overlap
+                    np.concatenate([tracks[back], lost_rows[inner]]), np.concatenate([instances[back],
+                                                                                     inside_rows[inner]]),
+                    np.concatenate([overlap[back], np.zeros(inner.sum(), np.float32)]), carried, self._born,
+                    self._frame - 1 - self._missing):
                 carried[lost], duplicate[lost] = instance, -1
                 if young >= 0:
                     carried[young], ended[young] = -1, True
@@ -241,6 +253,7 @@ class InstanceTracker:
         self._offsets = np.concatenate([self._offsets[kept], np.zeros((count, 2))])
         self._missing = np.concatenate([missing[kept], np.zeros(count, dtype=np.int64)])
         self._colours = np.concatenate([self._colours[kept], colours])
+        self._extents = self._extents.updated(kept, carried, grid, boxes, areas)
         born = np.full(count, self._frame)
         born[carried[rows]] = self._born[rows]  # a carried track keeps the frame it started
         self._born, self._frame = np.concatenate([self._born[kept], born]), self._frame + 1
@@ -286,11 +299,12 @@ def _popcount(word):
 
 
 @njit(cache=True, nogil=True)
-def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor, lost, contain):
+def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor, lost, contain, within):
     """:meth:`InstanceTracker._overlaps` of tracks ``masks`` (``(T, h)`` packed, bounds ``boxes``) moved by
     ``(dx, dy)`` whole cells (``|dx| <= width``) against instances ``grid`` (bounds ``grid_boxes``, cells
     ``areas``), keeping IoUs of at least ``floor`` and, for ``lost`` tracks, pairs whose instance holds at least
-    ``contain`` of the moved mask; returns ``(tracks, instances, iou, held share)``.
+    ``contain`` of the moved mask or lies at least ``within`` inside it; returns ``(tracks, instances, iou, held
+    share, inside share)``.
 
     Only pairs whose moved boxes meet, and whose areas and common box allow ``floor``, have their common rows
     read (a popcount of their AND): at ~100 instances most pairs are ruled out without reading a mask. Cells
@@ -310,7 +324,7 @@ def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor, lost,
                 area[t] += _popcount(word)
     limit = count * len(grid)
     tracks, instances = np.empty(limit, np.int64), np.empty(limit, np.int64)
-    overlap, inside = np.empty(limit, np.float32), np.empty(limit, np.float32)
+    overlap, inside, inner = np.empty(limit, np.float32), np.empty(limit, np.float32), np.empty(limit, np.float32)
     share = floor / (1 + floor)  # IoU >= floor needs common >= floor * (a + b - common): common >= share * (a + b)
     found = 0
     for t in range(count):
@@ -325,17 +339,19 @@ def _overlaps(masks, boxes, dx, dy, width, grid, grid_boxes, areas, floor, lost,
             span = min(right, grid_boxes[3, i]) - max(left, grid_boxes[2, i])
             size = area[t] + areas[i]
             bound = min(min(area[t], areas[i]), rows * span)  # most cells in common
-            if bound < max(share * size, 1.0) and not (lost[t] and bound >= max(contain * area[t], 1.0)):
+            if bound < max(share * size, 1.0) and not (lost[t] and bound >= max(min(contain * area[t], within
+                                                                                   * areas[i]), 1.0)):
                 continue
             common = 0
             for row in range(first, first + rows):
                 common += _popcount(moved[t, row - dy[t]] & grid[i, row])
             iou = np.float32(common) / np.float32(size - common)
             held = np.float32(common) / np.float32(max(area[t], 1))
-            if iou >= np.float32(floor) or (lost[t] and held >= np.float32(contain)):
-                tracks[found], instances[found], overlap[found], inside[found] = t, i, iou, held
+            lies = np.float32(common) / np.float32(max(areas[i], 1))
+            if iou >= np.float32(floor) or (lost[t] and (held >= np.float32(contain) or lies >= np.float32(within))):
+                tracks[found], instances[found], overlap[found], inside[found], inner[found] = t, i, iou, held, lies
                 found += 1
-    return tracks[:found], instances[:found], overlap[:found], inside[:found]
+    return tracks[:found], instances[:found], overlap[:found], inside[:found], inner[:found]
 
 
 def compile_kernels() -> None:
@@ -343,11 +359,11 @@ def compile_kernels() -> None:
     not on the second frame of a stream."""
     words, boxes, shifts = np.zeros((1, 1), np.uint64), np.zeros((4, 1), np.int64), np.zeros(1, np.int64)
     _overlaps(words, boxes, shifts, shifts, 1, words, boxes, shifts, DEFAULT_MIN_IOU, np.ones(1, np.bool_),
-              RETURN_CONTAINMENT)
+              RETURN_CONTAINMENT, RETURN_WITHIN)
     _match(shifts, shifts, np.zeros(1, np.float32), 1, 1, np.float32(DEFAULT_MIN_IOU), np.float32(DUPLICATE_IOU))
     _bounds(words)
     _area(words)
-    _histograms(words, boxes, np.zeros((1, 1), np.int64), 1)
+    histograms(words, boxes, np.zeros((1, 1), np.int64), 1)
 
 
 @njit(cache=True, nogil=True)
@@ -378,43 +394,3 @@ def _bounds(masks):
                 left, right = min(left, bit), bit + 1
         box[0, k], box[1, k], box[2, k], box[3, k] = top, bottom, left, right
     return box
-
-
-def _image_points(geometry: Any, step: int, first: int) -> tuple[np.ndarray, np.ndarray]:
-    """The image rows and columns under the association grid's points (every ``step`` mask pixels from ``first``)."""
-    left, top, width, height = geometry.content
-    image_height, image_width = geometry.image_shape
-    rows = np.arange(first, geometry.mask_shape[0], step)
-    columns = np.arange(first, geometry.mask_shape[1], step)
-    rows = np.clip(((rows + 0.5 - top) * image_height / height).astype(np.int64), 0, image_height - 1)
-    columns = np.clip(((columns + 0.5 - left) * image_width / width).astype(np.int64), 0, image_width - 1)
-    return rows, columns
-
-
-def _appearance(grid: np.ndarray, boxes: np.ndarray, image: np.ndarray, points: tuple[np.ndarray, np.ndarray]
-                ) -> np.ndarray:
-    """``(K, 64)`` float32 square roots of each mask's colour histogram (the frame read at the grid points, 4 levels
-    per channel), so that a pair's Bhattacharyya coefficient is their dot product; zeros for masks under
-    ``MIN_APPEARANCE_CELLS`` cells."""
-    rows, columns = points
-    picture = image[rows[:, None], columns[None, :]] if image.ndim == 3 else None
-    if picture is None or picture.shape[-1] != 3:
-        return np.zeros((len(grid), APPEARANCE_LEVELS**3), np.float32)
-    level = (picture.astype(np.int64) * APPEARANCE_LEVELS) // 256
-    bins = (level[..., 0] * APPEARANCE_LEVELS + level[..., 1]) * APPEARANCE_LEVELS + level[..., 2]
-    counts = _histograms(grid, boxes, np.ascontiguousarray(bins), APPEARANCE_LEVELS**3)
-    totals = counts.sum(axis=1, keepdims=True)
-    return np.where(totals >= MIN_APPEARANCE_CELLS, np.sqrt(counts / np.maximum(totals, 1)), 0).astype(np.float32)
-
-
-@njit(cache=True, nogil=True)
-def _histograms(masks, boxes, bins, size):
-    """``(K, size)`` float32 counts of ``bins`` (``(h, w)``) under each ``(K, h)`` packed mask (bounds ``boxes``)."""
-    out = np.zeros((len(masks), size), np.float32)
-    for k in range(len(masks)):
-        for row in range(boxes[0, k], min(boxes[1, k], bins.shape[0])):
-            word = masks[k, row]
-            for column in range(boxes[2, k], min(boxes[3, k], bins.shape[1])):
-                if (word >> np.uint64(column)) & np.uint64(1):
-                    out[k, bins[row, column]] += 1
-    return out

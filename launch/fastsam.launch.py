@@ -32,8 +32,10 @@ LAUNCH_ARGUMENTS = {
     "video": ("", "a video file or camera index to publish on `image` with video_source; empty: none"),
     "video_rate": ("0.0", "video_source frames per second; 0 uses the file's own rate"),
     "video_loop": ("false", "video_source restarts the file at its end"),
+    "web": ("false", "also start fastsam_web, the web page for pointing at objects (loopback only)"),
+    "web_port": ("8080", "fastsam_web's port"),
 }
-NODE_ARGUMENTS = tuple(name for name in LAUNCH_ARGUMENTS if not name.startswith("video"))
+NODE_ARGUMENTS = tuple(name for name in LAUNCH_ARGUMENTS if not name.startswith(("video", "web")))
 
 _TRUE_FALSE = {"true": True, "false": False}
 
@@ -92,6 +94,18 @@ def video_spec(video: str, rate: str, loop: str, image: str, camera_info: str, n
     }
 
 
+def web_spec(port: str, namespace: str) -> dict[str, Any]:
+    """``fastsam_web`` beside the node, in its namespace (its topics are relative, like the node's)."""
+    return {
+        "package": "fastsam_ros",
+        "executable": "fastsam_web",
+        "name": "fastsam_web",
+        "namespace": namespace,
+        "parameters": [{"port": int(port)}],
+        "output": "screen",
+    }
+
+
 def _launch_node(context: Any) -> list[Any]:
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import LifecycleNode
@@ -106,6 +120,10 @@ def _launch_node(context: Any) -> list[Any]:
 
         actions.append(Node(**video_spec(value("video"), value("video_rate"), value("video_loop"), value("image"),
                                          value("camera_info"), value("namespace"))))
+    if _typed("web", value("web"), bool):
+        from launch_ros.actions import Node
+
+        actions.append(Node(**web_spec(value("web_port"), value("namespace"))))
     return actions
 
 

@@ -127,6 +127,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Probe,
         base = f"http://127.0.0.1:{port}/"
         try:
             assert wait_until(lambda: _status(base) == 200 or web.poll() is not None, 60), web_log.read_text()
+            # The page's prompts reach the node once the web node's publisher has matched it (503 until then).
+            connected = wait_until(lambda: _status(base + "prompt", b'{"clear": true}') == 204, 30)
+            assert connected, web_log.read_text()
             yield base, probe, web_log
         finally:
             camera_on.clear()
@@ -142,6 +145,21 @@ def _status(url: str, data: bytes | None = None) -> int:
         return error.code
     except OSError:
         return 0
+
+
+def test_a_prompt_nobody_would_hear_is_refused_with_503_not_lost(tmp_path: Path) -> None:
+    port = free_port()
+    with open(tmp_path / "web.log", "w") as log:
+        web = subprocess.Popen(web_command(f"port:={port}", namespace="lonely"), stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        up = wait_until(lambda: _status(base) == 200 or web.poll() is not None, 60)
+        assert up, (tmp_path / "web.log").read_text()
+        assert _status(base + "prompt", json.dumps({"points": [[10, 20, 1]]}).encode()) == 503
+    finally:
+        web.send_signal(signal.SIGINT)
+        assert web.wait(timeout=20) == 0
 
 
 def test_a_bad_request_gets_a_4xx_and_a_log_line(live) -> None:
@@ -167,7 +185,9 @@ def browser():
 
 
 def client_point(page, pixel: tuple[float, float]) -> tuple[float, float]:
-    """Where image pixel ``pixel`` is on the page (the picture is letterboxed by object-fit: contain)."""
+    """Where image pixel ``pixel`` is on the page (the picture is letterboxed by object-fit: contain), read while a
+    picture is decoded (its natural size is 0 while the next frame replaces it)."""
+    page.wait_for_function("document.getElementById('live').naturalWidth > 0", timeout=5_000)
     return tuple(page.evaluate("""([x, y]) => {
         const live = document.getElementById("live"), r = live.getBoundingClientRect();
         const s = Math.min(r.width / live.naturalWidth, r.height / live.naturalHeight);
@@ -203,7 +223,9 @@ def test_a_tap_on_an_object_in_the_live_picture_selects_it_on_a_phone_and_asks_n
         clicks = page.evaluate("window.fastsamLatency.length")
         page.touchscreen.tap(*client_point(page, centre(target)))
         answer = selected(probe, before, target)
-        assert answer is not None, "a tap on an object did not select exactly that object on `selection`"
+        clicks_seen = [(m.status, m.reason) for m in probe.messages("selection")[before:] if m.prompt_id == "click"]
+        assert answer is not None, (f"a tap on an object did not select exactly that object on `selection`: "
+                                    f"{clicks_seen}, page: {page.inner_text('#status')}")
         assert answer.objects[0].track_id > 0, "a tap follows its object"
         page.wait_for_function(f"window.fastsamLatency.length > {clicks}", timeout=10_000)
         shown_ms.append(page.evaluate("window.fastsamLatency.at(-1)"))

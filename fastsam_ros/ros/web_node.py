@@ -31,7 +31,7 @@ from fastsam_ros.msg import Prompt as PromptMsg
 from fastsam_ros.msg import Selection as SelectionMsg
 from fastsam_ros.ros import conversions, images
 from fastsam_ros.ros.clicks import CLICK_ID
-from fastsam_ros.ros.web_server import PagePrompt, WebServer, WebSettings, answer_json, check_binding
+from fastsam_ros.ros.web_server import NotConnected, PagePrompt, WebServer, WebSettings, answer_json, check_binding
 
 # The newest overlay only: an older one is never worth sending, and best effort never slows the node down.
 OVERLAY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -70,7 +70,9 @@ class WebNode(Node):
         self.create_timer(self._period, self._flush)
 
     def publish_prompt(self, prompt: PagePrompt) -> None:
-        """From aiohttp's thread: rclpy's publish is thread-safe."""
+        """From aiohttp's thread: rclpy's publish is thread-safe. A prompt nobody would hear is refused, not lost."""
+        if self._prompts.get_subscription_count() == 0:
+            raise NotConnected(f"no fastsam node listens on {self._prompts.topic_name} yet: try again in a moment")
         self._fresh = prompt.follow and not prompt.clear
         for msg in prompt_msgs(prompt):
             self._prompts.publish(msg)

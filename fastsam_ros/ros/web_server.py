@@ -29,6 +29,10 @@ MAX_BODY = 16 * 1024  # a prompt is a few hundred bytes
 FRAME_HEADER = struct.Struct(">Q")  # the frame's stamp in nanoseconds, before the JPEG
 
 
+class NotConnected(RuntimeError):
+    """The node the page talks to is not listening yet (the message says which topic): a 503, try again."""
+
+
 class BadPrompt(ValueError):
     """A prompt from the page that cannot be sent: answered 400 with this text."""
 
@@ -218,7 +222,10 @@ class WebServer:
             raise web.HTTPBadRequest(text=f"not JSON: {error}") from None
         except BadPrompt as error:
             raise web.HTTPBadRequest(text=str(error)) from None
-        self.send(prompt)
+        try:
+            self.send(prompt)
+        except NotConnected as error:
+            raise web.HTTPServiceUnavailable(text=str(error)) from None
         return web.Response(status=204)
 
     async def _stream(self, request: web.Request) -> web.WebSocketResponse:

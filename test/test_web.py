@@ -186,14 +186,20 @@ def browser():
 
 def client_point(page, pixel: tuple[float, float]) -> tuple[float, float]:
     """Where image pixel ``pixel`` is on the page (the picture is letterboxed by object-fit: contain), read while a
-    picture is decoded (its natural size is 0 while the next frame replaces it)."""
-    page.wait_for_function("document.getElementById('live').naturalWidth > 0", timeout=5_000)
-    return tuple(page.evaluate("""([x, y]) => {
-        const live = document.getElementById("live"), r = live.getBoundingClientRect();
-        const s = Math.min(r.width / live.naturalWidth, r.height / live.naturalHeight);
-        return [r.left + (r.width - live.naturalWidth * s) / 2 + (x + 0.5) * s,
-                r.top + (r.height - live.naturalHeight * s) / 2 + (y + 0.5) * s];
-    }""", list(pixel)))
+    picture is decoded (its natural size is 0 for a moment each time the next frame replaces it)."""
+    def read() -> tuple[float, float] | None:
+        point = page.evaluate("""([x, y]) => {
+            const live = document.getElementById("live"), r = live.getBoundingClientRect();
+            if (!live.naturalWidth) return null;
+            const s = Math.min(r.width / live.naturalWidth, r.height / live.naturalHeight);
+            return [r.left + (r.width - live.naturalWidth * s) / 2 + (x + 0.5) * s,
+                    r.top + (r.height - live.naturalHeight * s) / 2 + (y + 0.5) * s];
+        }""", list(pixel))
+        return tuple(point) if point else None
+
+    point = wait_until(read, 5)
+    assert point is not None, "the page never showed a picture"
+    return point
 
 
 def selected(probe: Probe, after: int, target: tuple[slice, slice], timeout: float = 10.0):
@@ -259,4 +265,34 @@ def test_a_drag_draws_a_box_that_selects_the_object_inside_and_clear_ends_the_fo
     cleared = len(probe.messages("selection"))
     time.sleep(0.5)  # five frames: a followed click would be answered on each
     assert not [m for m in probe.messages("selection")[cleared:] if m.prompt_id == "click"]
+    page.close()
+
+
+@pytest.mark.parametrize("gesture", ["shift-click", "long press"])
+def test_a_background_point_from_the_page_vetoes_the_object_it_lies_on(live, browser, gesture: str) -> None:
+    """A tap selects the person; the same spot as a background point (shift-click, or a long press on a touch
+    screen) then vetoes every mask holding it: the answer is no_match."""
+    base, probe, _ = live
+    page = browser.new_page(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
+    page.goto(base)
+    page.wait_for_function("document.getElementById('live').naturalWidth > 0", timeout=20_000)
+    page.click("#clear")
+    time.sleep(0.5)
+    before = len(probe.messages("selection"))
+    page.mouse.click(*client_point(page, centre(PERSON)))
+    assert selected(probe, before, PERSON) is not None
+    before = len(probe.messages("selection"))
+    page.mouse.move(*client_point(page, centre(PERSON)))
+    if gesture == "shift-click":
+        page.keyboard.down("Shift")
+        page.mouse.down()
+        page.mouse.up()
+        page.keyboard.up("Shift")
+    else:
+        page.mouse.down()
+        time.sleep(0.7)  # the page's long press: 500 ms
+        page.mouse.up()
+    vetoed = wait_until(lambda: next((m for m in probe.messages("selection")[before:]
+                                      if m.prompt_id == "click" and m.status == "no_match"), None), 10)
+    assert vetoed is not None, [(m.prompt_id, m.status) for m in probe.messages("selection")[before:]]
     page.close()

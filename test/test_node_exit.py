@@ -1,9 +1,12 @@
 """How the node process ends: Ctrl-C during a frame, a second signal during a slow shutdown, and the ``shutdown``
-lifecycle transition. Every wait is bounded well below ``ros2 launch``'s 5 s before it sends SIGKILL."""
+lifecycle transition, and a native library crashing in its exit handlers after the node shut down. Every wait is
+bounded well below ``ros2 launch``'s 5 s before it sends SIGKILL."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +84,25 @@ def test_the_shutdown_transition_ends_the_process(tmp_path: Path) -> None:
     finally:
         probe.close()
         node.stop()
+
+
+EXIT_HANDLER_CRASH = """
+import ctypes, sys
+from fastsam_ros.ros.process import exit_now
+libc = ctypes.CDLL(None)
+crash = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(lambda status, arg: libc.abort())
+libc.on_exit(crash, None)  # a native library's exit handler that crashes, as Fast DDS's static teardown now and then
+exit_now(int(sys.argv[1])) if sys.argv[2] == "guarded" else libc.exit(int(sys.argv[1]))
+"""
+
+
+def test_a_crash_in_a_native_exit_handler_ends_the_process_with_its_status() -> None:
+    def run(code: int, how: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", EXIT_HANDLER_CRASH, str(code), how], capture_output=True,
+                              text=True, timeout=60)
+
+    assert run(0, "bare").returncode == -signal.SIGABRT, "the crash the guard is for"
+    for code in (0, 3):
+        guarded = run(code, "guarded")
+        assert guarded.returncode == code, guarded.stderr
+        assert "crashed in its exit handlers (SIGABRT)" in guarded.stderr

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import Probe, running_node, stamp_of, wait_until
+from ros_harness import Probe, lifecycle_state, running_node, set_parameter, stamp_of, wait_until
+from ros_harness import transition as lifecycle_transition
 
 FRAME = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
 
@@ -27,32 +28,15 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory):
         yield node_and_probe
 
 
-def transition(probe: Probe, label: str) -> bool:
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
+NODE = "/lc/fastsam"
 
-    ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
-           "deactivate": Transition.TRANSITION_DEACTIVATE}
-    response = probe.call(ChangeState, "/lc/fastsam/change_state", ChangeState.Request(
-        transition=Transition(id=ids[label])), timeout=60)
-    assert response is not None, "change_state service did not answer"
-    return bool(response.success)
+
+def transition(probe: Probe, label: str) -> bool:
+    return lifecycle_transition(probe, NODE, label)
 
 
 def state(probe: Probe) -> str:
-    from lifecycle_msgs.srv import GetState
-
-    return probe.call(GetState, "/lc/fastsam/get_state", GetState.Request()).current_state.label
-
-
-def set_parameter(probe: Probe, name: str, value: str) -> None:
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
-        type=ParameterType.PARAMETER_STRING, string_value=value))])
-    response = probe.call(SetParameters, "/lc/fastsam/set_parameters", request)
-    assert response.results[0].successful
+    return lifecycle_state(probe, NODE)
 
 
 def publish_jpeg(probe: Probe, stamp: int, data: bytes | None = None) -> None:
@@ -74,7 +58,7 @@ def test_failed_configure_keeps_the_node_alive_and_explains(lifecycle) -> None:
 
 def test_configure_again_with_a_corrected_model_then_serve(lifecycle, tiny_model: Path) -> None:
     node, probe = lifecycle
-    set_parameter(probe, "model", str(tiny_model))
+    assert set_parameter(probe, NODE, "model", str(tiny_model))
     assert transition(probe, "configure") is True
     assert state(probe) == "inactive"
     assert transition(probe, "activate") is True

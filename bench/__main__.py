@@ -299,7 +299,7 @@ def many_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
                          entry["p50"], entry["p95"], entry["n"]))
     side = figures.get("node_side") or {}
     side_count = _count((side.get("instances") or {}).get("p50"))
-    for key in ("instances_msg_ms", "overlay_ms", "cached_click_ms"):
+    for key in ("instances_msg_ms", "labels_ms", "overlay_ms", "cached_click_ms"):
         if key in side:
             rows.append((f"{key} in process ({side_count} instances)", side[key]["p50"], side[key]["p95"],
                          side[key]["n"]))

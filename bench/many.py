@@ -8,7 +8,8 @@ FastSAM users are:
 * :func:`engine_scaling`: our engine at ~5 and at ~100 instances on the same frame, interleaved;
 * :func:`node_side`: what the node does per frame and per prompt beyond the engine, in process, each round on a
   fresh segmentation (nothing cached): the ``Instances`` message with every mask (its masks made and encoded,
-  and the serialized bytes the node publishes), the debug overlay, and a cached click;
+  and the serialized bytes the node publishes), the instance label image (``instances/labels``, on a
+  segmentation of its own, so it pays for making the masks too), the debug overlay, and a cached click;
 * :func:`network_ms`: the YOLOv8s-seg architecture with one class (FastSAM-s's network, random weights, built
   from ultralytics' ``yolov8s-seg.yaml``) at imgsz 640 and 1024 on a 4:3 camera frame, so the CPU figures
   are the ones a FastSAM-s user sees.
@@ -58,12 +59,17 @@ def node_side(engine: Any, frames: Sequence[Any], rounds: int) -> dict[str, Any]
     from fastsam_ros.overlay import draw_overlay
     from fastsam_ros.prompts.selection import select
     from fastsam_ros.ros.wire import instances_cdr
+    from fastsam_ros.segmentation.labels import label_image
     from fastsam_ros.types import Prompt
 
-    times: dict[str, list[float]] = {"instances_msg_ms": [], "overlay_ms": [], "cached_click_ms": []}
+    times: dict[str, list[float]] = {"instances_msg_ms": [], "labels_ms": [], "overlay_ms": [], "cached_click_ms": []}
     counts = []
     for index in range(rounds):
         frame = frames[index % len(frames)]
+        segmentation = engine.segment(frame.pixels)
+        started = time.perf_counter()
+        label_image(segmentation)
+        times["labels_ms"].append((time.perf_counter() - started) * 1000.0)
         segmentation = engine.segment(frame.pixels)
         counts.append(len(segmentation))
         started = time.perf_counter()

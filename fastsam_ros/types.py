@@ -27,6 +27,10 @@ from fastsam_ros.segmentation.masks import (
 Box = tuple[float, float, float, float]
 PointXY = tuple[float, float]
 
+# The class of every instance of a class-agnostic checkpoint (FastSAM's single class): what standard detection
+# messages carry as its class id.
+CLASS_AGNOSTIC = "object"
+
 FOREGROUND = 1
 BACKGROUND = 0
 
@@ -59,6 +63,8 @@ class Segmentation:
     scores: np.ndarray  # (N,) float32
     geometry: MaskGeometry
     timings: Timings = field(default_factory=Timings)
+    class_ids: np.ndarray | None = None  # (N,) int: the checkpoint's class of each instance (None: not known)
+    class_names: tuple[str, ...] = ()  # the checkpoint's class names by class id (FastSAM: one, "object")
 
     def __post_init__(self) -> None:
         if not isinstance(self.masks, MaskSet):
@@ -66,6 +72,8 @@ class Segmentation:
         n = len(self.masks)
         if not (len(self.boxes) == len(self.scores) == n):
             raise ValueError("masks, boxes and scores must describe the same instances")
+        if self.class_ids is not None and len(self.class_ids) != n:
+            raise ValueError("class_ids must have one class per instance")
         if self.masks.shape != self.geometry.mask_shape:
             raise ValueError(f"masks are {self.masks.shape}, geometry says {self.geometry.mask_shape}")
 
@@ -76,6 +84,14 @@ class Segmentation:
     def image_shape(self) -> tuple[int, int]:
         """``(height, width)`` of the source image."""
         return self.geometry.image_shape
+
+    def class_name(self, index: int) -> str:
+        """Instance ``index``'s class: :data:`CLASS_AGNOSTIC` for a single-class checkpoint (FastSAM) or one
+        whose classes are not known, else the checkpoint's name for it (a YOLO-seg checkpoint's COCO classes)."""
+        if self.class_ids is None or len(self.class_names) <= 1:
+            return CLASS_AGNOSTIC
+        class_id = int(self.class_ids[index])
+        return self.class_names[class_id] if 0 <= class_id < len(self.class_names) else str(class_id)
 
     @functools.cached_property
     def areas(self) -> np.ndarray:
@@ -137,12 +153,20 @@ class Segmentation:
         return self.encoded_masks((index,))[0]
 
     def encoded_masks(self, indices: Sequence[int] | None = None) -> EncodedMasks:
-        """:meth:`encoded_mask` of instances ``indices`` (default: all), run-length encoded in one pass."""
+        """:meth:`encoded_mask` of instances ``indices`` (default: all, made once and kept: the ``instances``
+        message and the label image both read them), run-length encoded in one pass."""
+        if indices is None:
+            return self._all_encoded
+        return self._encoded(indices)
+
+    @functools.cached_property
+    def _all_encoded(self) -> EncodedMasks:
+        self.masks.make()  # all at once: fewer kernel calls
+        return self._encoded(range(len(self)))
+
+    def _encoded(self, indices: Sequence[int]) -> EncodedMasks:
         if self.geometry.mask_shape == self.image_shape:  # no resize: the cells are the pixels
             return self.masks.encoded(indices)
-        if indices is None:
-            self.masks.make()  # all at once: fewer kernel calls
-            indices = range(len(self))
         crops = [own_box(*self.instance_region(index)) for index in indices]
         counts = encode_crops([crop for crop, _, _ in crops])
         return EncodedMasks.join([(x, y, x + crop.shape[1], y + crop.shape[0]) for crop, x, y in crops], counts)
@@ -179,7 +203,8 @@ class Status(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Location3D:
-    """Where a selected object is, from an aligned depth image: metres in the camera's optical frame.
+    """Where a selected object is, from an aligned depth image: metres in ``frame_id`` (the camera's optical frame,
+    or the node's ``target_frame``).
 
     ``has_position`` is False when the object has no usable depth; ``reason`` then says why.
     """
@@ -189,6 +214,7 @@ class Location3D:
     size: tuple[float, float, float] = (0.0, 0.0, 0.0)  # axis-aligned extent of the robust points
     pixels: int = 0  # valid depth pixels used
     reason: str = ""
+    frame_id: str = ""  # the frame position and size are in (target_frame, else the camera's optical frame)
 
     @classmethod
     def missing(cls, reason: str) -> Location3D:

@@ -27,13 +27,15 @@ def test_ratio_is_none_without_a_usable_denominator() -> None:
 
 def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 200.0, growth: float = 10.0,
              point: float = 0.5, box: float = 0.8, depth_3d: float = 1.5, many_node: float = 115.0,
-             many_cached: float = 4.0, instances_msg: float = 4.0, overlay: float = 14.0, many_growth: float = 10.0,
+             many_cached: float = 4.0, instances_msg: float = 4.0, labels: float = 2.5, overlay: float = 14.0,
+             many_growth: float = 10.0,
              scaling: float = 1.15, tracking: float = 1.2, answered: int = 300, burst_ratio: float = 2.5) -> dict:
     many = {
         "engine_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": many_node, "p95": many_node + 10, "n": 30},
         "cached_prompt_ms": {"p50": many_cached, "p95": many_cached + 2, "n": 30},
         "node_side": {"instances_msg_ms": {"p50": instances_msg, "p95": 6.0, "n": 30},
+                      "labels_ms": {"p50": labels, "p95": 3.5, "n": 30},
                       "overlay_ms": {"p50": overlay, "p95": 16.0, "n": 30}},
         "stream": {"rss_growth_mb": many_growth},
         "scaling": {"ratio": scaling},
@@ -71,6 +73,7 @@ def test_targets_pass_when_every_figure_is_inside_its_limit() -> None:
     ({"many_node": 115.1}, "many_node_e2e"),  # 1.05 x 100 + 10 = 115 is the limit, inclusive
     ({"many_cached": 5.0}, "many_cached_prompt"),
     ({"instances_msg": 5.0}, "many_instances_msg"),
+    ({"labels": 3.0}, "many_labels"),
     ({"overlay": 15.0}, "many_overlay"),
     ({"many_growth": 50.0}, "many_stream_memory"),
     ({"scaling": 1.151}, "many_engine_scaling"),

@@ -214,7 +214,15 @@ def segmentation_from_result(result: Any) -> Segmentation:
         scores=result.boxes.conf.float().cpu().numpy().copy().reshape(-1),
         geometry=MaskGeometry(image_shape, masks.shape),
         timings=timings,
+        class_ids=result.boxes.cls.int().cpu().numpy().copy().reshape(-1),
+        class_names=class_names(result.names),
     )
+
+
+def class_names(names: Any) -> tuple[str, ...]:
+    """ultralytics' ``{class id: name}`` as a tuple by class id (a gap is named by its id)."""
+    names = dict(names or {})
+    return tuple(str(names.get(class_id, class_id)) for class_id in range(max(names, default=-1) + 1))
 
 
 def binary_masks(data: Any) -> np.ndarray:

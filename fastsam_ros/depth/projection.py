@@ -1,7 +1,8 @@
 """Points in metres to pixels of the colour image: where a point clicked in RViz or Foxglove lands on the frame.
 
-ROS-free: the shell hands over the point, the transform tf2 found (translation and unit quaternion) and the
-camera's :class:`Intrinsics`; lens distortion is ignored, as for 3D positions (use rectified images).
+ROS-free: the shell hands over the point (moved into the camera's optical frame by
+:class:`fastsam_ros.depth.transform.RigidTransform`) and the camera's :class:`Intrinsics`; lens distortion is
+ignored, as for 3D positions (use rectified images).
 """
 
 from __future__ import annotations
@@ -10,20 +11,6 @@ import math
 from collections.abc import Sequence
 
 from fastsam_ros.depth.locate import DepthError, Intrinsics
-
-Vector = tuple[float, float, float]
-
-
-def transform_point(point: Sequence[float], translation: Sequence[float], rotation_xyzw: Sequence[float]) -> Vector:
-    """``point`` in the target frame of a rigid transform (tf2's ``TransformStamped``: rotate by the unit
-    quaternion ``x, y, z, w``, then translate)."""
-    qx, qy, qz, qw = (float(v) for v in rotation_xyzw)
-    px, py, pz = (float(v) for v in point)
-    # v' = v + 2w (q x v) + 2 q x (q x v), with q the quaternion's vector part
-    cx, cy, cz = qy * pz - qz * py, qz * px - qx * pz, qx * py - qy * px
-    ux, uy, uz = qy * cz - qz * cy, qz * cx - qx * cz, qx * cy - qy * cx
-    tx, ty, tz = (float(v) for v in translation)
-    return (px + 2 * (qw * cx + ux) + tx, py + 2 * (qw * cy + uy) + ty, pz + 2 * (qw * cz + uz) + tz)
 
 
 def project(point: Sequence[float], intrinsics: Intrinsics, image_shape: tuple[int, int]) -> tuple[float, float]:

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from geometry_msgs.msg import Point, PointStamped
-from rclpy.time import Time
 from std_msgs.msg import Header
 
 from fastsam_ros.depth.locate import DepthError
-from fastsam_ros.depth.projection import project, transform_point
+from fastsam_ros.depth.projection import project
 from fastsam_ros.ros import conversions
+from fastsam_ros.ros import transforms as transforms_
 from fastsam_ros.ros.camera import Camera, CameraModel
 from fastsam_ros.ros.frames import FrameBoard
 from fastsam_ros.ros.prompt_registry import PromptRegistry
@@ -32,17 +32,6 @@ from fastsam_ros.types import FOREGROUND, Prompt, Selection, Status
 CLICK_ID = "click"
 MOUSE_SUFFIX = "_mouse_left"  # rqt_image_view: subscriber_.getTopic() + "_mouse_left"
 CLICKED_POINT = "/clicked_point"  # RViz's and Foxglove's Publish Point tool (absolute by convention, remappable)
-
-
-def transform_buffer(node: Any) -> Any:
-    """tf2's buffer, filled by a listener on ``node``, where ``tf2_ros`` is installed (a robot); None without it."""
-    try:
-        from tf2_ros import Buffer, TransformListener
-    except ImportError:
-        return None
-    buffer = Buffer()
-    buffer.listener = TransformListener(buffer, node)  # kept with the buffer it fills
-    return buffer
 
 
 def clicked_pixel(msg: Any, camera: Camera | None, image_shape: tuple[int, int],
@@ -57,16 +46,11 @@ def clicked_pixel(msg: Any, camera: Camera | None, image_shape: tuple[int, int],
     source = str(msg.header.frame_id)
     point = (msg.point.x, msg.point.y, msg.point.z)
     if source != optical:
-        if transforms is None:
+        moved = transforms_.lookup(transforms, optical, source)
+        if isinstance(moved, str):
             return (f"the clicked point is in frame {source!r}, not the camera's optical frame {optical!r}, and "
-                    f"tf2_ros is not installed to transform it")
-        try:
-            found = transforms.lookup_transform(optical, source, Time()).transform
-        except Exception as error:  # tf2's LookupException, ExtrapolationException, ...
-            return f"no transform from frame {source!r} to the camera's {optical!r}: {error}"
-        rotation = found.rotation
-        point = transform_point(point, (found.translation.x, found.translation.y, found.translation.z),
-                                (rotation.x, rotation.y, rotation.z, rotation.w))
+                    f"tf2 cannot bring it there: {moved}")
+        point = moved.point(point)
     try:
         return project(point, intrinsics, image_shape)
     except DepthError as error:
@@ -89,10 +73,11 @@ class Clicks:
         self._transforms: Any = None
         self._inputs: list[Any] = []
 
-    def subscribe(self) -> None:
-        """Listen to every click topic (activate); for compressed transport rqt names the base topic too."""
+    def subscribe(self, transforms: Any) -> None:
+        """Listen to every click topic (activate); for compressed transport rqt names the base topic too.
+        ``transforms``: the node's tf2 buffer (None: no tf2)."""
         node = self._node
-        self._transforms = transform_buffer(node)
+        self._transforms = transforms
         self._inputs = [
             node.create_subscription(Point, node.resolve_topic_name(viewed) + MOUSE_SUFFIX, self._on_viewer,
                                      conversions.BURST_QOS)
@@ -106,9 +91,6 @@ class Clicks:
         for subscription in self._inputs:
             self._node.destroy_subscription(subscription)
         self._inputs = []
-        listener = getattr(self._transforms, "listener", None)
-        if listener is not None:
-            listener.unregister()
         self._transforms = None
 
     def click(self, x: float, y: float, stamp_ns: int, header: Any) -> None:

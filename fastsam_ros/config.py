@@ -79,6 +79,9 @@ class NodeConfig:
                                     "for the two to pair (0: exact stamps only)")
     depth_wait: float = _param(0.1, "seconds an answer waits for a depth image still on its way")
     depth_range: tuple[float, float] = _param((0.1, 10.0), "metres [min, max] of depth used; others are no data")
+    target_frame: str = _param("", "frame of the 3D answers, clouds, markers and selection/detections_3d, "
+                               "transformed with tf2 at the image's stamp; empty: the camera's optical frame "
+                               "(camera_info's)")
     min_box_iou: float = _param(0.05,
                                 "box prompts whose best mask IoU is below this: no_match", live=True)
     min_text_score: float = _param(0.2,

@@ -70,9 +70,11 @@ class NodeProcess:
     """The fastsam node in a subprocess started from the launch file's node description."""
 
     def __init__(self, log_path: Path, namespace: str = "", image: str = "/camera/image_raw",
-                 program: list[str] | None = None, domain_id: int | None = None, **parameters: Any) -> None:
+                 program: list[str] | None = None, domain_id: int | None = None, env: dict[str, str] | None = None,
+                 **parameters: Any) -> None:
         """``program`` replaces the node executable (tests run the node with a fake engine through it);
-        ``domain_id`` None: the node inherits this process's ``ROS_DOMAIN_ID`` (ROS's default 0 when unset)."""
+        ``domain_id`` None: the node inherits this process's ``ROS_DOMAIN_ID`` (ROS's default 0 when unset);
+        ``env``: variables added to the node's environment."""
         launch = load_launch_module()
         spec = launch.node_spec(model=str(parameters.pop("model")), device="cpu", image=image,
                                 namespace=namespace, params_file=str(REPO / "config" / "fastsam.yaml"))
@@ -82,7 +84,8 @@ class NodeProcess:
         self.log_path = log_path
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                "PYTHONUNBUFFERED": "1",
-               "PYTHONFAULTHANDLER": "1"}  # a crash prints every thread's Python stack to the log
+               "PYTHONFAULTHANDLER": "1",  # a crash prints every thread's Python stack to the log
+               **(env or {})}
         if domain_id is not None:
             env["ROS_DOMAIN_ID"] = str(domain_id)
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()

@@ -328,6 +328,36 @@ def check_outcome(line: str, output: str, probe: Probe) -> None:
         assert lifecycle_state_after(line) in ros2_query(f"ros2 lifecycle get {NODE}").stdout
 
 
+def readme_standard_lines() -> list[str]:
+    """The ``ros2 topic echo`` lines of the README's standard-messages block, verbatim (comments dropped)."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("### Standard messages", 1)[1].split("```", 2)[1]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("ros2 topic echo")]
+
+
+def test_readme_standard_message_lines_print_the_detections(launched: Launched, probe: Probe) -> None:
+    """The real ``ros2 topic echo`` with the real vision_msgs types reads ``detections`` and ``selection/detections``
+    (the fields themselves are checked in test_node_standard.py)."""
+    lines = readme_standard_lines()
+    assert [shlex.split(line)[3] for line in lines] == ["/fastsam/detections", "/fastsam/selection/detections"]
+    echoes = [subprocess.Popen([str(ROS2), *shlex.split(line)[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=_environment(), start_new_session=True) for line in lines]
+    camera = start_camera(probe)
+    try:
+        assert wait_until(lambda: probe.count("instances") > 0, 60), launched.log()
+        time.sleep(3.0)  # the echo subscriptions match the node
+        probe.prompt_pub.publish(probe.prompt("readme-standard", 0, boxes=[(0, 0, 810, 1080)]))
+        assert probe.wait_for("selection", lambda m: m.prompt_id == "readme-standard") is not None
+        time.sleep(1.0)
+    finally:
+        camera.set()
+        for echo in echoes:
+            os.killpg(echo.pid, signal.SIGINT)
+    detections, answers = (echo.communicate(timeout=30)[0] for echo in echoes)
+    assert "class_id:" in detections and "size_x:" in detections, detections[-2000:]  # the tiny model finds some
+    assert "header:" in answers and "detections:" in answers, answers[-2000:]
+
+
 def test_ctrl_c_on_the_process_group_finishes_cleanly(launched: Launched) -> None:
     """A terminal's Ctrl-C: SIGINT to the whole group, then ros2 launch forwards another to the node."""
     os.killpg(launched.process.pid, signal.SIGINT)
@@ -353,3 +383,4 @@ def test_every_stop_finishes_cleanly(how: str, params_file: Path, probe: Probe, 
     finally:
         log = launched.finish()
     assert CLEAN in log and "has died" not in log, log
+

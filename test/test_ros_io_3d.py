@@ -9,12 +9,12 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from fastsam_ros.depth.locate import Box3D
-from fastsam_ros.ros import conversions_3d
+from fastsam_ros.ros import conversions, conversions_3d
 
 
 def test_header_is_the_colour_stamp_in_the_camera_frame() -> None:
     image_header = Header(stamp=Time(sec=12, nanosec=34), frame_id="camera_color_frame")
-    header = conversions_3d.header_3d(image_header, "camera_color_optical_frame")
+    header = conversions.header_in(image_header, "camera_color_optical_frame")
     assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (12, 34, "camera_color_optical_frame")
 
 

@@ -15,6 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Vector3
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from fastsam_ros.msg import Box as BoxMsg
 from fastsam_ros.msg import Mask as MaskMsg
@@ -40,6 +41,11 @@ RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability
 # frame): a reader or writer that keeps fewer loses the oldest of a burst without an answer, so ours keep this many,
 # and a burst's publisher and the answers' subscribers need as deep a queue (or KEEP_ALL) on their side.
 BURST_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def header_in(image_header: Any, frame_id: str) -> Header:
+    """The image's stamp in another frame (3D outputs: the camera's optical frame or ``target_frame``)."""
+    return Header(stamp=image_header.stamp, frame_id=frame_id)
 
 
 def stamp_ns(header: Any) -> int:
@@ -140,7 +146,7 @@ class ImageDecoder:
 
 
 def image_msg(pixels: np.ndarray, header: Any) -> Image:
-    """A bgr8 or mono8 ``sensor_msgs/Image`` carrying the source header."""
+    """A bgr8, mono8 or (uint16) 16UC1 ``sensor_msgs/Image`` carrying the source header."""
     return Image(header=header, **images.bgr_to_fields(pixels))
 
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
@@ -21,11 +20,6 @@ MIN_BOX_SIDE_M = 0.005  # a flat face still shows as a thin box
 PALETTE = ((0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.4, 0.74))
 _XYZ_FIELDS = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
                for i, name in enumerate("xyz")]
-
-
-def header_3d(image_header: Any, frame_id: str) -> Header:
-    """The colour frame's stamp in the camera's frame (camera_info's frame_id: the optical frame)."""
-    return Header(stamp=image_header.stamp, frame_id=frame_id)
 
 
 def cloud_msg(points: np.ndarray, header: Header) -> PointCloud2:

@@ -6,11 +6,16 @@ is still buffered), :meth:`DepthStage.locate` on every answer (topics, persisten
 service) and :meth:`DepthStage.publish` with the answers it published for a frame. Depth that cannot give
 positions never stops an answer: its objects carry ``has_position: false`` and the reason; neither does a
 failure of the 3D code itself (reported through ``error``, like the node's other internal errors).
+
+With ``target_frame``, positions, extents, points and boxes are moved into it with tf2 at the frame's stamp; where
+tf2 or the transform is missing they stay in the camera's optical frame, each object's ``depth_reason`` says why,
+and so do /diagnostics. Every answer's objects carry the frame they are in (``Location3D.frame_id``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode
@@ -27,11 +32,13 @@ from fastsam_ros.depth.locate import (
     locate_selection,
 )
 from fastsam_ros.depth.pairing import StampPairer
-from fastsam_ros.ros import conversions, conversions_3d
+from fastsam_ros.depth.transform import RigidTransform
+from fastsam_ros.ros import conversions, conversions_3d, transforms
 from fastsam_ros.ros.camera import CameraModel
-from fastsam_ros.types import Selection
+from fastsam_ros.types import Location3D, Selection
 
 DEPTH_BUFFER = 30  # depth images kept for pairing: one second of a 30 Hz camera
+TF_WAIT_S = 0.05  # how long an answer waits for the transform at its frame's stamp (tf arrives after images)
 
 
 class DepthStage:
@@ -39,9 +46,13 @@ class DepthStage:
 
     def __init__(self, node: LifecycleNode, camera: CameraModel, depth_tolerance: float,
                  depth_range: Sequence[float], depth_wait: float, remembered: int, problem: Callable[[str], None],
-                 error: Callable[[str, BaseException], None]) -> None:
-        """``problem``: bad depth input (a reason); ``error``: a failure that is not the input's fault."""
+                 error: Callable[[str, BaseException], None], target_frame: str = "") -> None:
+        """``problem``: bad depth input (a reason); ``error``: a failure that is not the input's fault;
+        ``target_frame``: the frame of the 3D answers (empty: the camera's optical frame)."""
         self._node = node
+        self._target_frame = target_frame
+        self._transforms: Any = None  # the node's tf2 buffer while active (None: no tf2)
+        self.target_state = "not set" if not target_frame else "no answer located yet"
         self._range = (float(depth_range[0]), float(depth_range[1]))
         self._wait_s = depth_wait
         self._problem = problem
@@ -56,13 +67,15 @@ class DepthStage:
         }
         self._inputs: list[Any] = []
 
-    def subscribe(self, qos: Any) -> None:
-        """Listen to ``depth`` with the camera's QoS (activate)."""
+    def subscribe(self, qos: Any, transforms_buffer: Any = None) -> None:
+        """Listen to ``depth`` with the camera's QoS (activate); ``transforms_buffer``: the node's tf2 buffer."""
+        self._transforms = transforms_buffer
         self._pairer.clear()
         self._inputs = [self._node.create_subscription(Image, "depth", self._on_depth, qos)]
 
     def unsubscribe(self) -> None:
         """Stop listening and wake any answer waiting for depth (deactivate)."""
+        self._transforms = None
         for subscription in self._inputs:
             self._node.destroy_subscription(subscription)
         self._inputs = []
@@ -105,10 +118,44 @@ class DepthStage:
             view = self.view(stamp_ns, image_shape)
             if isinstance(view, str):
                 self._problem(f"no 3D for prompt {selection.prompt_id!r}: {view}")
-            return locate_selection(selection, view)[0]
+            return self._placed(locate_selection(selection, view)[0], stamp_ns)
         except Exception as error:  # the 2D answer stands, its objects say what went wrong
             self._error(f"3D of prompt {selection.prompt_id!r}", error)
             return locate_selection(selection, f"3D failed: {error.__class__.__name__}: {error}")[0]
+
+    def _placed(self, selection: Selection, stamp_ns: int) -> Selection:
+        """``selection``'s located objects in ``target_frame``, or in the camera's frame with the reason."""
+        camera = self._camera.get()
+        camera_frame = camera[1] if camera else ""
+        if not any(obj.location is not None and obj.location.has_position for obj in selection.objects):
+            move: RigidTransform | str | None = None  # nothing to move: no lookup, no wait
+        else:
+            move = self._move(camera_frame, stamp_ns)
+        if isinstance(move, str):
+            self._problem(move)
+
+        def place(location: Location3D) -> Location3D:
+            if isinstance(move, RigidTransform):
+                return move.location(location)
+            if isinstance(move, str) and location.has_position:
+                return replace(location, frame_id=camera_frame, reason=move)
+            return replace(location, frame_id=camera_frame)
+
+        return replace(selection, objects=tuple(
+            replace(obj, location=place(obj.location)) if obj.location is not None else obj
+            for obj in selection.objects))
+
+    def _move(self, camera_frame: str, stamp_ns: int) -> RigidTransform | str | None:
+        """The transform from the camera's frame into ``target_frame`` at ``stamp_ns``, why there is none (the 3D
+        stays in the camera's frame), or None when no other frame is asked for."""
+        target = self._target_frame
+        if not target or target == camera_frame or not camera_frame:
+            return None
+        found = transforms.lookup(self._transforms, target, camera_frame, stamp_ns, TF_WAIT_S)
+        self.target_state = "ok" if isinstance(found, RigidTransform) else found
+        if isinstance(found, str):
+            return f"3D kept in the camera frame {camera_frame!r}, not target_frame {target!r}: {found}"
+        return found
 
     def publish(self, image_header: Any, stamp_ns: int, image_shape: tuple[int, int],
                 selections: Sequence[Selection]) -> None:
@@ -136,16 +183,23 @@ class DepthStage:
         points, markers = self._publishers["points"], self._publishers["markers"]
         view = self.view(stamp_ns, image_shape)
         located = [locate_selection(s, view) for s in selections if s.ok]
-        header = conversions_3d.header_3d(image_header, frame_id)
+        move = self._move(frame_id, stamp_ns)
+        if isinstance(move, RigidTransform):
+            frame_id = move.frame_id
+        header = conversions.header_in(image_header, frame_id)
         if wanted[0]:
-            located_points = [point for _, objects in located for point in objects]
-            points.publish(conversions_3d.cloud_msg(cloud_points(located_points), header))
+            cloud = cloud_points([point for _, objects in located for point in objects])
+            points.publish(conversions_3d.cloud_msg(move.points(cloud) if isinstance(move, RigidTransform)
+                                                    else cloud, header))
         if wanted[1]:
             boxes = [box for selection, objects in located for box in boxes_3d(selection, objects)]
+            if isinstance(move, RigidTransform):
+                boxes = [move.box(box) for box in boxes]
             markers.publish(conversions_3d.markers_msg(boxes, header))
 
     def diagnostics(self) -> dict[str, Any]:
         camera = self._camera.get()
         state = "none received" if camera is None else camera[0] if isinstance(camera[0], str) else "ok"
         return {"depth_received": self.depth_received, "camera_info": state,
-                "camera_frame": camera[1] if camera else ""}
+                "camera_frame": camera[1] if camera else "", "target_frame": self._target_frame,
+                "target_frame_state": self.target_state}

@@ -126,15 +126,17 @@ def _stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def bgr_to_fields(image: np.ndarray) -> dict[str, Any]:
-    """``sensor_msgs/Image`` fields for a BGR or mono uint8 array (``tobytes``: ~400x faster than assigning arrays)."""
+    """``sensor_msgs/Image`` fields for a BGR or mono uint8 array, or a uint16 one (16UC1: labels, depth), little
+    endian (``tobytes``: ~400x faster than assigning arrays)."""
     if image.ndim == 2:
-        encoding, channels = "mono8", 1
+        encoding, channels = ("16UC1", 1) if image.dtype == np.uint16 else ("mono8", 1)
     elif image.ndim == 3 and image.shape[2] == 3:
         encoding, channels = "bgr8", 3
     else:
         raise ImageError(f"cannot publish an array of shape {image.shape}")
+    dtype = np.dtype("<u2") if encoding == "16UC1" else np.dtype(np.uint8)
     height, width = image.shape[:2]
     return {
         "height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
-        "step": width * channels, "data": np.ascontiguousarray(image, dtype=np.uint8).tobytes(),
+        "step": width * channels * dtype.itemsize, "data": np.ascontiguousarray(image, dtype=dtype).tobytes(),
     }

@@ -36,7 +36,7 @@ from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.msg import Prompt as PromptMsg
 from fastsam_ros.prompts.clip import ClipScorer
 from fastsam_ros.prompts.text import ClipUnavailable
-from fastsam_ros.ros import conversions
+from fastsam_ros.ros import conversions, transforms
 from fastsam_ros.ros.camera import CameraModel
 from fastsam_ros.ros.clicks import Clicks
 from fastsam_ros.ros.frames import FrameBoard
@@ -77,6 +77,7 @@ class FastSAMNode(LifecycleNode):
         self._clicks: Clicks | None = None
         self._service: Any = None
         self._inputs: list[Any] = []  # subscriptions, while active
+        self._transforms: Any = None  # tf2's buffer while active, where tf2_ros is installed (clicks, target_frame)
         self.finalized = False  # the shutdown transition ran: the process should exit
         self.blocking_group = ReentrantCallbackGroup()  # callbacks that may wait: NodeExecutor runs them aside
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -147,10 +148,13 @@ class FastSAMNode(LifecycleNode):
             from fastsam_ros.ros.depth_stage import DepthStage
 
             self._depth = DepthStage(self, camera, config.depth_tolerance, config.depth_range, config.depth_wait,
-                                     config.cache_frames, self._problem("depth_problems"), self.report_error)
+                                     config.cache_frames, self._problem("depth_problems"), self.report_error,
+                                     config.target_frame)
         depth = self._depth
         self._board = FrameBoard(config.cache_frames, int(round(config.stamp_tolerance * 1e9)))
         self._outputs = Outputs(self, depth)
+        if self._outputs.standard.missing:
+            self.get_logger().warning(self._outputs.standard.missing)
         self._registry = PromptRegistry(
             self._board, self._outputs, self._prompt_settings, clip,
             locate=(lambda s, f: depth.locate(s, f.stamp_ns, f.segmentation.image_shape)) if depth else None,
@@ -184,9 +188,10 @@ class FastSAMNode(LifecycleNode):
             self.create_subscription(CameraInfo, "camera_info", self._camera.on_msg,
                                      conversions.image_qos(config.image_reliability, DEPTH_QUEUE)),
         ]
-        self._clicks.subscribe()
+        self._transforms = transforms.transform_buffer(self)
+        self._clicks.subscribe(self._transforms)
         if self._depth is not None:
-            self._depth.subscribe(conversions.image_qos(config.image_reliability, DEPTH_QUEUE))
+            self._depth.subscribe(conversions.image_qos(config.image_reliability, DEPTH_QUEUE), self._transforms)
         self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
         return super().on_activate(state)  # enables the lifecycle publishers
 
@@ -221,6 +226,8 @@ class FastSAMNode(LifecycleNode):
             self._clicks.unsubscribe()
         if self._depth is not None:
             self._depth.unsubscribe()
+        transforms.release(self._transforms)
+        self._transforms = None
         if self._board is not None:
             self._board.close()  # prompts waiting for a frame answer now: it will not come
         if self._registry is not None and not self._registry.stop(PROMPT_DRAIN_S):
@@ -385,6 +392,8 @@ class FastSAMNode(LifecycleNode):
             else 0, "persistent_prompts": len(self._registry or ()), "image_decoder": self._decoder.backend,
             "backend": engine.backend.backend if (engine := self._engine) is not None else "",
         }
+        if self._outputs is not None:
+            values["standard_messages"] = self._outputs.standard.missing or "vision_msgs detections and labels"
         if worker is not None:
             values.update({f"p50_{stage}_ms": f"{ms:.2f}" for stage, ms in worker.stage_times.medians().items()})
         if worker is not None and worker.running and state != "active":

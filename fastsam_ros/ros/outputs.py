@@ -23,6 +23,7 @@ from fastsam_ros.msg import Selection as SelectionMsg
 from fastsam_ros.overlay import draw_overlay
 from fastsam_ros.ros import conversions, wire
 from fastsam_ros.ros.frames import Frame
+from fastsam_ros.ros.standard import StandardOutputs
 from fastsam_ros.types import Prompt, Selection
 
 
@@ -77,12 +78,14 @@ class Outputs:
             "mask": node.create_lifecycle_publisher(Image, "mask", conversions.RELIABLE_QOS),
             "debug_image": node.create_lifecycle_publisher(Image, "debug_image", conversions.RELIABLE_QOS),
         }
+        self.standard = StandardOutputs(node, with_3d=depth is not None)  # vision_msgs and the label image
         self._newest_stamp: int | None = None  # of the newest segmented frame: the only one mask and debug show
 
     def destroy(self) -> None:
         for publisher in self._publishers.values():
             self._node.destroy_lifecycle_publisher(publisher)
         self._publishers = {}
+        self.standard.destroy()
 
     def segmented(self, frame: Frame) -> None:
         """``frame`` is the newest: from now on answers on older frames are not shown on ``mask``/``debug_image``
@@ -91,6 +94,7 @@ class Outputs:
 
     def selection(self, selection: Selection, header: Any) -> None:
         self._publishers["selection"].publish(conversions.selection_msg(selection, header))
+        self.standard.selection(selection, header)
 
     def frame(self, frame: Frame, answers: Sequence[Selection], prompts: Sequence[Prompt],
               with_masks: bool) -> None:
@@ -105,6 +109,7 @@ class Outputs:
             stamp = frame.header.stamp
             publisher.publish(wire.instances_cdr(frame.segmentation, stamp.sec, stamp.nanosec, frame.header.frame_id,
                                                  with_masks, frame.track_ids))  # serialized: bytes
+        self.standard.frame(frame)
         self._debug(frame, answers, prompts)
 
     def answer(self, frame: Frame | None, selection: Selection, prompt: Prompt, request_header: Any) -> None:

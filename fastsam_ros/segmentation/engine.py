@@ -117,9 +117,13 @@ class FastSAMEngine:
         return self._predict(model, half, image_bgr)
 
     def _predict(self, model: Any, half: bool, image_bgr: np.ndarray) -> Any:
+        return self._predict_all(model, half, image_bgr)[0]
+
+    def _predict_all(self, model: Any, half: bool, source: np.ndarray | list[np.ndarray]) -> list[Any]:
+        """ultralytics' ``Results`` of one image or a list of them (one network call)."""
         config = self.config
         results = model.predict(
-            image_bgr, device=config.device, imgsz=config.imgsz, conf=config.conf, iou=config.iou,
+            source, device=config.device, imgsz=config.imgsz, conf=config.conf, iou=config.iou,
             max_det=config.max_det, retina_masks=False, verbose=False, predictor=deferred_mask_predictor(),
             **({"half": True} if half else {}),  # passing half=False makes new ultralytics warn per call
         )
@@ -129,12 +133,23 @@ class FastSAMEngine:
 
             torch.set_num_threads(config.cpu_threads)
             self._threads_applied = True
-        return results[0]
+        return results
 
     def segment(self, image_bgr: np.ndarray) -> Segmentation:
         """Every instance in one ``HxWx3`` uint8 BGR image (masks made on demand: see :mod:`instance_masks`)."""
         with deferred_masks():
             return segmentation_from_result(self.predict_raw(image_bgr))
+
+    def segment_batch(self, images: list[np.ndarray]) -> list[Segmentation]:
+        """:meth:`segment` of several images in one network call where the model takes a batch (PyTorch, the one a
+        GPU runs several cameras on); exports are built for batch 1, so their images run one after another."""
+        for image in images:
+            check_image(image)
+        model, half = self._backends.model_for(images[0].shape)
+        if model is not self._model or len({image.shape for image in images}) > 1:
+            return [self.segment(image) for image in images]
+        with deferred_masks():
+            return [segmentation_from_result(result) for result in self._predict_all(model, half, list(images))]
 
     def segment_with_result(self, image_bgr: np.ndarray) -> tuple[Segmentation, Any]:
         """:meth:`segment`, and the ultralytics ``Results`` of the same run with every mask made (for

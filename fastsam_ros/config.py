@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import array
 import json
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 def _param(default: Any, doc: str, choices: tuple[str, ...] = (), live: bool = False) -> Any:
     """A parameter; ``live`` ones apply to the next frame when set at run time, the others need a reconfigure."""
     return field(default=default, metadata={"doc": doc, "choices": choices, "live": live})
+
+
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 class ConfigError(ValueError):
@@ -62,6 +66,9 @@ class NodeConfig:
                                "empty: $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros")
     warmup: bool = _param(True, "run one blank frame at configure so the first real frame is not slow")
     autostart: bool = _param(True, "configure and activate on start; false waits for lifecycle transitions")
+    cameras: tuple[str, ...] = _param((), "camera names for one node serving several cameras on one model: each "
+                                      "camera's topics move under its name (front/image, front/selection, ...); "
+                                      "empty: one camera on the topics without a prefix")
     image_transport: str = _param("raw", "raw subscribes to `image`; compressed to `image/compressed`",
                                   ("raw", "compressed"))
     image_reliability: str = _param("best_effort", "camera QoS reliability; best_effort matches camera drivers",
@@ -147,6 +154,14 @@ class NodeConfig:
             raise ConfigError(str(error)) from error
         if not self.model:
             raise ConfigError("model must name a checkpoint, an export or a FastSAM model name")
+        cameras = tuple(self.cameras)
+        for name in cameras:
+            if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name):
+                raise ConfigError(f"cameras: {name!r} is not a topic name token (a letter, then letters, digits or "
+                                  "underscores): it becomes the camera's topic prefix")
+        if len(set(cameras)) != len(cameras):
+            raise ConfigError(f"cameras must not repeat a name, got {list(cameras)}")
+        object.__setattr__(self, "cameras", cameras)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> NodeConfig:
@@ -195,6 +210,8 @@ class NodeConfig:
 
 
 def _typed(name: str, expected: type, value: Any) -> Any:
+    if expected is tuple and value is None:  # an empty array in a parameters file reaches rclpy as "not set"
+        return ()
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is tuple and isinstance(value, (list, tuple, array.array)):  # rclpy: double arrays as array.array

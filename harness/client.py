@@ -8,6 +8,7 @@ it changes nothing in the process: the domain is ``domain_id``, else ROS's own d
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections import defaultdict
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from harness.node_process import NodeProcess, wait_until
+
+_CLIENTS = itertools.count()
 
 
 class FastSAMClient:
@@ -37,7 +40,8 @@ class FastSAMClient:
 
         self._context = rclpy.Context()
         rclpy.init(context=self._context, domain_id=domain_id)
-        self.node = rclpy.create_node("fastsam_client", context=self._context)
+        # one name per client: several in one process (one per camera) each log under their own
+        self.node = rclpy.create_node(f"fastsam_client_{next(_CLIENTS)}", context=self._context)
         self.prefix = f"/{namespace}" if namespace else ""
         self.received: dict[str, list[Any]] = defaultdict(list)
         self._outputs: list[Any] = []  # our subscriptions to the node's outputs

@@ -77,6 +77,7 @@ class NodeProcess:
         ``env``: variables added to the node's environment."""
         launch = load_launch_module()
         spec = launch.node_spec(model=str(parameters.pop("model")), device="cpu", image=image,
+                                **({"cameras": parameters["cameras"]} if parameters.get("cameras") else {}),
                                 namespace=namespace, params_file=str(REPO / "config" / "fastsam.yaml"))
         self.command = command_from_spec(spec, parameters)
         if program is not None:

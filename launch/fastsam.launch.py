@@ -7,6 +7,9 @@ remapped from the ``image`` argument, an absolute topic, so the namespace does n
 Parameters come from ``params_file`` (default: the package's ``config/fastsam.yaml``). A parameter argument
 left empty (the default) keeps the file's value; a given one overrides it, converted to the parameter's type.
 ``video:=clip.mp4`` (or a camera index) also starts ``video_source`` publishing it on the ``image`` topic.
+``cameras:=[front,rear]`` serves several cameras with one model: each camera's ``image``, ``depth`` and
+``camera_info`` come from the arguments with ``{camera}`` replaced by its name (``image:=/{camera}/color/image_raw``);
+left at their defaults they are ``/<camera>/image_raw``, ``/<camera>/depth/image_raw`` and ``/<camera>/camera_info``.
 ``node_spec`` is plain data (no launch imports) so tests run the exact same node description as a
 subprocess where ``launch``/``launch_ros`` are not installed.
 """
@@ -19,7 +22,7 @@ from typing import Any
 from fastsam_ros.config import parameter_table
 
 # Node parameters that are also launch arguments; type and description come from NodeConfig. Add a name here.
-PARAMETER_ARGUMENTS = ("model", "device", "half", "imgsz", "image_transport", "use_depth")
+PARAMETER_ARGUMENTS = ("model", "device", "half", "imgsz", "image_transport", "use_depth", "cameras")
 
 # Launch-only arguments: name -> (default, description).
 LAUNCH_ARGUMENTS = {
@@ -57,11 +60,42 @@ def parameter_overrides(arguments: dict[str, str]) -> dict[str, Any]:
 
 
 def _typed(name: str, text: str, kind: type) -> Any:
+    if kind is tuple:  # a list argument: [front,rear] (brackets and spaces optional)
+        return [item.strip() for item in text.strip().strip("[]").split(",") if item.strip()]
     try:
         return _TRUE_FALSE[text.lower()] if kind is bool else kind(text)
     except (KeyError, ValueError):
         expected = "true or false" if kind is bool else f"a value of type {kind.__name__}"
         raise ValueError(f"launch argument {name}:={text!r}: expected {expected}") from None
+
+
+CAMERA_TOPICS = ("image", "depth", "camera_info")  # each camera's inputs, remapped from the launch arguments
+
+
+def camera_topic(argument: str, value: str, camera: str) -> str:
+    """Camera ``camera``'s topic for launch argument ``argument`` (``image``, ``depth`` or ``camera_info``)."""
+    if "{camera}" in value:
+        return value.replace("{camera}", camera)
+    default = LAUNCH_ARGUMENTS[argument][0]
+    if value == default:  # /camera/image_raw -> /front/image_raw
+        return f"/{camera}/" + default.split("/", 2)[2]
+    raise ValueError(f"launch argument {argument}:={value!r}: with cameras, name each camera's topic with "
+                     f"{{camera}}, e.g. {argument}:=/{{camera}}{default.split('/camera', 1)[1]}")
+
+
+def remappings(image: str, depth: str, camera_info: str, cameras: list[str] | tuple[str, ...] = ()) -> list[
+        tuple[str, str]]:
+    """The node's camera inputs from the launch arguments: its own, or each camera's under its name."""
+    arguments = {"image": image, "depth": depth, "camera_info": camera_info}
+    if not cameras:
+        return [("image", image), ("image/compressed", image + "/compressed"), ("depth", depth),
+                ("camera_info", camera_info)]
+    pairs = []
+    for camera in cameras:
+        topics = {name: camera_topic(name, arguments[name], camera) for name in CAMERA_TOPICS}
+        pairs += [(f"{camera}/image", topics["image"]), (f"{camera}/image/compressed", topics["image"] + "/compressed"),
+                  (f"{camera}/depth", topics["depth"]), (f"{camera}/camera_info", topics["camera_info"])]
+    return pairs
 
 
 def node_spec(image: str = LAUNCH_ARGUMENTS["image"][0], namespace: str = LAUNCH_ARGUMENTS["namespace"][0],
@@ -75,8 +109,7 @@ def node_spec(image: str = LAUNCH_ARGUMENTS["image"][0], namespace: str = LAUNCH
         "name": "fastsam",
         "namespace": namespace,
         "parameters": [params_file or default_params_file(), *([parameters] if parameters else [])],
-        "remappings": [("image", image), ("image/compressed", image + "/compressed"), ("depth", depth),
-                       ("camera_info", camera_info)],
+        "remappings": remappings(image, depth, camera_info, parameters.get("cameras") or ()),
         "output": "screen",
     }
 
@@ -115,15 +148,20 @@ def _launch_node(context: Any) -> list[Any]:
 
     overrides = parameter_overrides({name: value(name) for name in PARAMETER_ARGUMENTS})
     actions = [LifecycleNode(**node_spec(**{name: value(name) for name in NODE_ARGUMENTS}, **overrides))]
-    if value("video"):
+    first = (overrides.get("cameras") or [None])[0]
+    if value("video"):  # played as the only camera, or as the first of several
         from launch_ros.actions import Node
 
-        actions.append(Node(**video_spec(value("video"), value("video_rate"), value("video_loop"), value("image"),
-                                         value("camera_info"), value("namespace"))))
+        image, info = ((value("image"), value("camera_info")) if first is None else
+                       (camera_topic("image", value("image"), first), camera_topic("camera_info", value("camera_info"),
+                                                                                 first)))
+        actions.append(Node(**video_spec(value("video"), value("video_rate"), value("video_loop"), image, info,
+                                         value("namespace"))))
     if _typed("web", value("web"), bool):
         from launch_ros.actions import Node
 
-        actions.append(Node(**web_spec(value("web_port"), value("namespace"))))
+        namespace = value("namespace") if first is None else f"{value('namespace').rstrip('/')}/{first}"
+        actions.append(Node(**web_spec(value("web_port"), namespace)))  # the page shows one camera: the first
     return actions
 
 

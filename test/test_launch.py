@@ -162,3 +162,30 @@ def test_a_video_argument_also_starts_video_source_on_the_node_s_camera_topic(fa
     assert kwargs["parameters"] == [{"source": "/data/clip.mp4", "rate": 5.0, "loop": True}]
     assert ("image", "/front/image") in kwargs["remappings"]
     assert ("camera_info", "/front/camera_info") in kwargs["remappings"]
+
+
+def test_cameras_remap_each_camera_under_its_name(fake_launch) -> None:
+    node = run_launch({"cameras": "[front, rear]", "image": "/{camera}/color/image_raw"})
+    kwargs = node.kwargs
+    assert kwargs["parameters"][1] == {"cameras": ["front", "rear"]}
+    remaps = dict(kwargs["remappings"])
+    assert remaps["front/image"] == "/front/color/image_raw" and remaps["rear/image"] == "/rear/color/image_raw"
+    assert remaps["rear/image/compressed"] == "/rear/color/image_raw/compressed"
+    # left at their defaults, depth and camera_info follow the single-camera names under each camera
+    assert remaps["front/depth"] == "/front/depth/image_raw" and remaps["rear/camera_info"] == "/rear/camera_info"
+    assert "image" not in remaps, "no camera without a name"
+
+
+def test_with_cameras_a_topic_without_the_camera_placeholder_is_refused(fake_launch) -> None:
+    with pytest.raises(ValueError, match=r"image:='/one/image': with cameras, name each camera's topic with \{camera\}"):
+        run_launch({"cameras": "[front,rear]", "image": "/one/image"})
+
+
+def test_a_video_plays_as_the_first_camera(fake_launch) -> None:
+    _, video = launch_actions({"cameras": "[front,rear]", "video": "clip.mp4"})
+    assert ("image", "/front/image_raw") in video.kwargs["remappings"]
+
+
+def test_the_web_page_shows_the_first_camera(fake_launch) -> None:
+    _, web = launch_actions({"cameras": "[front,rear]", "web": "true"})
+    assert web.kwargs["namespace"] == "fastsam/front"

@@ -61,10 +61,12 @@ class Clicks:
     """The click inputs of one configured node and what a click means (``click``, followed or one-shot)."""
 
     def __init__(self, node: Any, board: FrameBoard, registry: PromptRegistry, camera: CameraModel,
-                 follow: Callable[[], bool], refuse: Callable[[Selection, Any], None]) -> None:
+                 follow: Callable[[], bool], refuse: Callable[[Selection, Any], None], prefix: str = "") -> None:
         """``follow``: the live ``click_follow``; ``refuse``: sends (and counts) the answer to a click that names
-        no pixel."""
+        no pixel; ``prefix``: the camera's topic prefix (``front/``), which also puts RViz's point on
+        ``front/clicked_point`` (a point in metres names no camera)."""
         self._node = node
+        self._prefix = prefix
         self._board = board
         self._registry = registry
         self._camera = camera
@@ -79,12 +81,14 @@ class Clicks:
         node = self._node
         self._transforms = transforms
         self._inputs = [
-            node.create_subscription(Point, node.resolve_topic_name(viewed) + MOUSE_SUFFIX, self._on_viewer,
-                                     conversions.BURST_QOS)
+            node.create_subscription(Point, node.resolve_topic_name(self._prefix + viewed) + MOUSE_SUFFIX,
+                                     self._on_viewer, conversions.BURST_QOS)
             for viewed in ("image", "debug_image")
         ] + [
-            node.create_subscription(PointStamped, CLICKED_POINT, self._on_clicked_point, conversions.BURST_QOS),
-            node.create_subscription(PointStamped, "prompt/point", self._on_pixel, conversions.BURST_QOS),
+            node.create_subscription(PointStamped, f"{self._prefix}clicked_point" if self._prefix else CLICKED_POINT,
+                                     self._on_clicked_point, conversions.BURST_QOS),
+            node.create_subscription(PointStamped, f"{self._prefix}prompt/point", self._on_pixel,
+                                     conversions.BURST_QOS),
         ]
 
     def unsubscribe(self) -> None:

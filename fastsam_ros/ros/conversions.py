@@ -150,11 +150,14 @@ def image_msg(pixels: np.ndarray, header: Any) -> Image:
     return Image(header=header, **images.bgr_to_fields(pixels))
 
 
-def diagnostics_msg(stamp: Any, name: str, level: bytes, message: str, values: dict[str, Any]) -> DiagnosticArray:
+def diagnostic_status(name: str, level: bytes, message: str, values: dict[str, Any]) -> DiagnosticStatus:
     """One status entry; ``level`` is a ``DiagnosticStatus`` constant (OK, WARN, ERROR)."""
-    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="fastsam_ros",
-                              values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id="fastsam_ros",
+                            values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
+
+
+def diagnostics_msg(stamp: Any, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
     out = DiagnosticArray()
     out.header.stamp = stamp
-    out.status = [status]
+    out.status = statuses
     return out

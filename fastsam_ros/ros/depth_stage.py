@@ -46,10 +46,12 @@ class DepthStage:
 
     def __init__(self, node: LifecycleNode, camera: CameraModel, depth_tolerance: float,
                  depth_range: Sequence[float], depth_wait: float, remembered: int, problem: Callable[[str], None],
-                 error: Callable[[str, BaseException], None], target_frame: str = "") -> None:
+                 error: Callable[[str, BaseException], None], target_frame: str = "", prefix: str = "") -> None:
         """``problem``: bad depth input (a reason); ``error``: a failure that is not the input's fault;
-        ``target_frame``: the frame of the 3D answers (empty: the camera's optical frame)."""
+        ``target_frame``: the frame of the 3D answers (empty: the camera's optical frame); ``prefix``: the
+        camera's topic prefix."""
         self._node = node
+        self._prefix = prefix
         self._target_frame = target_frame
         self._transforms: Any = None  # the node's tf2 buffer while active (None: no tf2)
         self.target_state = "not set" if not target_frame else "no answer located yet"
@@ -62,8 +64,10 @@ class DepthStage:
         self.depth_received = 0
         self._publishers = {
             # Lifecycle publishers: nothing leaves the node while it is not active.
-            "points": node.create_lifecycle_publisher(PointCloud2, "selection/points", conversions.RELIABLE_QOS),
-            "markers": node.create_lifecycle_publisher(MarkerArray, "selection/markers", conversions.RELIABLE_QOS),
+            "points": node.create_lifecycle_publisher(PointCloud2, f"{prefix}selection/points",
+                                                      conversions.RELIABLE_QOS),
+            "markers": node.create_lifecycle_publisher(MarkerArray, f"{prefix}selection/markers",
+                                                       conversions.RELIABLE_QOS),
         }
         self._inputs: list[Any] = []
 
@@ -71,7 +75,7 @@ class DepthStage:
         """Listen to ``depth`` with the camera's QoS (activate); ``transforms_buffer``: the node's tf2 buffer."""
         self._transforms = transforms_buffer
         self._pairer.clear()
-        self._inputs = [self._node.create_subscription(Image, "depth", self._on_depth, qos)]
+        self._inputs = [self._node.create_subscription(Image, f"{self._prefix}depth", self._on_depth, qos)]
 
     def unsubscribe(self) -> None:
         """Stop listening and wake any answer waiting for depth (deactivate)."""
@@ -95,12 +99,12 @@ class DepthStage:
         """The depth view of a colour frame, or why it has none (``wait``: for a depth image still on its way)."""
         camera = self._camera.get()
         if camera is None:
-            return f"no camera_info received on {self._node.resolve_topic_name('camera_info')}"
+            return f"no camera_info received on {self._node.resolve_topic_name(self._prefix + 'camera_info')}"
         if isinstance(camera[0], str):
             return camera[0]
         paired = self._pairer.pair(stamp_ns, self._wait_s if wait else 0.0)
         if paired.item is None:
-            return f"{paired.reason} on {self._node.resolve_topic_name('depth')}"
+            return f"{paired.reason} on {self._node.resolve_topic_name(self._prefix + 'depth')}"
         try:
             return depth_view(decode_depth(paired.item), camera[0], image_shape, self._range)
         except DepthError as error:

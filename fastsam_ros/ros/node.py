@@ -1,12 +1,14 @@
 """The ``fastsam`` lifecycle node: the lifecycle and the parameters, wiring topics and QoS to the core.
 
-What happens to a frame is in :mod:`fastsam_ros.ros.worker`, to a prompt in
-:mod:`fastsam_ros.ros.prompt_registry`, and what goes out in :mod:`fastsam_ros.ros.outputs`. Threads:
+Each camera (one unless ``cameras`` names several) is a :class:`CameraStream` around the one model: what happens
+to a frame is in :mod:`fastsam_ros.ros.worker`, to a prompt in :mod:`fastsam_ros.ros.prompt_registry`, and what
+goes out in :mod:`fastsam_ros.ros.outputs`. Threads:
 
 * the executor thread runs every ROS callback inline (:class:`NodeExecutor`): the image callback only drops the
   message on the :class:`FrameBoard` (frames that arrive while the network is busy replace each other, so inference
   never works on a stale frame), and prompts on cached frames are answered from the cache in milliseconds;
-* the inference worker decodes, segments, tracks and caches each frame and answers the persistent prompts;
+* each camera's inference worker decodes, segments, tracks and caches its frames and answers its persistent prompts;
+  with several cameras the workers share the network through :class:`SharedEngine` (one batch per turn);
 * prompts that must wait (for a frame still being segmented, or for CLIP) run on the registry's small pool, and the
   ``segment`` service on the executor's pool, so they never hold up the camera or the other prompts.
 
@@ -28,27 +30,17 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header, String
 
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
-from fastsam_ros.msg import Prompt as PromptMsg
 from fastsam_ros.prompts.clip import ClipScorer
 from fastsam_ros.prompts.text import ClipUnavailable
 from fastsam_ros.ros import conversions, transforms
-from fastsam_ros.ros.camera import CameraModel
-from fastsam_ros.ros.clicks import Clicks
-from fastsam_ros.ros.frames import FrameBoard
-from fastsam_ros.ros.outputs import Health, Outputs
-from fastsam_ros.ros.prompt_registry import PromptRegistry, PromptSettings
-from fastsam_ros.ros.worker import FrameSettings, Incoming, InferenceWorker
+from fastsam_ros.ros.camera_stream import CameraStream
+from fastsam_ros.ros.outputs import Health
 from fastsam_ros.segmentation.engine import FastSAMEngine, ModelLoadError
-from fastsam_ros.srv import Segment
+from fastsam_ros.segmentation.sharing import SharedEngine
 from fastsam_ros.tracking import tracker
-from fastsam_ros.types import Selection, Status
 
-DEPTH_QUEUE = 5  # depth and camera_info messages queued for the executor (their callbacks only store them)
 # Every wait at shutdown is bounded, together well below ros2 launch's sigterm_timeout (5 s).
 WORKER_JOIN_S = 2.0  # how long deactivate waits for the frame in flight
 PROMPT_DRAIN_S = 1.0  # how long deactivate gives the prompts in flight to answer
@@ -63,20 +55,12 @@ class FastSAMNode(LifecycleNode):
         for name, default, doc in parameter_table():  # typed by NodeConfig, so a wrong type is a clear error
             self.declare_parameter(name, default, ParameterDescriptor(description=doc, dynamic_typing=True))
         self._decoder = conversions.ImageDecoder()
-        self._health = Health()
+        self._health = Health()  # the node's own: configure failures, while no camera exists
         self._traced: set[type] = set()  # exception types whose traceback was logged once
         self._config: NodeConfig | None = None
         # Made at configure, gone at cleanup:
         self._engine: FastSAMEngine | None = None
-        self._board: FrameBoard | None = None
-        self._outputs: Outputs | None = None
-        self._registry: PromptRegistry | None = None
-        self._worker: InferenceWorker | None = None
-        self._depth: Any = None  # node_depth.DepthStage with use_depth (imported only then: visualization_msgs)
-        self._camera: CameraModel | None = None  # camera_info: the depth stage's and the clicks'
-        self._clicks: Clicks | None = None
-        self._service: Any = None
-        self._inputs: list[Any] = []  # subscriptions, while active
+        self._streams: list[CameraStream] = []  # one per camera
         self._transforms: Any = None  # tf2's buffer while active, where tf2_ros is installed (clicks, target_frame)
         self.finalized = False  # the shutdown transition ran: the process should exit
         self.blocking_group = ReentrantCallbackGroup()  # callbacks that may wait: NodeExecutor runs them aside
@@ -135,64 +119,31 @@ class FastSAMNode(LifecycleNode):
         return super().on_configure(state)
 
     def _build(self, config: NodeConfig, engine: FastSAMEngine) -> None:
-        """Everything that lives from configure to cleanup, around the loaded ``engine``."""
+        """Everything that lives from configure to cleanup, around the loaded ``engine``: one stream per camera."""
         self._config, self._engine = config, engine
         clip = ClipScorer(config.clip, log=self._clip_failed)  # loads on the first text prompt, unless asked now
         if config.clip_load_at_configure:
             # A failure is logged once by _clip_failed; text prompts then answer `error`, the rest keeps working.
             with contextlib.suppress(ClipUnavailable):
                 clip.load()
-        camera = CameraModel(self._problem("depth_problems" if config.use_depth else "bad_images"))
-        self._camera = camera
-        if config.use_depth:
-            from fastsam_ros.ros.depth_stage import DepthStage
-
-            self._depth = DepthStage(self, camera, config.depth_tolerance, config.depth_range, config.depth_wait,
-                                     config.cache_frames, self._problem("depth_problems"), self.report_error,
-                                     config.target_frame)
-        depth = self._depth
-        self._board = FrameBoard(config.cache_frames, int(round(config.stamp_tolerance * 1e9)))
-        self._outputs = Outputs(self, depth)
-        if self._outputs.standard.missing:
-            self.get_logger().warning(self._outputs.standard.missing)
-        self._registry = PromptRegistry(
-            self._board, self._outputs, self._prompt_settings, clip,
-            locate=(lambda s, f: depth.locate(s, f.stamp_ns, f.segmentation.image_shape)) if depth else None,
-            on_problem=self._problem("bad_prompts"), on_error=self.report_error)
-        self._clicks = Clicks(self, self._board, self._registry, camera,
-                              lambda: (self._config or NodeConfig()).click_follow, self._refuse_click)
-        self._worker = InferenceWorker(
-            self._board, engine, self._decoder.decode, self._registry, self._outputs, self._frame_settings,
-            config.tracker, depth, on_frame_done=self._frame_done, on_rejected=self._problem("bad_images"),
-            on_error=self.report_error)
-        # A service callback cannot hand its answer over to another thread, so the whole call runs aside.
-        self._service = self.create_service(Segment, "segment", self._on_segment, callback_group=self.blocking_group)
+        shared = SharedEngine(engine) if len(config.cameras) > 1 else engine
+        for name in config.cameras or ("",):
+            self._streams.append(CameraStream(self, name, config, shared, clip, self._decoder.decode,
+                                              lambda: self._config or NodeConfig(), self.report_error))
+        missing = self._streams[0].outputs.standard.missing
+        if missing:
+            self.get_logger().warning(missing)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Start from no frames and no tracks, subscribe to the camera and the prompts, start the worker."""
-        config, worker = self._config, self._worker
-        assert config is not None and worker is not None and self._board is not None
-        if worker.running:  # an earlier deactivate left a frame running: never two on one engine
+        """Start from no frames and no tracks, subscribe to the cameras and the prompts, start the workers."""
+        config = self._config
+        assert config is not None and self._streams
+        if any(stream.worker.running for stream in self._streams):  # never two frames of one camera at once
             self.get_logger().error("activate failed: the previous inference thread is still running a frame")
             return TransitionCallbackReturn.FAILURE
-        self._board.open()
-        self._registry.start()
-        worker.start()
-        image_type, image_topic = (Image, "image") if config.image_transport == "raw" else (
-            CompressedImage, "image/compressed")
-        self._inputs = [
-            self.create_subscription(image_type, image_topic, self._on_image,
-                                     conversions.image_qos(config.image_reliability, config.image_qos_depth)),
-            self.create_subscription(PromptMsg, "prompt", self._on_prompt, conversions.BURST_QOS),
-            self.create_subscription(String, "prompt/text", self._on_text, conversions.BURST_QOS),
-            self.create_subscription(CameraInfo, "camera_info", self._camera.on_msg,
-                                     conversions.image_qos(config.image_reliability, DEPTH_QUEUE)),
-        ]
         self._transforms = transforms.transform_buffer(self)
-        self._clicks.subscribe(self._transforms)
-        if self._depth is not None:
-            self._depth.subscribe(conversions.image_qos(config.image_reliability, DEPTH_QUEUE), self._transforms)
-        self.get_logger().info(f"active: segmenting {self.resolve_topic_name(image_topic)}")
+        topics = [stream.activate(config, self._transforms) for stream in self._streams]
+        self.get_logger().info(f"active: segmenting {', '.join(topics)}")
         return super().on_activate(state)  # enables the lifecycle publishers
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -202,8 +153,7 @@ class FastSAMNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model, the cache and the GPU memory they held, unless a frame still runs on them."""
-        worker = self._worker
-        if worker is not None and not worker.stop(WORKER_JOIN_S):
+        if not all(stream.worker.stop(WORKER_JOIN_S) for stream in self._streams):
             self.get_logger().error("cleanup failed: the inference thread is still running a frame; try again")
             return TransitionCallbackReturn.FAILURE
         self._release()
@@ -211,55 +161,34 @@ class FastSAMNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
-        if self._worker is None or not self._worker.running:
+        if not any(stream.worker.running for stream in self._streams):
             self._release()
         self.finalized = True
         return super().on_shutdown(state)
 
     def stop(self) -> None:
-        """Stop listening, answer the prompts in flight and wait (bounded) for the frame in flight (deactivate,
+        """Stop listening, answer the prompts in flight and wait (bounded) for the frames in flight (deactivate,
         shutdown and process exit)."""
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
-        if self._clicks is not None:
-            self._clicks.unsubscribe()
-        if self._depth is not None:
-            self._depth.unsubscribe()
+        for stream in self._streams:
+            stream.stop_inputs()  # prompts waiting for a frame answer now: it will not come
         transforms.release(self._transforms)
         self._transforms = None
-        if self._board is not None:
-            self._board.close()  # prompts waiting for a frame answer now: it will not come
-        if self._registry is not None and not self._registry.stop(PROMPT_DRAIN_S):
+        if not all([stream.registry.stop(PROMPT_DRAIN_S) for stream in self._streams]):
             self.get_logger().warning(f"prompts still being answered after {PROMPT_DRAIN_S:g} s: their answers "
                                       "are dropped")
-        if self._worker is not None and not self._worker.stop(WORKER_JOIN_S):
-            self.get_logger().error(f"the inference thread is still running a frame after {WORKER_JOIN_S:g} s: "
+        if not all([stream.worker.stop(WORKER_JOIN_S) for stream in self._streams]):
+            self.get_logger().error(f"an inference thread is still running a frame after {WORKER_JOIN_S:g} s: "
                                     "its outputs are dropped, and cleanup waits for it")
 
     def _release(self) -> None:
-        """Free the outputs, the service, the model, the cache and the GPU memory (cleanup, shutdown, failure)."""
-        if self._service is not None:
-            self.destroy_service(self._service)
-        if self._outputs is not None:
-            self._outputs.destroy()
-        if self._depth is not None:
-            self._depth.destroy()
-        if self._registry is not None:
-            self._registry.clear()
-        self._service = self._outputs = self._depth = self._registry = self._worker = self._clicks = self._camera = None
-        self._engine = self._board = self._config = None
+        """Free the outputs, the services, the model, the caches and the GPU memory (cleanup, shutdown, failure)."""
+        for stream in self._streams:
+            stream.release()
+        self._streams = []
+        self._engine = self._config = None
         free_accelerator_memory()
 
     # ---------------------------------------------------------------- parameters
-
-    def _prompt_settings(self) -> PromptSettings:
-        config = self._config or NodeConfig()
-        return PromptSettings(config.selection, config.max_persistent_prompts)
-
-    def _frame_settings(self) -> FrameSettings:
-        config = self._config or NodeConfig()
-        return FrameSettings(config.max_image_pixels, config.tracking, config.publish_instance_masks)
 
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         """Live parameters apply to the next frame; the others are refused while a model is loaded."""
@@ -288,93 +217,27 @@ class FastSAMNode(LifecycleNode):
         self._config = candidate
         if self._engine is not None:
             self._engine.config = candidate.engine  # read by the next prediction
-        if self._board is not None:
-            self._board.tolerance_ns = int(round(candidate.stamp_tolerance * 1e9))  # read by the next lookup
-        if changed & {"tracking", "track_lost_frames", "track_min_iou"} and self._worker is not None:
-            self._worker.tracker.params = candidate.tracker  # read by the worker at its next frame
+        for stream in self._streams:
+            stream.board.tolerance_ns = int(round(candidate.stamp_tolerance * 1e9))  # read by the next lookup
+            if changed & {"tracking", "track_lost_frames", "track_min_iou"}:
+                stream.worker.tracker.params = candidate.tracker  # read by the worker at its next frame
         if changed:
             self.get_logger().info(f"applied from the next frame: {', '.join(sorted(changed))}")
         return SetParametersResult(successful=True)
 
-    # ---------------------------------------------------------------- inputs
-
-    def _on_image(self, msg: Any) -> None:
-        """Hand the frame to the worker. An unstamped frame is stamped with its arrival, on every output too, so the
-        stamp that answers and cache key carry is one a prompt can name."""
-        stamp = conversions.stamp_ns(msg.header)
-        if stamp == 0:
-            stamp = self.get_clock().now().nanoseconds
-            msg.header.stamp = Time(nanoseconds=stamp).to_msg()
-        self._health.frames_received += 1
-        board = self._board
-        if board is not None and board.is_open:
-            board.slot.put(Incoming(stamp, msg))
-
-    def _on_prompt(self, msg: Any) -> None:
-        registry = self._registry
-        if registry is None:
-            return
-        prompt = conversions.prompt_from_msg(msg)
-        if msg.clear:
-            removed = registry.clear_persistent(prompt.id)
-            self.get_logger().info(f"cleared persistent prompts: {', '.join(map(repr, removed)) or 'none matched'}")
-            return
-        registry.request(prompt, conversions.stamp_ns(msg.header), msg.header, persistent=msg.persistent,
-                         reapply=msg.reapply)
-
-    def _refuse_click(self, selection: Selection, header: Any) -> None:
-        """A click that names no pixel (a point tf2 cannot bring into the camera's frame, ...): answered and counted."""
-        self._problem("bad_prompts")(f"prompt {selection.prompt_id!r} {selection.status.value}: {selection.reason}")
-        if self._outputs is not None:
-            self._outputs.selection(selection, header)
-
-    def _on_text(self, msg: Any) -> None:
-        if self._registry is not None:
-            self._registry.request(conversions.text_prompt(msg), 0, Header())
-
-    def _on_segment(self, request: Any, response: Any) -> Any:
-        """Always answers: ``frame_not_available`` while inactive, ``error`` when our code fails."""
-        prompt = conversions.prompt_from_msg(request.prompt)
-        frame = None
-        try:
-            registry = self._registry
-            if registry is None:
-                selection = Selection.failed(prompt.id, Status.FRAME_NOT_AVAILABLE, "the node is not configured")
-            else:
-                selection, frame = registry.answer(prompt, conversions.stamp_ns(request.prompt.header))
-        except Exception as error:  # the caller always gets an answer
-            self.report_error("segment service failed", error)
-            selection = Selection.failed(prompt.id, Status.ERROR, f"segment failed: {error}")
-        response.selection = conversions.selection_msg(selection, frame.header if frame else request.prompt.header)
-        return response
-
     # ---------------------------------------------------------------- health
 
-    def _frame_done(self, frame: Any, stage_ms: dict[str, float]) -> None:
-        self._health.frames_processed += 1
-        self._health.last_inference_ms = frame.segmentation.timings.inference_ms
-        if self._config is not None and self._config.log_stage_times:
-            figures = ", ".join(f"{stage} {ms:.1f}" for stage, ms in stage_ms.items())
-            self.get_logger().info(f"frame {frame.stamp_ns}: {figures} ms")
-
-    def _problem(self, counter: str) -> Any:
-        """A reporter of bad input of one kind: counted for /diagnostics and logged (throttled)."""
-        def report(message: str) -> None:
-            self._health.problem(message, counter)
-            self.get_logger().warning(message, throttle_duration_sec=LOG_THROTTLE_S)
-
-        return report
-
     def _clip_failed(self, reason: str) -> None:
-        """CLIP could not load: one log line, then text prompts answer `error` with this reason."""
-        self._health.problem(f"CLIP unavailable: {reason}", "bad_prompts")
+        """CLIP could not load: one log line, then text prompts answer `error` with this reason (on every camera)."""
+        for health in [stream.health for stream in self._streams] or [self._health]:
+            health.problem(f"CLIP unavailable: {reason}", "bad_prompts")
         self.get_logger().error(f"text prompts disabled: {reason}")
 
-    def report_error(self, what: str, error: BaseException) -> None:
-        """A failure that is not the input's fault (CUDA out of memory, a bug): counted apart from bad input,
-        with the traceback logged the first time each kind happens."""
+    def report_error(self, what: str, error: BaseException, health: Health | None = None) -> None:
+        """A failure that is not the input's fault (CUDA out of memory, a bug): counted apart from bad input (on the
+        camera's ``health``), with the traceback logged the first time each kind happens."""
         message = f"{what}: {error.__class__.__name__}: {error}"
-        self._health.problem(message, "internal_errors")
+        (health or self._health).problem(message, "internal_errors")
         if type(error) not in self._traced:
             self._traced.add(type(error))
             trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -383,28 +246,28 @@ class FastSAMNode(LifecycleNode):
             self.get_logger().error(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish_diagnostics(self) -> None:
-        level, message, values = self._health.report()
-        board, worker = self._board, self._worker
+        """One status per camera (named as the node, plus the camera's name with several); the node's own while
+        no camera exists (unconfigured, or a failed configure)."""
         state = self._state_machine.current_state[1]
-        values = {
+        node_values = {
             "state": state, "model": self.get_parameter("model").value, "device": self.get_parameter("device").value,
-            **values, "frames_dropped": board.slot.dropped if board else 0, "cached_frames": len(board.cache) if board
-            else 0, "persistent_prompts": len(self._registry or ()), "image_decoder": self._decoder.backend,
+            "image_decoder": self._decoder.backend,
             "backend": engine.backend.backend if (engine := self._engine) is not None else "",
         }
-        if self._outputs is not None:
-            values["standard_messages"] = self._outputs.standard.missing or "vision_msgs detections and labels"
-        if worker is not None:
-            values.update({f"p50_{stage}_ms": f"{ms:.2f}" for stage, ms in worker.stage_times.medians().items()})
-        if worker is not None and worker.running and state != "active":
-            values["stuck_frame"] = "the inference thread is still running a frame"
-        if self._depth is not None:
-            values.update(self._depth.diagnostics())
-            values["depth_problems"] = self._health.depth_problems
-        message = message or ("segmenting" if state == "active" else f"{state}: waiting for activation")
         stamp = self.get_clock().now().to_msg()
         name = f"{self.get_fully_qualified_name()}: segmentation"  # two nodes are told apart by namespace
-        self._diagnostics.publish(conversions.diagnostics_msg(stamp, name, level, message, values))
+        statuses = []
+        for stream in self._streams or [None]:
+            level, message, counters = (stream.health if stream else self._health).report()
+            values = {**node_values, **counters}
+            if stream is not None:
+                values.update(stream.diagnostics())
+                if stream.worker.running and state != "active":
+                    values["stuck_frame"] = "the inference thread is still running a frame"
+            message = message or ("segmenting" if state == "active" else f"{state}: waiting for activation")
+            camera = f" {stream.name}" if stream is not None and stream.name else ""
+            statuses.append(conversions.diagnostic_status(f"{name}{camera}", level, message, values))
+        self._diagnostics.publish(conversions.diagnostics_msg(stamp, statuses))
 
 
 def free_accelerator_memory() -> None:

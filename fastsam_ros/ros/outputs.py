@@ -69,16 +69,18 @@ class Health:
 class Outputs:
     """The node's output topics, made at configure and enabled only while the node is active."""
 
-    def __init__(self, node: LifecycleNode, depth: Any = None) -> None:
+    def __init__(self, node: LifecycleNode, depth: Any = None, prefix: str = "") -> None:
+        """``prefix``: the camera's topic prefix (``front/``; empty for the node's one camera)."""
         self._node = node
         self._depth = depth  # node_depth.DepthStage with use_depth: the 3D outputs
+        make = node.create_lifecycle_publisher
         self._publishers = {
-            "instances": node.create_lifecycle_publisher(Instances, "instances", conversions.RELIABLE_QOS),
-            "selection": node.create_lifecycle_publisher(SelectionMsg, "selection", conversions.BURST_QOS),
-            "mask": node.create_lifecycle_publisher(Image, "mask", conversions.RELIABLE_QOS),
-            "debug_image": node.create_lifecycle_publisher(Image, "debug_image", conversions.RELIABLE_QOS),
+            "instances": make(Instances, f"{prefix}instances", conversions.RELIABLE_QOS),
+            "selection": make(SelectionMsg, f"{prefix}selection", conversions.BURST_QOS),
+            "mask": make(Image, f"{prefix}mask", conversions.RELIABLE_QOS),
+            "debug_image": make(Image, f"{prefix}debug_image", conversions.RELIABLE_QOS),
         }
-        self.standard = StandardOutputs(node, with_3d=depth is not None)  # vision_msgs and the label image
+        self.standard = StandardOutputs(node, depth is not None, prefix)  # vision_msgs and the label image
         self._newest_stamp: int | None = None  # of the newest segmented frame: the only one mask and debug show
 
     def destroy(self) -> None:

@@ -36,16 +36,18 @@ else:
 class StandardOutputs:
     """The standard-message topics of one configured node (lifecycle publishers, like every output)."""
 
-    def __init__(self, node: LifecycleNode, with_3d: bool) -> None:
+    def __init__(self, node: LifecycleNode, with_3d: bool, prefix: str = "") -> None:
         self._node = node
         self.missing = VISION_MSGS_MISSING
         make = node.create_lifecycle_publisher
-        self._publishers = {"labels": make(Image, "instances/labels", conversions.RELIABLE_QOS)}
+        self._publishers = {"labels": make(Image, f"{prefix}instances/labels", conversions.RELIABLE_QOS)}
         if not self.missing:
-            self._publishers["detections"] = make(Detection2DArray, "detections", conversions.RELIABLE_QOS)
-            self._publishers["selection"] = make(Detection2DArray, "selection/detections", conversions.BURST_QOS)
+            self._publishers["detections"] = make(Detection2DArray, f"{prefix}detections", conversions.RELIABLE_QOS)
+            self._publishers["selection"] = make(Detection2DArray, f"{prefix}selection/detections",
+                                                 conversions.BURST_QOS)
             if with_3d:
-                self._publishers["3d"] = make(Detection3DArray, "selection/detections_3d", conversions.BURST_QOS)
+                self._publishers["3d"] = make(Detection3DArray, f"{prefix}selection/detections_3d",
+                                              conversions.BURST_QOS)
 
     def destroy(self) -> None:
         for publisher in self._publishers.values():

@@ -79,10 +79,12 @@ class InferenceWorker:
                  outputs: Any, settings: Callable[[], FrameSettings], tracker: TrackerParams = TrackerParams(),
                  depth: Any = None, on_frame_done: Callable[[Frame, dict[str, float]], None] = lambda frame, ms: None,
                  on_rejected: Callable[[str], None] = lambda message: None,
-                 on_error: Callable[[str, BaseException], None] = lambda what, error: None) -> None:
+                 on_error: Callable[[str, BaseException], None] = lambda what, error: None,
+                 thread_name: str = "fastsam-inference") -> None:
         """``decode(msg, max_pixels)`` raises ImageError for a frame it cannot take; ``on_frame_done`` gets each
         segmented frame and its milliseconds per stage, ``on_rejected`` a rejected one (with why), ``on_error`` a
-        failure of our code."""
+        failure of our code; ``engine``: anything with ``segment`` (a :class:`SharedEngine` when several cameras
+        share one model)."""
         self._board = board
         self._engine = engine
         self._decode = decode
@@ -93,6 +95,7 @@ class InferenceWorker:
         self._on_frame_done = on_frame_done
         self._on_rejected = on_rejected
         self._on_error = on_error
+        self._thread_name = thread_name
         self.tracker = InstanceTracker(tracker)  # the worker thread's alone
         self.stage_times = StageTimes()
         self._thread: threading.Thread | None = None
@@ -107,7 +110,7 @@ class InferenceWorker:
         if self.running:
             raise RuntimeError("the inference thread is still running a frame")
         self.tracker.reset()
-        self._thread = threading.Thread(target=self._run, name="fastsam-inference", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:

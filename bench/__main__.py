@@ -16,7 +16,9 @@ All stages run on the same machine in one process tree, so that ratios hold on a
 4. ``many``: the same at FastSAM's working point, ~100 instances per frame (the stand-in at ``conf`` 0.003; the
    instance count is in every row), the engine at ~5 vs ~100 instances, the node-side costs in process, and a
    FastSAM-s-shaped network's forward time at imgsz 640 and 1024 (``bench/many.py``);
-5. ``exports``: PyTorch, ONNX Runtime and OpenVINO on CPU through our engine (``bench/exports.py``).
+5. ``exports``: PyTorch, ONNX Runtime and OpenVINO on CPU through our engine (``bench/exports.py``);
+6. ``cameras``: 1, 2 and 4 cameras at 15 Hz in one node with ``cameras`` against one node per camera: memory,
+   answered frames per second, each camera's share and latency (``bench/cameras.py``).
 
 Targets of the issue are judged in ``targets``; the JSON gets a ``meta`` block (date, command, CPU, cores,
 load, versions, model, sizes, device) and a markdown table is written beside it for the README.
@@ -32,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import burst, exports, machine, many, pipeline, stats
+from bench import burst, cameras, exports, machine, many, pipeline, stats
 from bench.bench_depth import run as run_depth
 from bench.bench_selection import run as run_selection
 from bench.bench_tracking import REAL_IMAGE
@@ -57,11 +59,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export-rounds", type=int, default=12, help="timed calls per export format")
     parser.add_argument("--no-exports", action="store_true", help="skip the export comparison")
     parser.add_argument("--no-many", action="store_true", help="skip the ~100-instances figures (bench/many.py)")
+    parser.add_argument("--camera-seconds", type=float, default=20.0, help="each run of the cameras section")
+    parser.add_argument("--no-cameras", action="store_true", help="skip the cameras section (bench/cameras.py)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds, a 10 s stream")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.native_rounds, args.export_rounds = 4, 2, 3
         args.stream_seconds = min(args.stream_seconds, 10.0)
+        args.camera_seconds = min(args.camera_seconds, 5.0)
     return args
 
 
@@ -152,6 +157,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_many:
         results["many"] = run_many(args, model, config.engine, engine)
         results["meta"]["node_exit_code"] = exit_code or results["many"]["node_exit_code"]
+
+    if not args.no_cameras:
+        _stage(f"cameras: 1, 2 and 4 cameras at {cameras.CAMERA_HZ:g} Hz, one node against one node each")
+        results["cameras"] = cameras.run(model, args.images, args.work_dir, args.camera_seconds)
+        codes = [code for run in results["cameras"]["runs"].values() for code in run["node_exit_codes"]]
+        results["meta"]["node_exit_code"] = results["meta"]["node_exit_code"] or next((c for c in codes if c), 0)
 
     if not args.no_exports:
         _stage("exports: PyTorch, ONNX Runtime, OpenVINO")
@@ -313,6 +324,28 @@ def many_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
+CAMERA_HEADER = ("cameras at 15 Hz", "processes", "RSS MB", "answered/s", "latency p50 ms", "latency p95 ms",
+                 "share of fair")
+
+
+def camera_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per run of the cameras section; latency and share as the range over its cameras."""
+    def spread(values: list[float | None]) -> str:
+        known = [value for value in values if value is not None]
+        return "-" if not known else f"{min(known):.1f}" if min(known) == max(known) else \
+            f"{min(known):.1f}-{max(known):.1f}"
+
+    rows = []
+    for run in figures["runs"].values():
+        cams = list(run["per_camera"].values())
+        shares = [c["share_of_fair"] for c in cams]
+        rows.append((f"{run['cameras']} in {'one node' if run['one_node'] else 'one node each'}", run["processes"],
+                     run["rss_mb"], run["answered_per_s"], spread([c["latency_ms"]["p50"] for c in cams]),
+                     spread([c["latency_ms"]["p95"] for c in cams]),
+                     f"{min(shares):.2f}-{max(shares):.2f}" if len(shares) > 1 else "1"))
+    return rows
+
+
 def report(results: dict[str, Any]) -> str:
     meta = results["meta"]
     host = meta["machine"]
@@ -342,6 +375,8 @@ def report(results: dict[str, Any]) -> str:
                      f"{load.get('before', ['?'])[0]} -> {load.get('after', ['?'])[0]} while timed)")
     elif compared:
         lines.append(f"exports: {compared.get('skipped') or compared.get('error')}")
+    if results.get("cameras"):
+        lines += ["", stats.table(camera_rows(results["cameras"]), CAMERA_HEADER)]
     target_rows = [(t["target"], t["measured"], t["limit"], t["unit"],
                     {True: "pass", False: "FAIL", None: "not measured"}[t["pass"]])
                    for t in results["targets"].values()]
@@ -362,6 +397,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{Path(meta['model']['path']).name} on {meta['device']}, imgsz {meta['imgsz']}, "
         f"torch {meta['software']['torch']}, ultralytics {meta['software']['ultralytics']}.",
         "", stats.markdown_table(rows, ("what", "p50 ms", "p95 ms", "n")),
+        *(["", stats.markdown_table(camera_rows(results["cameras"]), CAMERA_HEADER)] if results.get("cameras")
+          else []),
         "", stats.markdown_table(target_rows, ("target", "measured", "unit", "result")), ""])
 
 

@@ -18,6 +18,9 @@ Stages per frame, as ``FastSAMEngine.segment`` runs them: ``preprocess``, ``infe
 when read) and ``convert`` (``segmentation_from_result``). Wall times are from timed runs
 (CUDA synchronised); ``cuda_share`` is each stage's CUDA kernel time over its duration, from a separate run under
 ``torch.profiler`` (which slows the CPU side, so shares are upper bounds of the CPU-bound part's cost).
+``batching``: four frames as one batch (``FastSAMEngine.segment_batch``, what several cameras of one node share)
+against the same four frames one by one, interleaved, FastSAM-s-shaped at 640 in the GPU check's precision; the
+target of several cameras on a GPU is a throughput ratio of at least 2.
 ``--device cpu --quick`` runs the same code on the CPU in seconds (the test suite does).
 """
 
@@ -169,6 +172,44 @@ def run_case(model: Path, kind: str, imgsz: int, half: bool, instances: int, fra
     }
 
 
+BATCH = 4
+BATCH_TARGET = 2.0  # frames per second batched over one by one, on a GPU
+
+
+def batching_case(model: Path, imgsz: int, half: bool, frame: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """``BATCH`` frames in one network call against one by one, alternating which goes first."""
+    from bench.stats import summarize
+    from fastsam_ros.segmentation.engine import EngineConfig, FastSAMEngine
+
+    engine = FastSAMEngine(EngineConfig(model=str(model), device=args.device, half=half, imgsz=imgsz, conf=0.4,
+                                        max_det=100, backend="pytorch"))
+    frames = [frame.copy() for _ in range(BATCH)]
+
+    def batched() -> None:
+        engine.segment_batch(frames)
+
+    def single() -> None:
+        for each in frames:
+            engine.segment(each)
+
+    runs = {"batched": batched, "one_by_one": single}
+    for run in runs.values():  # warm-up: cuDNN picks kernels per batch size
+        run()
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for index in range(args.rounds):
+        for name in (runs if index % 2 == 0 else reversed(list(runs))):
+            _sync(args.device)
+            started = time.perf_counter()
+            runs[name]()
+            _sync(args.device)
+            times[name].append((time.perf_counter() - started) * 1000.0)
+    figures = {name: summarize(values) for name, values in times.items()}
+    speedup = round(figures["one_by_one"]["p50"] / figures["batched"]["p50"], 2)
+    return {"frames": BATCH, "imgsz": imgsz, "precision": "fp16" if half else "fp32", "ms": figures,
+            "throughput_ratio": speedup, "target": BATCH_TARGET, "pass": speedup >= BATCH_TARGET}
+
+
 def environment(device: str) -> dict[str, Any]:
     import torch
     import ultralytics
@@ -213,6 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         case["case_s"] = round(time.perf_counter() - started, 1)
                         results["cases"].append(case)
                         print(_line(case), file=sys.stderr, flush=True)
+        results["batching"] = batching_case(models["fastsam_s_shaped"], sizes[0], precisions[-1], frame, args)
     results["meta"]["rclpy_imported"] = "rclpy" in sys.modules  # this check must run without ROS
     return results
 
@@ -236,7 +278,16 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join([f"{meta['date']} {meta['gpu'] or meta['device']} torch {meta['torch']} (CUDA {meta['cuda']}), "
                       f"ultralytics {meta['ultralytics']}, TensorRT {meta['tensorrt'] or 'not installed'}; "
                       f"backend auto here: {meta['auto_backend']['backend']}; frame {results['frame']}",
-                      table(rows, header), *results["skipped"]])
+                      table(rows, header), _batching_line(results.get("batching")), *results["skipped"]])
+
+
+def _batching_line(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return ""
+    return (f"batching ({figures['frames']} frames, FastSAM-s-shaped, {figures['imgsz']}, {figures['precision']}): "
+            f"{figures['ms']['batched']['p50']} ms batched vs {figures['ms']['one_by_one']['p50']} ms one by one: "
+            f"{figures['throughput_ratio']}x (target {figures['target']}x on a GPU: "
+            f"{'pass' if figures['pass'] else 'FAIL'})")
 
 
 def main(argv: list[str] | None = None) -> int:

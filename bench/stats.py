@@ -43,17 +43,21 @@ def ratio(numerator: float | None, denominator: float | None, digits: int = 3) -
 
 @dataclass(frozen=True)
 class Target:
-    """One target of the issue: ``measured`` must stay below ``limit`` (or at most ``limit`` when ``inclusive``)."""
+    """One target of the issue: ``measured`` must stay below ``limit`` (or at most ``limit`` when ``inclusive``);
+    with ``higher_is_better``, above it (or at least it)."""
 
     name: str
     description: str
     limit: float
     unit: str
     inclusive: bool = False
+    higher_is_better: bool = False
 
     def check(self, measured: float | None) -> dict[str, Any]:
         if measured is None:
             passed = None  # not measured in this run: neither pass nor fail
+        elif self.higher_is_better:
+            passed = bool(measured >= self.limit) if self.inclusive else bool(measured > self.limit)
         else:
             passed = bool(measured <= self.limit) if self.inclusive else bool(measured < self.limit)
         return {"target": self.description, "measured": measured, "limit": self.limit, "unit": self.unit,
@@ -82,6 +86,12 @@ TARGETS = (
     Target("many_labels", "~100 instances: the instance label image (instances/labels) p50 under 3 ms", 3.0, "ms"),
     Target("many_overlay", "~100 instances: debug overlay p50 under 15 ms", 15.0, "ms"),
     Target("many_stream_memory", "~100 instances: stream resident memory growth under 50 MB", 50.0, "MB"),
+    # Several cameras in one node (bench/cameras.py), 15 Hz each.
+    Target("cameras_rss", "2 cameras in one node: RSS at most 1.3x one single-camera node", 1.3, "x", inclusive=True),
+    Target("cameras_answered", "2 and 4 cameras in one node: answered frames/s at least 0.9x one camera's", 0.9, "x",
+           inclusive=True, higher_is_better=True),
+    Target("cameras_share", "2 and 4 cameras in one node: every camera's answers within 10 % of a fair share", 0.10,
+           "", inclusive=True),
     Target("many_engine_scaling", "engine p50 at ~100 instances at most 1.15x at ~5 (same frame, interleaved)",
            1.15, "x", inclusive=True),
 )
@@ -114,6 +124,9 @@ def target_measurements(results: Mapping[str, Any]) -> dict[str, float | None]:
         "many_overlay": _p50(results, "many", "node_side", "overlay_ms"),
         "many_stream_memory": (many.get("stream") or {}).get("rss_growth_mb"),
         "many_engine_scaling": (many.get("scaling") or {}).get("ratio"),
+        "cameras_rss": (results.get("cameras") or {}).get("rss_2_in_one_vs_1"),
+        "cameras_answered": (results.get("cameras") or {}).get("answered_vs_single"),
+        "cameras_share": (results.get("cameras") or {}).get("worst_share_error"),
         "node_e2e_vs_raw": ratio(_p50(results, "node_e2e_ms"), raw),
         "burst_unanswered": (burst["published"] - burst["answered"]) if (burst := results.get("burst")) else None,
         "burst_frame_latency": (results.get("burst") or {}).get("ratio"),

@@ -29,7 +29,8 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
              point: float = 0.5, box: float = 0.8, depth_3d: float = 1.5, many_node: float = 115.0,
              many_cached: float = 4.0, instances_msg: float = 4.0, labels: float = 2.5, overlay: float = 14.0,
              many_growth: float = 10.0,
-             scaling: float = 1.15, tracking: float = 1.2, answered: int = 300, burst_ratio: float = 2.5) -> dict:
+             scaling: float = 1.15, tracking: float = 1.2, answered: int = 300, burst_ratio: float = 2.5,
+             cameras_rss: float = 1.2, cameras_answered: float = 0.95, cameras_share: float = 0.05) -> dict:
     many = {
         "engine_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": many_node, "p95": many_node + 10, "n": 30},
@@ -42,6 +43,8 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
     }
     return {
         "many": many,
+        "cameras": {"rss_2_in_one_vs_1": cameras_rss, "answered_vs_single": cameras_answered,
+                    "worst_share_error": cameras_share},
         "burst": {"published": 300, "answered": answered, "ratio": burst_ratio},
         "raw_predict_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": node_e2e, "p95": node_e2e + 10, "n": 30},
@@ -81,6 +84,9 @@ def test_targets_pass_when_every_figure_is_inside_its_limit() -> None:
     ({"tracking": 2.0}, "tracking"),
     ({"answered": 299}, "burst_unanswered"),
     ({"burst_ratio": 3.01}, "burst_frame_latency"),
+    ({"cameras_rss": 1.31}, "cameras_rss"),
+    ({"cameras_answered": 0.89}, "cameras_answered"),  # at least 0.9: below fails
+    ({"cameras_share": 0.11}, "cameras_share"),
 ])
 def test_each_target_fails_on_its_own_figure(change: dict, name: str) -> None:
     targets = evaluate_targets(_results(**change))

@@ -35,3 +35,6 @@ def test_device_check_quick_mode_on_cpu(tmp_path: Path) -> None:
         assert case["cuda_share"] == dict.fromkeys(("preprocess", "inference", "postprocess", "convert"))
         assert case["network_input"] == [192, 320]  # zidane.jpg 1280x720 letterboxed at 320
     assert "fastsam_s_shaped" in done.stdout and "TensorRT" in done.stdout
+    batching = results["batching"]  # several cameras' frames as one batch against one by one
+    assert batching["frames"] == 4 and batching["ms"]["batched"]["p50"] > 0 and batching["throughput_ratio"] > 0
+    assert "batching (4 frames" in done.stdout

@@ -28,6 +28,7 @@ from bench.stats import summarize
 CAMERA_SHAPE = (480, 640)  # (height, width): a common robot camera mode
 FRAME_IMAGES = ("bus.jpg", "zidane.jpg", "dogs.jpg", "cat.jpg")
 STAMP_BASE_NS = 1_750_000_000_000_000_000
+STAMP_STEP_NS = 100_000_000
 TIMEOUT_S = 60.0  # per answer; generous for a loaded 2-core machine
 CLIENT_OUTPUTS = ("instances", "selection", "diagnostics")  # what a typical consumer subscribes to
 
@@ -103,7 +104,9 @@ class Driver:
         keep_only_outputs(client, CLIENT_OUTPUTS)
 
     def next_stamp(self) -> int:
-        return STAMP_BASE_NS + next(self._stamps) * 1_000_000
+        """Stamps 100 ms apart, like a 10 Hz camera: further apart than the node's stamp_tolerance (5 ms), so a
+        prompt for a frame still on its way waits for it instead of being answered on the one before."""
+        return STAMP_BASE_NS + next(self._stamps) * STAMP_STEP_NS
 
     def arrival(self, name: str, msg: Any) -> float:
         """When the client's callback recorded ``msg`` (monotonic seconds)."""

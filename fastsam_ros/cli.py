@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (the default) exports the checkpoint once to the fastest measured backend "
                         "(OpenVINO on Intel CPUs, ONNX Runtime on others, TensorRT FP16 on CUDA) for the first "
                         "image's shape and caches it; pytorch turns that off")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default=defaults.precision,
+                        help="the CPU export's precision: auto (the default) times what this machine allows and runs "
+                        "the fastest that passed; int8 needs --calibration-images and is refused when it disagrees "
+                        "with fp32")
+    parser.add_argument("--calibration-images", default=defaults.calibration_images, metavar="DIR",
+                        help="folder of images that calibrates INT8 and checks it (the last 16 held back)")
     parser.add_argument("--export-cache", default=defaults.export_cache, metavar="DIR",
                         help="folder of cached exports (default $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros)")
     parser.add_argument("--point", action="append", type=_point, default=[], metavar="X,Y[,LABEL]",
@@ -162,7 +168,8 @@ def main(argv: Sequence[str] | None = None, *, engine: FastSAMEngine | None = No
 
 def _load_engine(args: argparse.Namespace) -> FastSAMEngine:
     config = EngineConfig(model=args.model, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                          backend=args.backend, export_cache=args.export_cache)
+                          backend=args.backend, export_cache=args.export_cache, precision=args.precision,
+                          calibration_images=args.calibration_images)
     engine = FastSAMEngine(config, log=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
     try:
         engine.warmup()  # device and export problems surface here once, not on every image

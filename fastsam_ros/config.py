@@ -62,6 +62,12 @@ class NodeConfig:
                           "OpenVINO (Intel CPUs) or ONNX Runtime (others), on CUDA a TensorRT engine of the half "
                           "precision (else PyTorch); pytorch turns that off; onnx, openvino, tensorrt ask for one",
                           BACKENDS)
+    precision: str = _param("auto", "CPU export precision: auto times every candidate this machine allows and runs "
+                            "the fastest that passed; fp32; bf16 (OpenVINO on CPUs with AVX512-BF16 or AMX); int8 "
+                            "(quantized with calibration_images, refused when it disagrees with fp32)",
+                            ("auto", "fp32", "bf16", "int8"))
+    calibration_images: str = _param("", "folder of images that calibrates INT8 and checks it against fp32 (the last "
+                                     "16 are held back); empty: no INT8")
     export_cache: str = _param("", "folder of the cached exports, keyed by checkpoint hash, shape and versions; "
                                "empty: $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros")
     warmup: bool = _param(True, "run one blank frame at configure so the first real frame is not slow")
@@ -185,7 +191,8 @@ class NodeConfig:
 
         return EngineConfig(model=self.model, device=self.device, half=self.half, imgsz=self.imgsz,
                             conf=self.conf, iou=self.iou, max_det=self.max_det, cpu_threads=self.cpu_threads,
-                            backend=self.backend, export_cache=self.export_cache)
+                            backend=self.backend, export_cache=self.export_cache, precision=self.precision,
+                            calibration_images=self.calibration_images)
 
     @property
     def selection(self) -> SelectionParams:

@@ -177,7 +177,8 @@ def test_cameras_remap_each_camera_under_its_name(fake_launch) -> None:
 
 
 def test_with_cameras_a_topic_without_the_camera_placeholder_is_refused(fake_launch) -> None:
-    with pytest.raises(ValueError, match=r"image:='/one/image': with cameras, name each camera's topic with \{camera\}"):
+    with pytest.raises(ValueError, match=r"image:='/one/image': with cameras, name each camera's topic with "
+                                         r"\{camera\}"):
         run_launch({"cameras": "[front,rear]", "image": "/one/image"})
 
 

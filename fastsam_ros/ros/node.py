@@ -253,6 +253,7 @@ class FastSAMNode(LifecycleNode):
             "state": state, "model": self.get_parameter("model").value, "device": self.get_parameter("device").value,
             "image_decoder": self._decoder.backend,
             "backend": engine.backend.backend if (engine := self._engine) is not None else "",
+            "precision": engine.backend.precision if engine is not None else "",
         }
         stamp = self.get_clock().now().to_msg()
         name = f"{self.get_fully_qualified_name()}: segmentation"  # two nodes are told apart by namespace

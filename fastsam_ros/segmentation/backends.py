@@ -184,10 +184,12 @@ class BackendInfo:
     load_s: float = 0.0
     threads: int | None = None  # the runtime's inference threads (None: PyTorch, see torch.get_num_threads)
     reason: str = ""
+    precision: str = ""  # what the export computes in: fp32, bf16, int8 (CPU), fp16 (CUDA)
 
 
-def configure_runtime(model: Any, path: Path, threads: int) -> int | None:
-    """Give an ONNX Runtime or OpenVINO model ``threads`` inference threads, and OpenVINO FP32 precision.
+def configure_runtime(model: Any, path: Path, threads: int, precision: str = "fp32") -> int | None:
+    """Give an ONNX Runtime or OpenVINO model ``threads`` inference threads, and OpenVINO ``precision`` (fp32 unless
+    bf16 is asked for).
 
     ultralytics' AutoBackend sets neither runtime's threads (ONNX Runtime gets default ``SessionOptions``, OpenVINO
     only ``PERFORMANCE_HINT: LATENCY``), and both default to every core. OpenVINO also computes in bf16 on CPUs
@@ -210,7 +212,8 @@ def configure_runtime(model: Any, path: Path, threads: int) -> int | None:
         import openvino
 
         xml = next(Path(path).glob("*.xml")) if Path(path).is_dir() else Path(path)
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
+                                  "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = threads
         backend.ov_compiled_model = openvino.Core().compile_model(str(xml), "CPU", config)

@@ -48,6 +48,8 @@ class EngineConfig:
     cpu_threads: int = 0  # CPU inference threads of every backend; 0 keeps each one's default
     backend: str = "auto"  # see fastsam_ros/segmentation/backends.py: "pytorch" turns the cached export off
     export_cache: str = ""  # "" is $XDG_CACHE_HOME/fastsam_ros or ~/.cache/fastsam_ros
+    precision: str = "auto"  # the CPU export's: auto, fp32, bf16, int8 (segmentation/precision_choice.py)
+    calibration_images: str = ""  # a folder of images that calibrates (and checks) INT8; "" allows no INT8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", backends.normalise_device(self.device))
@@ -102,7 +104,7 @@ class FastSAMEngine:
             raise ModelLoadError(f"could not load model {source!r}: {reason}. {hint}") from error
         self._threads_applied = config.cpu_threads <= 0
         self._backends = _backend_switch(self._model, config, log or logging.getLogger("fastsam_ros").info,
-                                         self._predict)
+                                         self._predict, self._segment_on)
         self._last_model = self._model
 
     @property
@@ -134,6 +136,11 @@ class FastSAMEngine:
             torch.set_num_threads(config.cpu_threads)
             self._threads_applied = True
         return results
+
+    def _segment_on(self, model: Any, image_bgr: np.ndarray) -> Segmentation:
+        """:meth:`segment` on a given export (the precision check compares two)."""
+        with deferred_masks():
+            return segmentation_from_result(self._predict(model, False, image_bgr))
 
     def segment(self, image_bgr: np.ndarray) -> Segmentation:
         """Every instance in one ``HxWx3`` uint8 BGR image (masks made on demand: see :mod:`instance_masks`)."""
@@ -183,7 +190,8 @@ class FastSAMEngine:
 
 
 def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None],
-                    predict: Callable[[Any, bool, np.ndarray], Any]) -> fast_path.BackendSwitch:
+                    predict: Callable[[Any, bool, np.ndarray], Any],
+                    segment_with: Callable[[Any, np.ndarray], Segmentation]) -> fast_path.BackendSwitch:
     """Choose the backend for this machine and log the choice (see :mod:`fastsam_ros.segmentation.backends`)."""
     machine = backends.probe(config.device)
     if Path(str(model.ckpt_path)).suffix == ".pt":
@@ -194,8 +202,15 @@ def _backend_switch(model: Any, config: EngineConfig, log: Callable[[str], None]
         plan = backends.Plan(backends.backend_of(Path(str(model.ckpt_path))), config.half, "the model is an export")
     folder = Path(config.export_cache) if config.export_cache else export_cache.default_cache_dir()
     cache = export_cache.ExportCache(folder)
+    precision = None
+    if machine.cpu and plan.export and plan.backend in ("onnx", "openvino"):
+        precision = (config.precision, config.calibration_images, segment_with)
+    elif config.precision not in ("auto", "fp32"):
+        log(f"precision {config.precision} applies to CPU exports (ONNX Runtime, OpenVINO); {plan.backend} runs "
+            f"{'fp16' if config.half else 'fp32'}")
     return fast_path.BackendSwitch(model, plan, machine=machine, imgsz=config.imgsz, device=config.device,
-                                  cpu_threads=config.cpu_threads, cache=cache, log=log, predict=predict)
+                                  cpu_threads=config.cpu_threads, cache=cache, log=log, predict=predict,
+                                  precision=precision)
 
 
 def check_image(image: np.ndarray) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastsam_ros.segmentation.backends import BackendInfo, Plan, Probe, configure_runtime, letterbox_shape
 from fastsam_ros.segmentation.export_cache import ExportCache, ExportFailed, ExportKey, file_sha256
+from fastsam_ros.segmentation.precision_choice import PrecisionChoice
 
 
 class BackendSwitch:
@@ -23,8 +24,12 @@ class BackendSwitch:
 
     def __init__(self, pytorch_model: Any, plan: Plan, *, machine: Probe, imgsz: int, device: str,
                  cpu_threads: int, cache: ExportCache, log: Callable[[str], None],
-                 predict: Callable[[Any, bool, Any], Any]) -> None:
+                 predict: Callable[[Any, bool, Any], Any], precision: tuple[str, str, Any] | None = None) -> None:
+        """``precision``: ``(asked, calibration folder, segment_with(model, image))`` for a CPU export, which
+        :class:`PrecisionChoice` turns into the export's precision (FP32 when None)."""
         self._pytorch = pytorch_model
+        self._precision = None if precision is None else PrecisionChoice(
+            precision[0], precision[1], self._load_export, precision[2], log)
         # the engine's own prediction (model, half, image): the export's first run builds the same predictor the
         # engine uses (ultralytics rebuilds it, runtime session included, when the predictor class changes)
         self._predict = predict
@@ -121,15 +126,28 @@ class BackendSwitch:
             self.info = dataclasses.replace(self.info, reason=f"{plan.reason}; failed: {reason}")
             return None
         threads = configure_runtime(model, hit.path, self._cpu_threads)
+        precision, path = "fp32" if not self._machine.cuda else ("fp16" if plan.half else "fp32"), hit.path
+        if self._precision is not None and not self._machine.cuda:
+            model, precision, path = self._precision.choose(model, hit.path, shape, self._onnx_export(shape))
+            threads = configure_runtime(model, path, self._cpu_threads, precision)
         if self._cpu_threads > 0 and not self._machine.cuda:  # the export's predictor reset torch's threads
             import torch
 
             torch.set_num_threads(self._cpu_threads)
-        self.info = BackendInfo(plan.backend, plan.half, shape, str(hit.path), hit.made, round(hit.export_s, 2),
-                                round(load_s, 2), threads, plan.reason)
+        self.info = BackendInfo(plan.backend if path == hit.path else "onnx", plan.half, shape, str(path), hit.made,
+                                round(hit.export_s, 2), round(load_s, 2), threads, plan.reason, precision)
         first = f"exported in {hit.export_s:.1f} s (first start), " if hit.made else "found in the cache, "
         self._log(f"running {plan.backend} at {shape[0]}x{shape[1]}: {first}loaded in {load_s:.1f} s from {hit.path}")
         return model
+
+    def _onnx_export(self, shape: tuple[int, int]) -> Callable[[], Path]:
+        """The ONNX export of ``shape``, made on demand (INT8 is quantized from it, whatever the backend)."""
+        def get() -> Path:
+            plan = dataclasses.replace(self._plan, backend="onnx", half=False)
+            key = ExportKey.make(self._key(shape).checkpoint_sha256, plan, shape, self._machine)
+            return self._cache.get(Path(self._pytorch.ckpt_path), key, self._device).path
+
+        return get
 
     def _load_export(self, path: Path, shape: tuple[int, int]) -> Any:
         import numpy as np

@@ -17,7 +17,9 @@ All stages run on the same machine in one process tree, so that ratios hold on a
    instance count is in every row), the engine at ~5 vs ~100 instances, the node-side costs in process, and a
    FastSAM-s-shaped network's forward time at imgsz 640 and 1024 (``bench/many.py``);
 5. ``exports``: PyTorch, ONNX Runtime and OpenVINO on CPU through our engine (``bench/exports.py``);
-6. ``cameras``: 1, 2 and 4 cameras at 15 Hz in one node with ``cameras`` against one node per camera: memory,
+6. ``precision``: network time per precision (ONNX Runtime and OpenVINO, FP32, bf16, INT8) for the stand-in and a
+   FastSAM-s-shaped network, and the engine with ``precision`` auto against each fixed one (``bench/precisions.py``);
+7. ``cameras``: 1, 2 and 4 cameras at 15 Hz in one node with ``cameras`` against one node per camera: memory,
    answered frames per second, each camera's share and latency (``bench/cameras.py``).
 
 Targets of the issue are judged in ``targets``; the JSON gets a ``meta`` block (date, command, CPU, cores,
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import burst, cameras, exports, machine, many, pipeline, stats
+from bench import burst, cameras, exports, machine, many, pipeline, precisions, stats
 from bench.bench_depth import run as run_depth
 from bench.bench_selection import run as run_selection
 from bench.bench_tracking import REAL_IMAGE
@@ -60,6 +62,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-exports", action="store_true", help="skip the export comparison")
     parser.add_argument("--no-many", action="store_true", help="skip the ~100-instances figures (bench/many.py)")
     parser.add_argument("--camera-seconds", type=float, default=20.0, help="each run of the cameras section")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/coco-seg-dev"),
+                        help="the dev set: INT8 calibration images for the precision section")
+    parser.add_argument("--no-precision", action="store_true", help="skip the precision section")
     parser.add_argument("--no-cameras", action="store_true", help="skip the cameras section (bench/cameras.py)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds, a 10 s stream")
     args = parser.parse_args(argv)
@@ -157,6 +162,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_many:
         results["many"] = run_many(args, model, config.engine, engine)
         results["meta"]["node_exit_code"] = exit_code or results["many"]["node_exit_code"]
+
+    if not args.no_precision:
+        _stage("precision: FP32, bf16 and INT8 networks; the engine with precision auto against fixed ones")
+        try:
+            results["precision"] = precisions.run(model, args.images, args.data, args.work_dir,
+                                                  max(args.export_rounds, 10))
+        except Exception as error:  # keep every figure measured so far
+            results["precision"] = {"error": f"{error.__class__.__name__}: {error}"}
 
     if not args.no_cameras:
         _stage(f"cameras: 1, 2 and 4 cameras at {cameras.CAMERA_HZ:g} Hz, one node against one node each")
@@ -324,6 +337,21 @@ def many_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
+PRECISION_HEADER = ("network at 640 (1x3x480x640)", *precisions.CASES, "INT8 vs true FP32")
+
+
+def precision_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Network p50 ms per runtime and precision; then the engine with precision auto against each fixed one."""
+    rows = [(name, *(figures[name]["ms"][case]["p50"] for case in precisions.CASES),
+             f"{figures[name]['int8_vs_true_fp32']}x")
+            for name in ("standin", "fastsam_s_shaped") if name in figures]
+    engine = figures.get("engine")
+    if engine:
+        cells = [f"{name} {entry['p50']} ms (runs {entry['runs']})" for name, entry in engine["ms"].items()]
+        rows.append(("engine (stand-in, precision ...)", *cells, "", f"auto/best {engine['auto_vs_best_fixed']}x"))
+    return rows
+
+
 CAMERA_HEADER = ("cameras at 15 Hz", "processes", "RSS MB", "answered/s", "latency p50 ms", "latency p95 ms",
                  "share of fair")
 
@@ -356,7 +384,8 @@ def report(results: dict[str, Any]) -> str:
              f"machine: {machine_line}; model {Path(meta['model']['path']).name} on {meta['device']}, imgsz "
              f"{meta['imgsz']}, torch {meta['software']['torch']} ({meta['software'].get('torch_threads')} threads), "
              f"ultralytics {meta['software']['ultralytics']}; engine and node on backend "
-             f"{meta.get('backend', {}).get('backend', '?')} (raw_predict: PyTorch)", "",
+             f"{meta.get('backend', {}).get('backend', '?')} {meta.get('backend', {}).get('precision', '')} "
+             f"(raw_predict: PyTorch)", "",
              stats.table(figure_rows(results), ("what", "p50 ms", "p95 ms", "n"))]
     stream = results.get("stream")
     if stream:
@@ -375,6 +404,8 @@ def report(results: dict[str, Any]) -> str:
                      f"{load.get('before', ['?'])[0]} -> {load.get('after', ['?'])[0]} while timed)")
     elif compared:
         lines.append(f"exports: {compared.get('skipped') or compared.get('error')}")
+    if (results.get("precision") or {}).get("standin"):
+        lines += ["", stats.table(precision_rows(results["precision"]), PRECISION_HEADER)]
     if results.get("cameras"):
         lines += ["", stats.table(camera_rows(results["cameras"]), CAMERA_HEADER)]
     target_rows = [(t["target"], t["measured"], t["limit"], t["unit"],
@@ -397,6 +428,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{Path(meta['model']['path']).name} on {meta['device']}, imgsz {meta['imgsz']}, "
         f"torch {meta['software']['torch']}, ultralytics {meta['software']['ultralytics']}.",
         "", stats.markdown_table(rows, ("what", "p50 ms", "p95 ms", "n")),
+        *(["", stats.markdown_table(precision_rows(results["precision"]), PRECISION_HEADER)]
+          if (results.get("precision") or {}).get("standin") else []),
         *(["", stats.markdown_table(camera_rows(results["cameras"]), CAMERA_HEADER)] if results.get("cameras")
           else []),
         "", stats.markdown_table(target_rows, ("target", "measured", "unit", "result")), ""])

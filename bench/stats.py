@@ -86,6 +86,11 @@ TARGETS = (
     Target("many_labels", "~100 instances: the instance label image (instances/labels) p50 under 3 ms", 3.0, "ms"),
     Target("many_overlay", "~100 instances: debug overlay p50 under 15 ms", 15.0, "ms"),
     Target("many_stream_memory", "~100 instances: stream resident memory growth under 50 MB", 50.0, "MB"),
+    # Precision (bench/precisions.py): the FastSAM-s-shaped network at 640 on this CPU.
+    Target("precision_int8", "FastSAM-s-shaped network: INT8 at least 2x true FP32 (bf16 off)", 2.0, "x",
+           inclusive=True, higher_is_better=True),
+    Target("precision_auto", "engine with precision auto at most 1.05x the best fixed precision", 1.05, "x",
+           inclusive=True),
     # Several cameras in one node (bench/cameras.py), 15 Hz each.
     Target("cameras_rss", "2 cameras in one node: RSS at most 1.3x one single-camera node", 1.3, "x", inclusive=True),
     Target("cameras_answered", "2 and 4 cameras in one node: answered frames/s at least 0.9x one camera's", 0.9, "x",
@@ -124,6 +129,8 @@ def target_measurements(results: Mapping[str, Any]) -> dict[str, float | None]:
         "many_overlay": _p50(results, "many", "node_side", "overlay_ms"),
         "many_stream_memory": (many.get("stream") or {}).get("rss_growth_mb"),
         "many_engine_scaling": (many.get("scaling") or {}).get("ratio"),
+        "precision_int8": ((results.get("precision") or {}).get("fastsam_s_shaped") or {}).get("int8_vs_true_fp32"),
+        "precision_auto": ((results.get("precision") or {}).get("engine") or {}).get("auto_vs_best_fixed"),
         "cameras_rss": (results.get("cameras") or {}).get("rss_2_in_one_vs_1"),
         "cameras_answered": (results.get("cameras") or {}).get("answered_vs_single"),
         "cameras_share": (results.get("cameras") or {}).get("worst_share_error"),

@@ -302,12 +302,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="evaluate only the first LIMIT images")
     parser.add_argument("--min-area", type=int, default=MIN_AREA, help="smallest instance evaluated, in pixels")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-precision", action="store_true",
+                        help="skip the FP32 against INT8 rows (evaluation/precision.py)")
     args = parser.parse_args(argv)
     report = evaluate(
         args.data, args.model, device=args.device, imgsz=args.imgsz, limit=args.limit, min_area=args.min_area,
         progress=not args.no_progress,
     )
     print(format_table(report))
+    if not args.no_precision and args.device == "cpu":
+        from evaluation import precision
+
+        report["precision"] = precision.compare(args.data, args.model, args.limit, args.min_area)
+        print("\n" + precision.format_table(report["precision"]))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
              many_cached: float = 4.0, instances_msg: float = 4.0, labels: float = 2.5, overlay: float = 14.0,
              many_growth: float = 10.0,
              scaling: float = 1.15, tracking: float = 1.2, answered: int = 300, burst_ratio: float = 2.5,
-             cameras_rss: float = 1.2, cameras_answered: float = 0.95, cameras_share: float = 0.05) -> dict:
+             cameras_rss: float = 1.2, cameras_answered: float = 0.95, cameras_share: float = 0.05,
+             int8: float = 2.4, auto: float = 1.0) -> dict:
     many = {
         "engine_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": many_node, "p95": many_node + 10, "n": 30},
@@ -43,6 +44,7 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
     }
     return {
         "many": many,
+        "precision": {"fastsam_s_shaped": {"int8_vs_true_fp32": int8}, "engine": {"auto_vs_best_fixed": auto}},
         "cameras": {"rss_2_in_one_vs_1": cameras_rss, "answered_vs_single": cameras_answered,
                     "worst_share_error": cameras_share},
         "burst": {"published": 300, "answered": answered, "ratio": burst_ratio},
@@ -84,6 +86,8 @@ def test_targets_pass_when_every_figure_is_inside_its_limit() -> None:
     ({"tracking": 2.0}, "tracking"),
     ({"answered": 299}, "burst_unanswered"),
     ({"burst_ratio": 3.01}, "burst_frame_latency"),
+    ({"int8": 1.99}, "precision_int8"),
+    ({"auto": 1.06}, "precision_auto"),
     ({"cameras_rss": 1.31}, "cameras_rss"),
     ({"cameras_answered": 0.89}, "cameras_answered"),  # at least 0.9: below fails
     ({"cameras_share": 0.11}, "cameras_share"),

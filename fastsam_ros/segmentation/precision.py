@@ -31,7 +31,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 HELD_BACK = 16  # images of the calibration folder kept out of calibration, to check INT8 against FP32
 MIN_CALIBRATION = 8
-MIN_MATCHED_IOU = 0.85
+# An INT8 model runs only if it finds FP32's instances (mean best-match mask IoU) and as many of them. Measured with the
+# stand-in on the dev set (make eval's precision rows): a check of 0.89 came with selection IoU 0.02-0.036 below FP32,
+# a visible loss, so the bar is above it.
+MIN_MATCHED_IOU = 0.90
 MAX_COUNT_CHANGE = 0.10
 
 

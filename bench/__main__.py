@@ -43,6 +43,7 @@ from bench.bench_tracking import REAL_IMAGE
 from bench.bench_tracking import run as run_tracking
 from bench.bench_tracking import run_real as run_tracking_real
 from bench.shared_data import add_model_and_images
+from bench.stream import node_stages
 
 NATIVE_IMAGE = "bus.jpg"
 SCALING_IMAGE = "zidane.jpg"  # the frame of the 5-vs-100-instances figure
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures = pipeline.run_rounds(raw, engine, driver, frames, args.rounds)
         results.update({k: v for k, v in figures.items() if k != "details"})
         results["pipeline"] = figures["details"]
+        results["node_stages_ms"] = node_stages(driver)  # the node's own split of those frames (its last 100)
         _stage(f"native {NATIVE_IMAGE}: {args.native_rounds} rounds")
         results["native"] = pipeline.run_rounds(raw, engine, driver, native, args.native_rounds)
 
@@ -237,6 +239,7 @@ def run_many(args: argparse.Namespace, model: str, engine_config: Any, engine: A
         figures = pipeline.run_rounds(raw, engine_many, driver, frames, args.rounds)
         out.update({k: v for k, v in figures.items() if k != "details"})
         out["pipeline"] = figures["details"]
+        out["node_stages_ms"] = node_stages(driver)
         streamed = next((f for f in frames if f.click is not None), None)
         if streamed is not None:
             _stage(f"many instances: stream {args.camera_hz:g} Hz for {args.stream_seconds:g} s")
@@ -387,6 +390,11 @@ def report(results: dict[str, Any]) -> str:
              f"{meta.get('backend', {}).get('backend', '?')} {meta.get('backend', {}).get('precision', '')} "
              f"(raw_predict: PyTorch)", "",
              stats.table(figure_rows(results), ("what", "p50 ms", "p95 ms", "n"))]
+    for label, stages in (("~5", results.get("node_stages_ms")),
+                          ("~100", (results.get("many") or {}).get("node_stages_ms"))):
+        if stages:
+            lines.append(f"node's own p50 per stage at {label} instances: "
+                         + ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items()) + " ms")
     stream = results.get("stream")
     if stream:
         lines += ["", f"stream: {stream['frames_published']} frames published at {stream['publish_rate_hz']} Hz, "

@@ -41,6 +41,12 @@ def diagnostics_values(msg: Any) -> dict[str, str]:
     return {}
 
 
+def node_stages(driver: Driver) -> dict[str, float]:
+    """The node's own p50 ms per stage of a frame (decode, segment, track, answers, outputs), from /diagnostics."""
+    values = _fresh_diagnostics(driver)
+    return {key[4:-3]: float(value) for key, value in values.items() if key.startswith("p50_") and key.endswith("_ms")}
+
+
 def _fresh_diagnostics(driver: Driver, timeout: float = 10.0) -> dict[str, str]:
     """Values from a diagnostics message published after this call (they come once a second)."""
     count = driver.client.count("diagnostics", lambda m: bool(diagnostics_values(m)))

@@ -201,12 +201,14 @@ def configure_runtime(model: Any, path: Path, threads: int, precision: str = "fp
     if hasattr(backend, "session"):  # ONNX Runtime
         import onnxruntime
 
+        options = onnxruntime.SessionOptions()
         if threads > 0:
-            options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-            backend.session = onnxruntime.InferenceSession(str(path), options,
-                                                           providers=backend.session.get_providers())
+        # ONNX Runtime's pool threads otherwise spin on every core after each run, waiting for the next: in the
+        # node that is exactly when the frame's tracking, answers and messages need the CPU.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        backend.session = onnxruntime.InferenceSession(str(path), options, providers=backend.session.get_providers())
         return int(backend.session.get_session_options().intra_op_num_threads)
     if hasattr(backend, "ov_compiled_model"):  # OpenVINO
         import openvino

@@ -211,5 +211,6 @@ def test_harness_on_a_few_images(eval_data: Path, standin_model: Path, tmp_path:
     assert "fastsam_ros" in capsys.readouterr().out
     precision = report["precision"]  # FP32 against INT8 on the same resized frames (evaluation/precision.py)
     assert precision["images"] == 3 and precision["ran"]["fp32"] == "fp32"
-    assert list(precision["methods"]) == ["fp32", "int8"] and precision["agreement"].startswith("INT8 ")
+    assert list(precision["methods"]) == ["fp32", "int8"] and precision["ran"]["int8"] == "int8"  # scored anyway
+    assert precision["agreement"].startswith("the node would ")
     assert set(precision["targets"]) == {"iou_within_0.01", "count_within_10pct"}

@@ -185,3 +185,27 @@ def test_the_standin_quantizes_and_is_checked_against_fp32(standin_model: Path, 
     assert low == "int8" and low_check.startswith("INT8 passes")
     assert high == "fp32" and high_check.startswith("INT8 REFUSED")
     assert low_check.split(": ", 1)[1].split(" (")[0] == high_check.split(": ", 1)[1].split(" (")[0], "same figures"
+
+
+def test_auto_runs_bf16_only_once_it_agrees_with_fp32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        no_network_inputs) -> None:
+    """An OpenVINO export on a bf16 CPU: bf16 is faster here but moves the masks, so auto refuses it."""
+    exports = FakeExports(tmp_path, [rect(0, 0, 10, 10), rect(20, 20, 40, 40)], fp32_ms=8.0, int8_ms=6.0)
+    exports.ms["bf16"] = 1.0
+    openvino = tmp_path / "model_openvino_model"
+    openvino.mkdir()
+    loads = iter(["bf16"])
+    monkeypatch.setattr(exports, "load", lambda path, shape: "int8" if "int8-" in str(path) else next(loads))
+    segment = exports.segment_with
+    monkeypatch.setattr(exports, "segment_with", lambda model, image: segmentation_from_masks(
+        [rect(0, 0, 10, 4)]) if model == "bf16" and not time.sleep(0.001) else segment(model, image))
+    monkeypatch.setattr(precisions, "quantize_onnx", exports.quantize)
+    monkeypatch.setattr(precision_choice, "configure_runtime", lambda *args: None)
+    monkeypatch.setattr(precision_choice, "TIMED_RUNS", 3)
+    choice = PrecisionChoice("auto", str(image_folder(tmp_path / "images", 24)), exports.load, exports.segment_with,
+                             exports.log.append, bf16=True)
+    model, chosen, _ = choice.choose("fp32", openvino, SHAPE, lambda: exports.onnx)
+    assert chosen == "int8" and model == "int8"
+    assert any(line.startswith("bf16 REFUSED against FP32") for line in exports.log)
+    table = next(line for line in exports.log if line.startswith("precision auto: int8"))
+    assert "bf16     not run  refused: bf16 REFUSED" in table

@@ -1,11 +1,13 @@
 """Which precision the CPU export runs in, decided once per export and cached beside it (``precision``).
 
 ``fp32`` keeps the export as made. ``bf16`` recompiles an OpenVINO export with that inference precision where the
-CPU computes bf16 (AVX512-BF16 or AMX). ``int8`` quantizes the ONNX export with the calibration images
-(:mod:`fastsam_ros.segmentation.precision`) and runs it on ONNX Runtime if it agrees with FP32. ``auto`` prepares
-every candidate this machine and the calibration folder allow, times each on a held-back image, and runs the fastest
-that passed; the table goes to the log. The INT8 model, its agreement and the choice are cached in the ONNX export's
-folder, keyed by the calibration set's digest, so a later start loads the choice without timing again.
+CPU computes bf16 (AVX512-BF16 or AMX); asked for by name it runs, under ``auto`` only after the same agreement
+check as INT8 (so never without calibration images: bf16 moved masks to a mean IoU of 0.986). ``int8`` quantizes
+the ONNX export with the calibration images (:mod:`fastsam_ros.segmentation.precision`) and runs it on ONNX Runtime
+if it agrees with FP32. ``auto`` prepares every candidate this machine and the calibration folder allow, times each
+on a held-back image, and runs the fastest that passed; the table goes to the log. The INT8 model, its agreement and
+the choice are cached in the ONNX export's folder, keyed by the calibration set's digest, so a later start loads the
+choice without timing again.
 """
 
 from __future__ import annotations
@@ -62,11 +64,11 @@ class PrecisionChoice:
             return fp32_model, "fp32", fp32_path
         candidates: dict[str, tuple[Any, Path]] = {"fp32": (fp32_model, fp32_path)}
         notes: dict[str, str] = {}
+        calibration = self._calibration_set(notes)
         if self.asked in ("auto", "bf16"):
-            self._add_bf16(candidates, notes, fp32_path, shape)
-        calibration = None
-        if self.asked in ("auto", "int8"):
-            calibration = self._add_int8(candidates, notes, fp32_model, shape, onnx_path)
+            self._add_bf16(candidates, notes, fp32_model, fp32_path, shape, calibration)
+        if self.asked in ("auto", "int8") and calibration is not None:
+            self._add_int8(candidates, notes, fp32_model, shape, onnx_path, calibration)
         wanted = [name for name in ("bf16", "int8") if name == self.asked] or list(candidates)
         usable = [name for name in wanted if name in candidates]
         if self.asked != "auto":
@@ -82,26 +84,45 @@ class PrecisionChoice:
         model, path = candidates[chosen]
         return model, chosen, path
 
-    def _add_bf16(self, candidates: dict, notes: dict, fp32_path: Path, shape: tuple[int, int]) -> None:
+    def _calibration_set(self, notes: dict) -> precisions.CalibrationSet | None:
+        """The calibration folder's images, or None with the reason noted for the candidates that need them."""
+        reason = "no calibration_images folder to calibrate and check with"
+        if self._calibration:
+            try:
+                return precisions.CalibrationSet.from_folder(self._calibration)
+            except precisions.CalibrationError as error:
+                reason = str(error)
+        notes["int8"] = reason
+        if self.asked == "auto":
+            notes["bf16"] = f"auto runs bf16 only once checked against fp32: {reason}"
+        return None
+
+    def _add_bf16(self, candidates: dict, notes: dict, fp32_model: Any, fp32_path: Path, shape: tuple[int, int],
+                  calibration: precisions.CalibrationSet | None) -> None:
         if not fp32_path.is_dir():  # an OpenVINO export is a folder
             notes["bf16"] = "bf16 runs on OpenVINO exports only (ONNX Runtime's CPU kernels have none)"
         elif not self._bf16:
             notes["bf16"] = "this CPU computes no bf16 (no AVX512-BF16 or AMX)"
-        else:
+        elif self.asked == "bf16" or calibration is not None:
             model = self._load(fp32_path, shape)
             configure_runtime(model, fp32_path, 0, "bf16")
-            candidates["bf16"] = (model, fp32_path)
+            if self.asked == "bf16":
+                candidates["bf16"] = (model, fp32_path)
+                return
+            agreement = self._agreement(fp32_model, model, calibration.check)
+            self._log(agreement.describe().replace("INT8", "bf16"))
+            if agreement.passed:
+                candidates["bf16"] = (model, fp32_path)
+            else:
+                notes["bf16"] = agreement.describe().replace("INT8", "bf16")
+
+    def _agreement(self, fp32_model: Any, model: Any, images: Any) -> precisions.Agreement:
+        return precisions.agreement([(self._segment_with(fp32_model, image), self._segment_with(model, image))
+                                     for image in _images(images)])
 
     def _add_int8(self, candidates: dict, notes: dict, fp32_model: Any, shape: tuple[int, int],
-                  onnx_path: Callable[[], Path]) -> precisions.CalibrationSet | None:
-        if not self._calibration:
-            notes["int8"] = "no calibration_images folder to calibrate with"
-            return None
-        try:
-            calibration = precisions.CalibrationSet.from_folder(self._calibration)
-        except precisions.CalibrationError as error:
-            notes["int8"] = str(error)
-            return None
+                  onnx_path: Callable[[], Path], calibration: precisions.CalibrationSet) -> None:
+        notes.pop("int8", None)
         folder = onnx_path().parent / f"int8-{calibration.digest}"
         int8_path = folder / "model.onnx"
         if not int8_path.exists():
@@ -114,9 +135,7 @@ class PrecisionChoice:
         if agreement_file.exists():
             agreement = precisions.Agreement.from_json(agreement_file.read_text())
         else:
-            agreement = precisions.agreement([
-                (self._segment_with(fp32_model, image), self._segment_with(int8_model, image))
-                for image in _images(calibration.check)])
+            agreement = self._agreement(fp32_model, int8_model, calibration.check)
             agreement_file.write_text(agreement.to_json())
         self.agreement = agreement
         self._log(agreement.describe())
@@ -124,7 +143,6 @@ class PrecisionChoice:
             candidates["int8"] = (int8_model, int8_path)
         else:
             notes["int8"] = agreement.describe()
-        return calibration
 
     @staticmethod
     def _network_inputs(model: Any, calibration: precisions.CalibrationSet) -> Any:

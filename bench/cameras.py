@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,33 +22,11 @@ from bench.machine import rss_mb
 from bench.pipeline import CAMERA_SHAPE, FRAME_IMAGES, load_frames
 from bench.shared_data import add_model_and_images
 from bench.stats import summarize
+from bench.stream import Cameras
 
 CAMERA_HZ = 15.0
 COUNTS = (1, 2, 4)
 SETTLE_S = 2.0  # after the last frame, for its answers to arrive
-
-
-class _Cameras(threading.Thread):
-    """Every camera publishing its frame at ``rate_hz``, in step, each stamped with the wall clock."""
-
-    def __init__(self, clients: list[Any], frames: list[np.ndarray], rate_hz: float, seconds: float) -> None:
-        super().__init__(name="bench-cameras", daemon=True)
-        self._messages = [client.image_msg(frame, 0) for client, frame in zip(clients, frames, strict=True)]
-        self._clients = clients
-        self._period, self._count = 1.0 / rate_hz, round(seconds * rate_hz)
-        self.sent: list[dict[int, float]] = [{} for _ in clients]  # per camera: stamp ns -> monotonic publish time
-
-    def run(self) -> None:
-        start = time.monotonic()
-        for k in range(self._count):
-            delay = start + k * self._period - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            for client, msg, sent in zip(self._clients, self._messages, self.sent, strict=True):
-                stamp = time.time_ns()
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-                sent[stamp] = time.monotonic()
-                client.image_pub.publish(msg)
 
 
 def measure(model: str, frames: list[np.ndarray], one_node: bool, work_dir: Path, seconds: float,
@@ -81,7 +58,7 @@ def measure(model: str, frames: list[np.ndarray], one_node: bool, work_dir: Path
             client.publish_image(frame, stamp)
             if client.wait_for("instances", lambda m, s=stamp: stamp_of(m) == s, 120) is None:
                 raise SystemExit("a camera's first frame was never answered")
-        cameras = _Cameras(clients, frames, rate_hz, seconds)
+        cameras = Cameras(clients, frames, rate_hz, seconds)
         cameras.start()
         rss_samples = []
         while cameras.is_alive():

@@ -66,16 +66,16 @@ def _delta(after: dict[str, str], before: dict[str, str], key: str) -> int | Non
     return a - b if a is not None and b is not None else None
 
 
-class _Camera(threading.Thread):
-    """Publishes one frame at a fixed rate, stamping each with the wall clock like a camera driver."""
+class Cameras(threading.Thread):
+    """Cameras publishing their frames at ``rate_hz``, in step, each frame stamped with the wall clock like a camera
+    driver (one client per camera; each message is built once, only its stamp changes)."""
 
-    def __init__(self, driver: Driver, pixels: np.ndarray, rate_hz: float, seconds: float) -> None:
-        super().__init__(name="bench-camera", daemon=True)
-        self._publisher = driver.client.image_pub
-        self._msg = driver.client.image_msg(pixels, 0)  # built once: only the stamp changes
-        self._period = 1.0 / rate_hz
-        self._count = round(seconds * rate_hz)
-        self.sent: dict[int, float] = {}  # stamp ns -> monotonic publish time
+    def __init__(self, clients: list[Any], frames: list[np.ndarray], rate_hz: float, seconds: float) -> None:
+        super().__init__(name="bench-cameras", daemon=True)
+        self._messages = [client.image_msg(frame, 0) for client, frame in zip(clients, frames, strict=True)]
+        self._clients = clients
+        self._period, self._count = 1.0 / rate_hz, round(seconds * rate_hz)
+        self.sent: list[dict[int, float]] = [{} for _ in clients]  # per camera: stamp ns -> monotonic publish time
 
     def run(self) -> None:
         start = time.monotonic()
@@ -83,10 +83,11 @@ class _Camera(threading.Thread):
             delay = start + k * self._period - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            stamp = time.time_ns()
-            self._msg.header.stamp.sec, self._msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-            self.sent[stamp] = time.monotonic()
-            self._publisher.publish(self._msg)
+            for client, msg, sent in zip(self._clients, self._messages, self.sent, strict=True):
+                stamp = time.time_ns()
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                sent[stamp] = time.monotonic()
+                client.image_pub.publish(msg)
 
 
 def run_stream(driver: Driver, pixels: np.ndarray, click: tuple[float, float], seconds: float,
@@ -99,20 +100,20 @@ def run_stream(driver: Driver, pixels: np.ndarray, click: tuple[float, float], s
     client.wait_for("selection", lambda m: m.prompt_id == PROMPT_ID, TIMEOUT_S)
     diagnostics_before = _fresh_diagnostics(driver)
     rss_start = rss_mb(pid)
-    camera = _Camera(driver, pixels, rate_hz, seconds)
+    camera = Cameras([client], [pixels], rate_hz, seconds)
     camera.start()
     rss_samples = []
     while camera.is_alive():
         camera.join(timeout=1.0)
         rss_samples.append(rss_mb(pid))
     # Let the last frame's answer arrive, then read the node's counters and stop the prompt.
-    last = max(camera.sent)
+    sent = camera.sent[0]
+    last = max(sent)
     client.wait_for("selection", lambda m: m.prompt_id == PROMPT_ID and stamp_of(m) >= last, 5.0)
     rss_end = rss_mb(pid)
     diagnostics_after = _fresh_diagnostics(driver)
     client.prompt_pub.publish(client.prompt(PROMPT_ID, clear=True))
 
-    sent = camera.sent
     answers = [(t, m) for t, m in list(client.received["selection"])
                if m.prompt_id == PROMPT_ID and stamp_of(m) in sent]
     statuses: dict[str, int] = {}

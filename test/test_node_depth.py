@@ -83,17 +83,18 @@ def wait_diagnostic(probe: Probe, namespace: str, key: str, predicate, timeout: 
 class Camera:
     """The depth camera's two extra topics, published from the probe's node."""
 
-    def __init__(self, probe: Probe) -> None:
+    def __init__(self, probe: Probe, namespace: str = NS) -> None:
         self.probe = probe
+        self.namespace = namespace  # of the node whose /diagnostics are read
         # the launch file's default remaps, as for the colour image
         self.depth = probe.node.create_publisher(Image, "/camera/depth/image_raw", qos_profile_sensor_data)
         self.info = probe.node.create_publisher(CameraInfo, "/camera/camera_info", qos_profile_sensor_data)
 
     def diagnostic(self, key: str) -> str | None:
-        return diagnostic(self.probe, NS, key)
+        return diagnostic(self.probe, self.namespace, key)
 
     def wait_diagnostic(self, key: str, predicate, timeout: float = 20.0) -> bool:
-        return wait_diagnostic(self.probe, NS, key, predicate, timeout)
+        return wait_diagnostic(self.probe, self.namespace, key, predicate, timeout)
 
     def send_info(self, k: tuple[float, ...] = K) -> None:
         self.info.publish(camera_info(k))
@@ -144,9 +145,15 @@ def wait_until_subscribed(rig: Camera, timeout: float = 20.0) -> bool:
     return False
 
 
-def segmented(probe: Probe, stamp: int) -> None:
-    probe.publish_image(colour_frame(), stamp)
-    assert probe.wait_for("instances", lambda m: stamp_of(m) == stamp) is not None, f"frame {stamp} not segmented"
+def segmented(probe: Probe, stamp: int, timeout: float = 30.0) -> None:
+    """Publish frame ``stamp`` until the node has segmented it: the camera topic is best effort, as drivers' are, so
+    one frame may be lost (seen once on a loaded machine); the same stamp again is the same frame to the node."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe.publish_image(colour_frame(), stamp)
+        if probe.wait_for("instances", lambda m: stamp_of(m) == stamp, timeout=2.0) is not None:
+            return
+    raise AssertionError(f"frame {stamp} not segmented")
 
 
 def click(probe: Probe, prompt_id: str, stamp: int):
@@ -290,8 +297,7 @@ def test_no_depth_at_all_answers_in_2d_and_says_what_is_missing(tmp_path: Path) 
         rig = Camera(probe)
         assert wait_until_subscribed(rig), node.log()
         stamp = 40 * SECOND
-        probe.publish_image(colour_frame(), stamp)
-        assert probe.wait_for("instances", lambda m: stamp_of(m) == stamp) is not None, node.log()
+        segmented(probe, stamp)
         obj = click(probe, "blind", stamp)
         assert not obj.has_position and obj.area == 40 * 40
         assert obj.depth_reason == "no camera_info received on /camera/camera_info"

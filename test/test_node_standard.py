@@ -28,7 +28,7 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray
 
 from fastsam_ros.ros.conversions import BURST_QOS, mask_from_msg
 from fastsam_ros.types import CLASS_AGNOSTIC
-from ros_harness import FAKE_NODE, NodeProcess, Probe, running_node, stamp_of
+from ros_harness import FAKE_NODE, Probe, running_node, stamp_of
 
 TARGET = "base_link"
 CAMERA_IN_BASE = (0.05, 0.0, 0.3)  # the camera's optical centre, 5 cm ahead of and 30 cm above base_link
@@ -180,31 +180,15 @@ def test_an_answer_without_objects_is_an_empty_array_on_its_frame(probe: Probe) 
 def camera(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("standard-3d") / "node.log"
     spec = f"{TARGET}:{CAMERA_FRAME}:{','.join(map(str, CAMERA_IN_BASE))}:{','.join(map(str, OPTICAL_TO_BASE))}"
-    node = NodeProcess(log, namespace="standard3d", program=FAKE_NODE, model="fake.pt", diagnostics_period=0.3,
-                       warmup=False, use_depth=True, depth_wait=1.5, target_frame=TARGET,
-                       env={"FAKE_TF": f"{spec}:{TF_FROM_S}"})
-    probe = Probe(namespace="standard3d")
-    probe.record("detections_3d", Detection3DArray, "/standard3d/selection/detections_3d", BURST_QOS)
-    probe.record("points", PointCloud2, "/standard3d/selection/points")
-    rig = Camera(probe)
-    try:
-        assert probe.wait_for_connections(node), f"node never came up:\n{node.log()}"
+    with running_node(log, "standard3d", program=FAKE_NODE, model="fake.pt", diagnostics_period=0.3, warmup=False,
+                      use_depth=True, depth_wait=1.5, target_frame=TARGET,
+                      env={"FAKE_TF": f"{spec}:{TF_FROM_S}"}) as (node, probe):
+        probe.record("detections_3d", Detection3DArray, "/standard3d/selection/detections_3d", BURST_QOS)
+        probe.record("points", PointCloud2, "/standard3d/selection/points")
+        rig = Camera(probe, "standard3d")
         assert wait_until_subscribed(rig), node.log()
-        assert send_info_until_frame(rig), node.log()
+        assert rig.send_info_until("camera_frame", lambda v: v == CAMERA_FRAME), node.log()
         yield rig
-    finally:
-        probe.close()
-        code = node.stop()
-        assert code == 0, f"node exited with {code}:\n{node.log()}"
-
-
-def send_info_until_frame(rig: Camera, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rig.send_info()
-        if wait_diagnostic(rig.probe, "standard3d", "camera_frame", lambda v: v == CAMERA_FRAME, timeout=0.5):
-            return True
-    return False
 
 
 def located_answer(rig: Camera, prompt_id: str, stamp: int):
@@ -259,7 +243,7 @@ def test_without_the_transform_3d_stays_in_the_camera_frame_and_says_why(camera:
     assert obj.depth_reason.startswith(f"3D kept in the camera frame '{CAMERA_FRAME}', not target_frame '{TARGET}'")
     assert "extrapolation into the past" in obj.depth_reason
     assert_3d_matches(obj, found, CAMERA_FRAME)
-    assert wait_diagnostic(camera.probe, "standard3d", "target_frame_state", lambda v: "extrapolation" in v)
+    assert camera.wait_diagnostic("target_frame_state", lambda v: "extrapolation" in v)
 
 
 # ------------------------------------------------------------------------------------------ no vision_msgs

@@ -8,7 +8,8 @@ ONNX at 640 for a 640x480 frame (input 1x3x480x640) and quantized to INT8 as the
 * ONNX Runtime FP32 (true FP32) and INT8;
 * OpenVINO on the same ONNX files: its default (bf16 where the CPU has AVX512-BF16 or AMX: ``default_precision``
   says which it picked), with bf16 turned off (``INFERENCE_PRECISION_HINT f32``: what a robot CPU without bf16 runs),
-  and INT8.
+  and INT8 (for reference: the node runs INT8 on ONNX Runtime, whose results passed ``make eval``'s quality target
+  where OpenVINO's run of the same model lost 0.016 box IoU).
 
 Then the engine end to end with ``precision`` auto against each fixed choice (the stand-in, calibrated on the dev
 set, whose agreement check decides whether INT8 may run), for the target that auto is never more than 5 % slower
@@ -81,8 +82,9 @@ def network_times(fp32: Path, int8: Path, frame: np.ndarray, rounds: int) -> dic
     true_fp32 = min(figures["onnxruntime fp32"]["p50"], figures["openvino f32"]["p50"])
     best_int8 = min(figures["onnxruntime int8"]["p50"], figures["openvino int8"]["p50"])
     return {"ms": figures, "default_precision": figures["openvino default"]["computes"],
-            "int8_vs_true_fp32": ratio(true_fp32, best_int8),
-            "int8_vs_default": ratio(figures["openvino default"]["p50"], best_int8)}
+            # the node's INT8 runs on ONNX Runtime (its quality passed; OpenVINO's run of the same model did not)
+            "int8_vs_true_fp32": ratio(figures["onnxruntime fp32"]["p50"], figures["onnxruntime int8"]["p50"]),
+            "best_int8_vs_best_fp32": ratio(true_fp32, best_int8)}
 
 
 def quantized(checkpoint: Path, folder: Path, frames: list[np.ndarray]) -> tuple[Path, Path]:

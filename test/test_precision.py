@@ -209,3 +209,12 @@ def test_auto_runs_bf16_only_once_it_agrees_with_fp32(tmp_path: Path, monkeypatc
     assert any(line.startswith("bf16 REFUSED against FP32") for line in exports.log)
     table = next(line for line in exports.log if line.startswith("precision auto: int8"))
     assert "bf16     not run  refused: bf16 REFUSED" in table
+
+
+def test_the_stem_the_neck_blocks_and_the_head_decoding_stay_float() -> None:
+    from types import SimpleNamespace as Node
+
+    names = ["/model.0/conv/Conv", "/model.3/conv/Conv", "/model.9/m/MaxPool", "/model.12/cv1/conv/Conv",
+             "/model.13/Upsample", "/model.16/conv/Conv", "/model.22/cv2.0/conv/Conv", "/model.22/Concat"]
+    graph = Node(node=[Node(name=name, op_type=name.rsplit("/", 1)[1]) for name in names])
+    assert precisions.float_nodes(graph) == ["/model.0/conv/Conv", "/model.12/cv1/conv/Conv", "/model.22/Concat"]

@@ -54,6 +54,9 @@ class DepthStage:
         self._prefix = prefix
         self._target_frame = target_frame
         self._transforms: Any = None  # the node's tf2 buffer while active (None: no tf2)
+        # (camera frame, stamp) -> the last lookup: a frame's answers and its 3D outputs ask for the same transform,
+        # and a missing one would otherwise wait TF_WAIT_S each time
+        self._last_move: tuple[tuple[str, int], RigidTransform | str | None] | None = None
         self.target_state = "not set" if not target_frame else "no answer located yet"
         self._range = (float(depth_range[0]), float(depth_range[1]))
         self._wait_s = depth_wait
@@ -73,7 +76,7 @@ class DepthStage:
 
     def subscribe(self, qos: Any, transforms_buffer: Any = None) -> None:
         """Listen to ``depth`` with the camera's QoS (activate); ``transforms_buffer``: the node's tf2 buffer."""
-        self._transforms = transforms_buffer
+        self._transforms, self._last_move = transforms_buffer, None
         self._pairer.clear()
         self._inputs = [self._node.create_subscription(Image, f"{self._prefix}depth", self._on_depth, qos)]
 
@@ -155,6 +158,14 @@ class DepthStage:
         target = self._target_frame
         if not target or target == camera_frame or not camera_frame:
             return None
+        last = self._last_move
+        if last is not None and last[0] == (camera_frame, stamp_ns):
+            return last[1]
+        move = self._lookup(target, camera_frame, stamp_ns)
+        self._last_move = ((camera_frame, stamp_ns), move)
+        return move
+
+    def _lookup(self, target: str, camera_frame: str, stamp_ns: int) -> RigidTransform | str:
         found = transforms.lookup(self._transforms, target, camera_frame, stamp_ns, TF_WAIT_S)
         self.target_state = "ok" if isinstance(found, RigidTransform) else found
         if isinstance(found, str):

@@ -153,7 +153,7 @@ class FastSAMNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model, the cache and the GPU memory they held, unless a frame still runs on them."""
-        if not all(stream.worker.stop(WORKER_JOIN_S) for stream in self._streams):
+        if not self._workers_stopped():
             self.get_logger().error("cleanup failed: the inference thread is still running a frame; try again")
             return TransitionCallbackReturn.FAILURE
         self._release()
@@ -173,12 +173,19 @@ class FastSAMNode(LifecycleNode):
             stream.stop_inputs()  # prompts waiting for a frame answer now: it will not come
         transforms.release(self._transforms)
         self._transforms = None
-        if not all([stream.registry.stop(PROMPT_DRAIN_S) for stream in self._streams]):
+        # One deadline for every camera, not one wait each: the total stays within ros2 launch's sigterm_timeout.
+        drained = time.monotonic() + PROMPT_DRAIN_S
+        if not all([stream.registry.stop(max(0.0, drained - time.monotonic())) for stream in self._streams]):
             self.get_logger().warning(f"prompts still being answered after {PROMPT_DRAIN_S:g} s: their answers "
                                       "are dropped")
-        if not all([stream.worker.stop(WORKER_JOIN_S) for stream in self._streams]):
+        if not self._workers_stopped():
             self.get_logger().error(f"an inference thread is still running a frame after {WORKER_JOIN_S:g} s: "
                                     "its outputs are dropped, and cleanup waits for it")
+
+    def _workers_stopped(self) -> bool:
+        """Wait for every camera's frame in flight, all within one ``WORKER_JOIN_S``; True when none still runs."""
+        joined = time.monotonic() + WORKER_JOIN_S
+        return all([stream.worker.stop(max(0.0, joined - time.monotonic())) for stream in self._streams])
 
     def _release(self) -> None:
         """Free the outputs, the services, the model, the caches and the GPU memory (cleanup, shutdown, failure)."""

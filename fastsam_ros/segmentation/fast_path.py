@@ -126,10 +126,12 @@ class BackendSwitch:
             self.info = dataclasses.replace(self.info, reason=f"{plan.reason}; failed: {reason}")
             return None
         threads = configure_runtime(model, hit.path, self._cpu_threads)
-        precision, path = "fp32" if not self._machine.cuda else ("fp16" if plan.half else "fp32"), hit.path
-        if self._precision is not None and not self._machine.cuda:
+        precision, path = "fp16" if self._machine.cuda and plan.half else "fp32", hit.path
+        if self._precision is not None:  # a CPU export: FP32 as exported, or what the choice prepared
+            exported = model
             model, precision, path = self._precision.choose(model, hit.path, shape, self._onnx_export(shape))
-            threads = configure_runtime(model, path, self._cpu_threads, precision)
+            if model is not exported:
+                threads = configure_runtime(model, path, self._cpu_threads, precision)
         if self._cpu_threads > 0 and not self._machine.cuda:  # the export's predictor reset torch's threads
             import torch
 

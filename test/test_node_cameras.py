@@ -191,3 +191,48 @@ def test_three_cameras_each_get_their_own_frames(tmp_path) -> None:
                 assert len(instances.instances) == counts[name]
     finally:
         cameras.close()
+
+
+def test_after_deactivate_and_activate_no_camera_answers_on_a_frame_from_before(two: Cameras) -> None:
+    """Mid-stream lifecycle with two cameras: a zero-stamp prompt finds no old frame on either, and each camera's
+    track ids start again on its own."""
+    from ros_harness import transition
+
+    front, rear = two.probes["front"], two.probes["rear"]
+    segmented(front, kitchen(), 90 * SECOND)
+    segmented(rear, yard(), 90 * SECOND)
+    assert transition(front, "/cams/fastsam", "deactivate") and transition(front, "/cams/fastsam", "activate")
+    time.sleep(0.5)
+    for probe in (front, rear):
+        probe.prompt_pub.publish(probe.prompt("stale", 0, points=[CUP_CLICK]))
+        answer = probe.wait_for("selection", lambda m: m.prompt_id == "stale")
+        assert answer is not None and answer.status == "frame_not_available", answer
+    ids = sorted(i.id for i in segmented(rear, yard(), 91 * SECOND).instances)
+    assert ids == [1, 2], "the rear camera's tracks started again"
+    assert segmented(front, kitchen(), 91 * SECOND).instances
+
+
+def test_ctrl_c_during_a_slow_frame_with_a_second_camera_waiting_exits_cleanly_within_5_s(tmp_path) -> None:
+    """One camera's frame holds the shared network for 7 s, the other's waits behind it: Ctrl-C still ends the node
+    cleanly within ros2 launch's 5 s."""
+    import signal
+
+    from fake_engine import SLOW_PIXEL
+
+    cameras = Cameras(tmp_path / "node.log", "slowcams", ["front", "rear"])
+    try:
+        cameras.connect()
+        slow = kitchen()
+        slow[0, 0] = SLOW_PIXEL
+        cameras.probes["front"].publish_image(slow, 100 * SECOND)
+        time.sleep(0.3)
+        cameras.probes["rear"].publish_image(yard(), 100 * SECOND)
+        time.sleep(0.5)
+        started = time.monotonic()
+        cameras.node.process.send_signal(signal.SIGINT)
+        assert wait_until(lambda: not cameras.node.alive(), 6)
+        assert cameras.node.process.poll() == 0 and time.monotonic() - started < 5, cameras.node.log()
+    finally:
+        for probe in cameras.probes.values():
+            probe.close()
+        cameras.node.stop()

@@ -266,12 +266,15 @@ def _tracking_frames(kind: str, figures: dict[str, Any]) -> str:
     return "100 instances"
 
 
+PIPELINE_FIGURES = ("raw_predict_ms", "engine_ms", "node_e2e_ms", "node_overhead_ms", "cached_prompt_ms",
+                    "reinfer_prompt_ms")  # pipeline.run_rounds' figures, in the report's order
+
+
 def figure_rows(results: dict[str, Any]) -> list[tuple[Any, ...]]:
     """``(what, p50, p95, n)`` rows of every timing in ``results``."""
     size = results["pipeline"]["image_size"]
     rows = [(f"{key} ({size})", results[key]["p50"], results[key]["p95"], results[key]["n"])
-            for key in ("raw_predict_ms", "engine_ms", "node_e2e_ms", "cached_prompt_ms", "reinfer_prompt_ms")
-            if key in results]
+            for key in PIPELINE_FIGURES if key in results]
     rows += [(f"selection_ms {kind} (100 instances, 640x480)", v["p50"], v["p95"], v["n"])
              for kind, v in results["selection_ms"].items()]
     depth = results.get("depth_3d_ms")
@@ -314,7 +317,7 @@ def many_rows(figures: dict[str, Any]) -> list[tuple[Any, ...]]:
         return []
     rows = []
     count = _count((figures.get("pipeline") or {}).get("instances_per_frame", {}).get("p50"))
-    for key in ("raw_predict_ms", "engine_ms", "node_e2e_ms", "cached_prompt_ms", "reinfer_prompt_ms"):
+    for key in PIPELINE_FIGURES:
         if key in figures:
             rows.append((f"{key} (640x480, {count} instances)", figures[key]["p50"], figures[key]["p95"],
                          figures[key]["n"]))

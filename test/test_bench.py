@@ -35,6 +35,7 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
     many = {
         "engine_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "node_e2e_ms": {"p50": many_node, "p95": many_node + 10, "n": 30},
+        "node_overhead_ms": {"p50": many_node - 100.0, "p95": many_node - 95.0, "n": 30},
         "cached_prompt_ms": {"p50": many_cached, "p95": many_cached + 2, "n": 30},
         "node_side": {"instances_msg_ms": {"p50": instances_msg, "p95": 6.0, "n": 30},
                       "labels_ms": {"p50": labels, "p95": 3.5, "n": 30},
@@ -51,6 +52,7 @@ def _results(node_e2e: float = 105.0, cached: float = 4.0, latency_p95: float = 
         "raw_predict_ms": {"p50": 100.0, "p95": 110.0, "n": 30},
         "engine_ms": {"p50": engine, "p95": engine + 5, "n": 30},
         "node_e2e_ms": {"p50": node_e2e, "p95": node_e2e + 10, "n": 30},
+        "node_overhead_ms": {"p50": node_e2e - engine, "p95": node_e2e - engine + 5, "n": 30},
         "cached_prompt_ms": {"p50": cached, "p95": cached + 2, "n": 30},
         "stream": {"latency_ms": {"p50": 150.0, "p95": latency_p95, "n": 100}, "rss_growth_mb": growth},
         "selection_ms": {"point": {"p50": point, "p95": 1.0, "n": 200}, "box": {"p50": box, "p95": 1.5, "n": 200}},
@@ -152,3 +154,30 @@ def test_stream_memory_growth_is_the_trend_not_a_swing_between_two_samples() -> 
     assert growth_mb(leaking) == pytest.approx(1.5 * 50, abs=0.1)
     assert growth_mb([1200.0 + k for k in range(9)]) == 6.0  # a --quick stream: first and last thirds
     assert growth_mb([1200.0, 1300.0]) is None
+
+
+def test_node_overhead_is_paired_with_the_engine_on_the_same_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames whose engine times differ (2 and 30 ms) and a node 1.5 ms slower on each: the paired figure is 1.5
+    on every round, where the difference of the two p50s would mix the frames."""
+    from types import SimpleNamespace
+
+    from bench import pipeline
+
+    clock = [0.0]
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock[0])
+    engine_ms = {"small": 2.0, "big": 30.0}
+
+    class Engine:
+        def segment(self, pixels: np.ndarray) -> None:
+            clock[0] += engine_ms[str(pixels[0, 0, 0])] / 1000.0
+
+    class Driver:
+        def frame(self, pixels: np.ndarray) -> tuple[float, object, int]:
+            return engine_ms[str(pixels[0, 0, 0])] + 1.5, SimpleNamespace(instances=[], inference_ms=0.0), 0
+
+    frames = [pipeline.BenchFrame(name, np.full((1, 1, 1), name, dtype=object), None)
+              for name in ("small", "big", "big")]
+    figures = pipeline.run_rounds(lambda pixels: None, Engine(), Driver(), frames, rounds=6, prompts=False)
+    assert figures["node_overhead_ms"]["n"] == 6
+    assert figures["node_overhead_ms"]["p50"] == pytest.approx(1.5)
+    assert figures["node_overhead_ms"]["p95"] == pytest.approx(1.5)

@@ -339,3 +339,33 @@ def test_frames_of_any_size_are_tracked(shape: tuple[int, int], with_picture: bo
         picture = rng.integers(0, 255, (*shape, 3), dtype=np.uint8) if with_picture else None
         ids = tracker.update(segmentation_from_masks([masks[i] for i in order]), picture)
         assert dict(zip(order, ids.tolist(), strict=True)) == {i: i + 1 for i in range(len(masks))}, step
+
+
+def _lazy_frame(shift: int) -> Segmentation:
+    """Six round blobs as prototype-resolution logits (the engine's lazy masks), moved ``shift`` pixels right."""
+    from fastsam_ros.segmentation.instance_masks import InstanceMasks
+    from fastsam_ros.segmentation.masks import MaskGeometry
+
+    proto, image = (60, 100), (240, 400)
+    ys, xs = np.mgrid[0 : proto[0], 0 : proto[1]].astype(np.float32)
+    centres = [(12 + 14 * k + shift / 4, 15 + 6 * k, 5 + k) for k in range(6)]
+    logits = np.stack([r * r - ((xs - cx) ** 2 + (ys - cy) ** 2) for cx, cy, r in centres]).astype(np.float32)
+    boxes = np.array([[4 * (cx - r - 1), 4 * (cy - r - 1), 4 * (cx + r + 1), 4 * (cy + r + 1)]
+                      for cx, cy, r in centres], dtype=np.float32).clip(0, [image[1], image[0]] * 2)
+    masks = InstanceMasks.from_logits(logits, boxes, image)
+    return Segmentation(masks=masks, boxes=boxes, scores=np.full(len(boxes), 0.9, np.float32),
+                        geometry=MaskGeometry(image, masks.shape))
+
+
+def test_masks_made_after_the_tracker_read_its_grid_change_no_id() -> None:
+    """The node makes a frame's masks on another thread while the tracker associates (read first, then update):
+    the ids are those of a tracker that did everything in one call, frame after frame."""
+    together, apart = InstanceTracker(TrackerParams()), InstanceTracker(TrackerParams())
+    for step in range(8):
+        expected = together.update(_lazy_frame(6 * step))
+        segmentation = _lazy_frame(6 * step)
+        grid = apart.read(segmentation)
+        segmentation.masks.make()  # every mask: the logits the grid was read from are dropped
+        assert segmentation.masks._logits is None
+        assert np.array_equal(apart.update(segmentation, None, grid), expected)
+    assert len(set(expected.tolist())) == 6 and expected.max() == 6  # the six blobs kept their ids

@@ -94,6 +94,12 @@ class Outputs:
         (called before any prompt can be answered on it)."""
         self._newest_stamp = frame.stamp_ns
 
+    def reads_every_mask(self, with_masks: bool) -> bool:
+        """Whether :meth:`frame` will make every instance's mask (someone listens to ``instances`` with masks, or
+        to the label image)."""
+        listened = self._publishers["instances"].get_subscription_count() > 0
+        return (with_masks and listened) or self.standard.reads_every_mask()
+
     def selection(self, selection: Selection, header: Any) -> None:
         self._publishers["selection"].publish(conversions.selection_msg(selection, header))
         self.standard.selection(selection, header)

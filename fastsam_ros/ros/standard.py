@@ -59,6 +59,10 @@ class StandardOutputs:
         publisher = self._publishers.get(name)
         return publisher if publisher is not None and publisher.get_subscription_count() > 0 else None
 
+    def reads_every_mask(self) -> bool:
+        """Whether :meth:`frame` makes every instance's mask (for the label image)."""
+        return self._listened("labels") is not None
+
     def frame(self, frame: Frame) -> None:
         """A segmented frame's ``detections`` and ``instances/labels``."""
         if (publisher := self._listened("detections")) is not None:

@@ -136,11 +136,32 @@ class InstanceTracker:
         """
         return self._continued.get(self._aliases.get(track_id, track_id))
 
-    def update(self, segmentation: Segmentation, image: np.ndarray | None = None) -> np.ndarray:
+    def update(self, segmentation: Segmentation, image: np.ndarray | None = None,
+               grid: np.ndarray | None = None) -> np.ndarray:
         """The ``(N,)`` int64 track ids of this frame's instances (the frame after the previous ``update``).
 
         ``image`` (the frame, BGR) lets the camera motion be measured on the picture; without it, on the masks.
+        ``grid``: :meth:`read` of this segmentation, when the caller read it first (to make the masks meanwhile).
         """
+        grid = self.read(segmentation) if grid is None else grid
+        shrunk = motion.shrunk(image) if image is not None and self.params.motion_from_picture else None
+        if shrunk is not None:
+            picture, to_cells = shrunk[0], segmentation.geometry.gain * shrunk[1] / self._step
+        else:
+            picture, to_cells = motion.density(grid, self._width), 1.0
+        self._motion = self._estimate_motion(picture, to_cells)
+        self._picture = picture
+        self._offsets += self._motion
+        self._extents.offsets += self._motion
+        boxes = _bounds(grid)
+        colours = appearance(grid, boxes, image, self._points) if image is not None else np.zeros(
+            (len(grid), APPEARANCE_LEVELS**3), np.float32)
+        return self._associate(grid, boxes, colours)
+
+    def read(self, segmentation: Segmentation) -> np.ndarray:
+        """Every instance of ``segmentation`` on the tracker's grid (packed rows): all :meth:`update` reads of its
+        masks. Masks made after this (another thread may make them meanwhile) change nothing the tracker sees;
+        a new frame or mask size resets the tracker here."""
         shape = (segmentation.image_shape, segmentation.geometry.mask_shape)
         if shape != self._shape:
             self.reset()
@@ -155,22 +176,8 @@ class InstanceTracker:
             self._points = image_points(segmentation.geometry, self._step, 0 if self._corner_grid else
                                          4 * (self._cells // 2) + 2)
         if self._corner_grid:
-            grid = pack_rows(np.ascontiguousarray(segmentation.masks.grid(self._step, 0)))
-        else:
-            grid = segmentation.masks.packed_grid(self._cells)
-        shrunk = motion.shrunk(image) if image is not None and self.params.motion_from_picture else None
-        if shrunk is not None:
-            picture, to_cells = shrunk[0], segmentation.geometry.gain * shrunk[1] / self._step
-        else:
-            picture, to_cells = motion.density(grid, self._width), 1.0
-        self._motion = self._estimate_motion(picture, to_cells)
-        self._picture = picture
-        self._offsets += self._motion
-        self._extents.offsets += self._motion
-        boxes = _bounds(grid)
-        colours = appearance(grid, boxes, image, self._points) if image is not None else np.zeros(
-            (len(grid), APPEARANCE_LEVELS**3), np.float32)
-        return self._associate(grid, boxes, colours)
+            return pack_rows(np.ascontiguousarray(segmentation.masks.grid(self._step, 0)))
+        return segmentation.masks.packed_grid(self._cells)
 
     def _estimate_motion(self, picture: np.ndarray, to_cells: float) -> np.ndarray:
         """Translation (dx, dy) in grid cells from the previous frame to this one."""

@@ -1,12 +1,13 @@
 """FP32 against INT8 on the same images: ``make eval``'s precision rows (``python -m evaluation.precision`` alone).
 
 The exports are static, so every image is resized to one camera frame (640x480) and its ground truth rasterised at
-that size; both precisions then run the same ONNX export shape, FP32 as exported and INT8 quantized from it with the
-data set's own images (the node's ``calibration_images``: the last 16 are held back for its agreement check, every
-image is scored here). The INT8 rows score the quantized model even where the node's own check refuses it (that
-check's verdict is printed beside them), so a refusal can be weighed against what INT8 would cost. Scored as
-``make eval``'s ``fastsam_ros`` method: mean IoU per prompt kind, and the mean instance count per image. Targets:
-each mean IoU within :data:`MAX_IOU_DROP` of FP32's, the count within :data:`MAX_COUNT_CHANGE`.
+that size; both precisions then run the same export shape, FP32 as exported to ONNX and INT8 quantized from it (an
+OpenVINO model, as the node runs it) with the data set's own images (the node's ``calibration_images``: the last 16
+are held back for its agreement check, every image is scored here). The INT8 rows score the quantized model even
+where the node's own check refuses it (that check's verdict is printed beside them), so a refusal can be weighed
+against what INT8 would cost. Scored as ``make eval``'s ``fastsam_ros`` method: mean IoU per prompt kind, and the
+mean instance count per image. Targets: each mean IoU within :data:`MAX_IOU_DROP` of FP32's, the count within
+:data:`MAX_COUNT_CHANGE`.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _node_verdict(log: list[str]) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"precision: {report['instances']} instances in {report['images']} images resized to {report['frame']}, "
-             f"ONNX Runtime; mean IoU of fastsam_ros selection, and instances per image",
+             f"FP32 on ONNX Runtime, INT8 on OpenVINO; mean IoU of fastsam_ros selection, and instances per image",
              f"{'precision':<14}" + "".join(f"{kind:>10}" for kind in PROMPT_KINDS) + f"{'inst/img':>10}"]
     for name, values in report["methods"].items():
         shown = name if report["ran"][name] == name else f"{name} (ran {report['ran'][name]})"

@@ -96,10 +96,12 @@ class FakeExports:
         masks = [rect(0, 0, 10, 10), rect(20, 20, 40, 40)] if model == "fp32" else self.int8_masks
         return segmentation_from_masks(masks)
 
-    def quantize(self, fp32: Path, int8: Path, inputs) -> None:
-        self.quantized.append(int8)
-        int8.parent.mkdir(parents=True, exist_ok=True)
-        int8.write_bytes(b"int8")
+    def quantize(self, fp32: Path, folder: Path, inputs) -> Path:
+        model = folder / "model_openvino_model"
+        self.quantized.append(model)
+        model.mkdir(parents=True, exist_ok=True)
+        (model / "model.xml").write_bytes(b"int8")
+        return model
 
     def choice(self, asked: str, folder: Path | str) -> PrecisionChoice:
         return PrecisionChoice(asked, str(folder), self.load, self.segment_with, self.log.append, bf16=False)
@@ -117,7 +119,7 @@ def no_network_inputs(monkeypatch: pytest.MonkeyPatch):
 def test_int8_is_quantized_once_per_calibration_set_and_a_new_set_quantizes_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network_inputs) -> None:
     exports = FakeExports(tmp_path, [rect(0, 0, 10, 10), rect(20, 20, 40, 40)])
-    monkeypatch.setattr(precisions, "quantize_onnx", exports.quantize)
+    monkeypatch.setattr(precisions, "quantize", exports.quantize)
     first = image_folder(tmp_path / "first", 24)
     assert exports.choose("int8", first)[0] == "int8"
     assert exports.choose("int8", first)[0] == "int8"
@@ -131,7 +133,7 @@ def test_int8_is_quantized_once_per_calibration_set_and_a_new_set_quantizes_agai
 def test_an_int8_model_that_disagrees_is_refused_with_its_figures(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network_inputs) -> None:
     exports = FakeExports(tmp_path, [rect(0, 0, 10, 5)])  # half of one instance, the other lost
-    monkeypatch.setattr(precisions, "quantize_onnx", exports.quantize)
+    monkeypatch.setattr(precisions, "quantize", exports.quantize)
     chosen, path = exports.choose("int8", image_folder(tmp_path / "images", 24))
     assert (chosen, path) == ("fp32", exports.onnx)
     refusal = next(line for line in exports.log if line.startswith("precision int8 refused, running fp32"))
@@ -141,7 +143,7 @@ def test_an_int8_model_that_disagrees_is_refused_with_its_figures(
 def test_auto_times_the_candidates_runs_the_fastest_and_caches_the_choice(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network_inputs) -> None:
     exports = FakeExports(tmp_path, [rect(0, 0, 10, 10), rect(20, 20, 40, 40)], fp32_ms=8.0, int8_ms=2.0)
-    monkeypatch.setattr(precisions, "quantize_onnx", exports.quantize)
+    monkeypatch.setattr(precisions, "quantize", exports.quantize)
     monkeypatch.setattr(precision_choice, "TIMED_RUNS", 3)
     folder = image_folder(tmp_path / "images", 24)
     choice = exports.choice("auto", folder)
@@ -199,7 +201,7 @@ def test_auto_runs_bf16_only_once_it_agrees_with_fp32(tmp_path: Path, monkeypatc
     segment = exports.segment_with
     monkeypatch.setattr(exports, "segment_with", lambda model, image: segmentation_from_masks(
         [rect(0, 0, 10, 4)]) if model == "bf16" and not time.sleep(0.001) else segment(model, image))
-    monkeypatch.setattr(precisions, "quantize_onnx", exports.quantize)
+    monkeypatch.setattr(precisions, "quantize", exports.quantize)
     monkeypatch.setattr(precision_choice, "configure_runtime", lambda *args: None)
     monkeypatch.setattr(precision_choice, "TIMED_RUNS", 3)
     choice = PrecisionChoice("auto", str(image_folder(tmp_path / "images", 24)), exports.load, exports.segment_with,
@@ -211,10 +213,41 @@ def test_auto_runs_bf16_only_once_it_agrees_with_fp32(tmp_path: Path, monkeypatc
     assert "bf16     not run  refused: bf16 REFUSED" in table
 
 
-def test_the_stem_the_neck_blocks_and_the_head_decoding_stay_float() -> None:
-    from types import SimpleNamespace as Node
+def test_the_stem_the_blocks_the_head_reads_and_the_head_decoding_stay_float(tmp_path: Path) -> None:
+    """Which modules feed the head is read from the export's graph (here a hand-made one: ultralytics' names)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
 
-    names = ["/model.0/conv/Conv", "/model.3/conv/Conv", "/model.9/m/MaxPool", "/model.12/cv1/conv/Conv",
-             "/model.13/Upsample", "/model.16/conv/Conv", "/model.22/cv2.0/conv/Conv", "/model.22/Concat"]
-    graph = Node(node=[Node(name=name, op_type=name.rsplit("/", 1)[1]) for name in names])
-    assert precisions.float_nodes(graph) == ["/model.0/conv/Conv", "/model.12/cv1/conv/Conv", "/model.22/Concat"]
+    def node(name: str, inputs: list[str], output: str) -> object:
+        return helper.make_node("Identity" if len(inputs) == 1 else "Add", inputs, [output], name=name)
+
+    nodes = [node("/model.0/conv/Conv", ["images"], "x0"), node("/model.12/cv1/conv/Conv", ["x0"], "x12"),
+             node("/model.15/cv2/act/Mul", ["x12"], "x15"), node("/model.18/cv2/act/Mul", ["x15"], "x18"),
+             node("/model.22/cv2.0/cv2.0.0/conv/Conv", ["x15"], "h0"), node("/model.22/proto/cv1/conv/Conv",
+                                                                             ["x18"], "h1"),
+             node("/model.22/Concat", ["h0", "h1"], "output0")]
+    value = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]) for name in ("images", "output0")]
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", value[:1], value[1:])), str(path))
+    head = precisions.head_inputs(path)
+    assert head == (22, {15, 18})
+    names = ["/model.0/conv/Conv/WithoutBiases", "/model.3/conv/Conv", "/model.12/cv1/conv/Conv",
+             "/model.15/cv2/act/Mul", "/model.18/m.0/cv1/conv/Conv", "/model.22/cv2.0/cv2.0.0/conv/Conv/WithoutBiases",
+             "/model.22/cv2.0/cv2.0.0/act/Sigmoid", "/model.22/cv3.1/cv3.1.2/Conv",
+             "/model.22/proto/upsample/ConvTranspose", "/model.22/dfl/Softmax", "/model.22/Concat", "images"]
+    assert precisions.float_ops(names, head) == [
+        "/model.0/conv/Conv/WithoutBiases", "/model.15/cv2/act/Mul", "/model.18/m.0/cv1/conv/Conv",
+        "/model.22/cv2.0/cv2.0.0/act/Sigmoid", "/model.22/dfl/Softmax", "/model.22/Concat"]
+
+
+def test_without_nncf_int8_is_refused_with_the_reason_and_fp32_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     no_network_inputs) -> None:
+    exports = FakeExports(tmp_path, [rect(0, 0, 10, 10), rect(20, 20, 40, 40)])
+
+    def missing(*args: object) -> None:
+        raise ImportError("No module named 'nncf'")
+
+    monkeypatch.setattr(precisions, "quantize", missing)
+    assert exports.choose("int8", image_folder(tmp_path / "images", 24)) == ("fp32", exports.onnx)
+    assert exports.log[-1] == ("precision int8 refused, running fp32: INT8 needs nncf and openvino (pip install nncf "
+                               "openvino): No module named 'nncf'")

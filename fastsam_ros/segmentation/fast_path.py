@@ -136,7 +136,8 @@ class BackendSwitch:
             import torch
 
             torch.set_num_threads(self._cpu_threads)
-        self.info = BackendInfo(plan.backend if path == hit.path else "onnx", plan.half, shape, str(path), hit.made,
+        runtime = plan.backend if path == hit.path else "openvino"  # INT8 is an OpenVINO model, whatever FP32 runs on
+        self.info = BackendInfo(runtime, plan.half, shape, str(path), hit.made,
                                 round(hit.export_s, 2), round(load_s, 2), threads, plan.reason, precision)
         first = f"exported in {hit.export_s:.1f} s (first start), " if hit.made else "found in the cache, "
         self._log(f"running {plan.backend} at {shape[0]}x{shape[1]}: {first}loaded in {load_s:.1f} s from {hit.path}")

@@ -4,9 +4,11 @@ post-training static quantization, calibrated on the user's images and checked a
 * **Calibration set**: the images of a folder (``calibration_images``), sorted by name; the last
   :data:`HELD_BACK` are kept out of calibration to check the result. Its digest (names and contents) keys the cached
   INT8 model, so another set quantizes again.
-* **INT8**: ONNX Runtime's ``quantize_static`` of the FP32 ONNX export (QDQ: per-channel signed 8-bit weights,
-  unsigned 8-bit activations, min-max ranges from the calibration images), with the layers INT8 hurts most left in
-  float (:func:`float_nodes`). ONNX Runtime runs it as is; OpenVINO reads the same QDQ graph.
+* **INT8**: NNCF's post-training quantization of the FP32 ONNX export into an OpenVINO model (8-bit weights per
+  channel, asymmetric 8-bit activations, ranges from the calibration images), with the layers INT8 hurts most left
+  in float (:func:`float_ops`); OpenVINO runs it, with the float layers in true FP32. ONNX Runtime's static
+  quantization of the same layers was slower (1.6x FP32 on the FastSAM-s-shaped network against 2.2x) for the same
+  quality (docs/performance.md).
 * **Agreement**: INT8 against FP32 on the held-back images: each FP32 instance's best mask IoU among the INT8
   instances (mean over all instances), and how far the mean instance count per image moved (relative). Below
   :data:`MIN_MATCHED_IOU` or above :data:`MAX_COUNT_CHANGE` the INT8 model is refused, with these figures, and the
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,57 +119,73 @@ def agreement(pairs: Sequence[tuple[Segmentation, Segmentation]]) -> Agreement:
                      instances_fp32=counted_fp32, instances_int8=counted_int8, images=len(pairs))
 
 
-def quantize_onnx(fp32: Path, int8: Path, inputs: Callable[[], Any]) -> None:
-    """Write ``int8``: ``fp32`` statically quantized (QDQ) with ranges from ``inputs()``, an iterable of NCHW float32
-    network inputs (the calibration images as the export sees them)."""
+def quantize(fp32: Path, folder: Path, inputs: Callable[[], Any]) -> Path:
+    """Quantize the ONNX export ``fp32`` with ranges from ``inputs()`` (an iterable of NCHW float32 network inputs:
+    the calibration images as the export sees them) into an OpenVINO model in ``folder``; returns the model's
+    folder, which ultralytics loads like its own OpenVINO export. Raises ImportError without nncf or openvino."""
+    import nncf
+    import openvino
+    import yaml
+
+    nncf.set_log_level(logging.WARNING)  # else a line per float operation and progress bars on the node's output
+    model = openvino.Core().read_model(str(fp32))
+    ignored = float_ops([op.get_friendly_name() for op in model.get_ops()], head_inputs(fp32))
+    data = [np.ascontiguousarray(batch, dtype=np.float32) for batch in inputs()]
+    quantized = nncf.quantize(model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),
+                              ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
+    out = folder / "model_openvino_model"  # the suffix by which ultralytics recognises an OpenVINO model
+    out.mkdir(parents=True, exist_ok=True)
+    openvino.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
+    # ultralytics reads the task, stride, size and class names from metadata.yaml: the ONNX export's, as it wrote them
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    metadata = {entry.key: entry.value for entry in onnx.load(str(fp32), load_external_data=False).metadata_props}
+    (out / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
+    return out
+
+
+_MODULE = re.compile(r"^/model\.(\d+)/")
+# In the head, what stays INT8: its convolutions (box, class and mask-coefficient branches, the prototypes and their
+# upsampling); the rest is decoding and activations.
+_HEAD_INT8 = re.compile(r"/(cv\d\.\d+/cv\d\.\d+\.\d+/conv|cv\d\.\d+/cv\d\.\d+\.2|proto/cv\d/conv|proto/upsample)/")
+
+
+def head_inputs(fp32: Path) -> tuple[int, set[int]]:
+    """``(head, feeding)``: the index of the ONNX export's last module (the segment head) and of the modules whose
+    outputs it reads (ultralytics names nodes ``/model.<index>/...``)."""
+    import onnx
 
     graph = onnx.load(str(fp32), load_external_data=False).graph
-    name = graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(inputs())
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self._batches, None)
-            return None if batch is None else {name: np.ascontiguousarray(batch, dtype=np.float32)}
-
-    int8.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=float_nodes(graph))
-    # ultralytics reads the task, stride, size and class names from the ONNX metadata: carry it over
-    source, quantized = onnx.load(str(fp32), load_external_data=False), onnx.load(str(int8))
-    del quantized.metadata_props[:]
-    quantized.metadata_props.extend(source.metadata_props)
-    onnx.save(quantized, str(int8))
-
-
-def float_nodes(graph: Any) -> list[str]:
-    """The nodes left in float: INT8 cost the most accuracy there (measured on the stand-in with ``make eval``).
-
-    ultralytics names nodes ``/model.<index>/...``. Kept in float: the last module's decoding (the segment head's
-    non-convolutions: its output mixes 0..1 scores and pixel coordinates, and one 8-bit scale for both turned every
-    score to zero), the stem (the first three modules, which see the raw image) and the neck's C2f/C3k2 blocks (the
-    modules after the backbone's SPPF that have a ``cv1``), whose features the head reads. Quantizing everything but
-    the head's decoding cost 0.036 box IoU; with these in float the drop was 0.009 (docs/performance.md).
-    """
-    modules: dict[int, list[Any]] = {}
-    for node in graph.node:
-        parts = node.name.split("/")
-        if len(parts) > 2 and parts[1].startswith("model.") and parts[1][6:].isdigit():
-            modules.setdefault(int(parts[1][6:]), []).append(node)
+    made_by = {output: int(match.group(1)) for node in graph.node if (match := _MODULE.match(node.name))
+               for output in node.output}
+    modules = {made_by[output] for output in made_by}
     if not modules:
-        return []
+        return -1, set()
     head = max(modules)
-    pooled = [index for index, nodes in modules.items() if any(node.op_type == "MaxPool" for node in nodes)]
-    neck_start = min(pooled) if pooled else head // 2
-    float_modules = {index for index in modules if index < 3} | {
-        index for index in range(neck_start + 1, head) if any("/cv1/" in node.name for node in modules.get(index, []))}
-    kept = [node.name for index in sorted(float_modules) for node in modules[index]]
-    return kept + [node.name for node in modules[head] if node.op_type != "Conv"]
+    in_head = [node for node in graph.node if (match := _MODULE.match(node.name)) and int(match.group(1)) == head]
+    feeding = {made_by[name] for node in in_head for name in node.input if made_by.get(name, head) != head}
+    return head, feeding
+
+
+def float_ops(names: Sequence[str], head_and_feeding: tuple[int, set[int]]) -> list[str]:
+    """The operations left in float: INT8 cost the most accuracy there (measured on the stand-in with ``make eval``).
+
+    Kept in float: the stem (modules 0-2, which see the raw image), the modules whose features the head reads (the
+    neck's last block at each scale), and in the head everything but its convolutions (the decoding: its output
+    mixes 0..1 scores and pixel coordinates, and one 8-bit scale for both turned every score to zero). Measured
+    (box IoU drop against FP32, target 0.01): this set 0.007; also the neck's first block 0.013; the stem's
+    third module quantized 0.012 (docs/performance.md).
+    """
+    head, feeding = head_and_feeding
+    kept = []
+    for name in names:
+        match = _MODULE.match(name)
+        if match is None:
+            continue
+        module = int(match.group(1))
+        if module < 3 or module in feeding or (module == head and not _HEAD_INT8.search(name + "/")):
+            kept.append(name)
+    return kept
 
 
 def fastest(timings: dict[str, float | None], allowed: dict[str, bool]) -> str:

@@ -3,11 +3,11 @@
 ``fp32`` keeps the export as made. ``bf16`` recompiles an OpenVINO export with that inference precision where the
 CPU computes bf16 (AVX512-BF16 or AMX); asked for by name it runs, under ``auto`` only after the same agreement
 check as INT8 (so never without calibration images: bf16 moved masks to a mean IoU of 0.986). ``int8`` quantizes
-the ONNX export with the calibration images (:mod:`fastsam_ros.segmentation.precision`) and runs it on ONNX Runtime
-if it agrees with FP32. ``auto`` prepares every candidate this machine and the calibration folder allow, times each
-on a held-back image, and runs the fastest that passed; the table goes to the log. The INT8 model, its agreement and
-the choice are cached in the ONNX export's folder, keyed by the calibration set's digest, so a later start loads the
-choice without timing again.
+the ONNX export with the calibration images (:mod:`fastsam_ros.segmentation.precision`) and runs it on OpenVINO
+(whichever runtime runs FP32) if it agrees with FP32. ``auto`` prepares every candidate this machine and the
+calibration folder allow, times each on a held-back image, and runs the fastest that passed; the table goes to the
+log. The INT8 model, its agreement and the choice are cached in the ONNX export's folder, keyed by the calibration
+set's digest, so a later start loads the choice without timing again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fastsam_ros.segmentation.backends import configure_runtime
 from fastsam_ros.types import Segmentation
 
 TIMED_RUNS = 8
+INT8_MODEL = "model_openvino_model"  # what precision.quantize writes in the INT8 folder
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -124,11 +125,16 @@ class PrecisionChoice:
                   onnx_path: Callable[[], Path], calibration: precisions.CalibrationSet) -> None:
         notes.pop("int8", None)
         folder = onnx_path().parent / f"int8-{calibration.digest}"
-        int8_path = folder / "model.onnx"
-        if not int8_path.exists():
+        int8_path = folder / INT8_MODEL
+        if not (int8_path / "model.xml").exists():
             started = time.perf_counter()
             self._log(f"quantizing to INT8 with {len(calibration.calibrate)} images of {self._calibration}...")
-            precisions.quantize_onnx(onnx_path(), int8_path, lambda: self._network_inputs(fp32_model, calibration))
+            try:
+                precisions.quantize(onnx_path(), folder, lambda: self._network_inputs(fp32_model, calibration))
+            except ImportError as error:
+                notes["int8"] = f"INT8 needs nncf and openvino (pip install nncf openvino): {error}"
+                self._log(f"precision int8 unavailable: {notes['int8']}")
+                return
             self._log(f"quantized in {time.perf_counter() - started:.1f} s: {int8_path}")
         int8_model = self._load(int8_path, shape)
         agreement_file = folder / "agreement.json"

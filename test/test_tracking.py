@@ -369,3 +369,20 @@ def test_masks_made_after_the_tracker_read_its_grid_change_no_id() -> None:
         assert segmentation.masks._logits is None
         assert np.array_equal(apart.update(segmentation, None, grid), expected)
     assert len(set(expected.tolist())) == 6 and expected.max() == 6  # the six blobs kept their ids
+
+
+@pytest.mark.parametrize(("twin_right", "continues"), [(170, True), (135, False)])
+def test_a_lost_track_continues_in_the_track_that_was_its_near_identical_twin(twin_right: int, continues: bool
+                                                                              ) -> None:
+    """The model shows one object as two near-identical masks (80 and 70 px wide: twins), each with its track;
+    then only a part of them remains, which the twin's track carries. The other track continues in it too (where
+    the masks were only alike, 80 and 35 px wide, it is lost)."""
+    tracker = InstanceTracker(TrackerParams())
+    other = rect(IMAGE, 250, 50, 300, 100)
+    for _ in range(2):
+        ids = tracker.update(make_segmentation([rect(IMAGE, 100, 100, 180, 150), rect(IMAGE, 100, 100, twin_right, 150),
+                                                other], IMAGE))
+    followed, twin = int(ids[0]), int(ids[1])
+    ids = tracker.update(make_segmentation([other, rect(IMAGE, 100, 100, 130, 150)], IMAGE))
+    assert int(ids[1]) == twin and tracker.instance_of(twin) == 1  # the part is the twin's: the closer mask
+    assert tracker.instance_of(followed) == (1 if continues else None)

@@ -27,9 +27,8 @@ moves. Association is mask-level, after global motion compensation:
 6. a lost track takes its object back from a track started while it was hidden, or from a mask holding
    ``RETURN_CONTAINMENT`` of its last one, or lying within its whole extent (:mod:`fastsam_ros.tracking.extent`),
    when the colours agree (:mod:`fastsam_ros.tracking.takeover`);
-7. the model often shows one object as two near-identical masks (IoU ``TWIN_IOU``), each with its own track: such
-   tracks are *twins* while both live, and when one is lost while its twin is carried, it continues in the twin's
-   instance (a followed object no longer vanishes when the model keeps the other of its two masks).
+7. tracks the model showed as near-identical masks of one object are twins: a lost one continues in the instance
+   its twin carries (:mod:`fastsam_ros.tracking.twins`).
 
 Scale and rotation changes of a moving camera are slow per frame (a few per cent), so translation alone is
 compensated and each track's template is replaced by its newest mask at every match. Why this and not
@@ -53,6 +52,7 @@ from fastsam_ros.tracking import motion
 from fastsam_ros.tracking.appearance import APPEARANCE_LEVELS, appearance, histograms, image_points
 from fastsam_ros.tracking.extent import RETURN_WITHIN, Extents
 from fastsam_ros.tracking.takeover import takeovers
+from fastsam_ros.tracking.twins import TWIN_IOU, Twins
 from fastsam_ros.types import Segmentation
 
 DEFAULT_MAX_LOST_FRAMES = 30
@@ -64,7 +64,6 @@ MIN_MOTION_RESPONSE = 0.05  # weaker phase-correlation peaks keep the previous f
 # merged mask of both is at ~0.45 on the eval's hard crossings, the other object alone at 0.5-0.7).
 APPEARANCE_LIMIT = 0.6
 APPEARANCE_LOST_LIMIT = 0.45
-TWIN_IOU = 0.8  # two instances of one frame this alike are the model's duplicate masks of one object: twins
 DUPLICATE_IOU = 0.5  # a track also continues in an instance it overlaps this much, even if another track has it
 RETURN_CONTAINMENT = 0.9  # a lost track's object, back in a mask holding this share of its last mask (takeover)
 
@@ -115,7 +114,7 @@ class InstanceTracker:
         self._window: np.ndarray | None = None  # phase correlation's Hanning window, made once per picture size
         self._motion = np.zeros(2)
         self._continued: dict[int, int] = {}
-        self._twins: dict[int, int] = {}
+        self._twins = Twins()
         self._step = 0  # grid cell in mask pixels: ``4 * self._cells`` (``_cells`` prototype cells)
         self._cells = 0
         self._points = (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -260,16 +259,12 @@ class InstanceTracker:
         self._continued = dict(zip(self._ids[close].tolist(), duplicate[close].tolist(), strict=True))
         seen = dict(zip(ids.tolist(), range(count), strict=True))
         self._continued.update(seen)
-        # Tracks the model showed as near-identical masks of one object stay twins while both live (the latest
-        # such pairing wins): a followed track that vanishes continues in its twin.
         lost_ids = self._ids[kept].tolist()
-        alive = set(lost_ids) | set(seen)
-        self._twins = {track: twin for track, twin in self._twins.items() if track in alive and twin in alive}
-        self._twins.update(twins(grid, boxes, areas, ids, self._width))
-        continued = dict(self._continued)
-        for track in lost_ids:
-            if track not in continued and self._twins.get(track) in continued:
-                self._continued[track] = continued[self._twins[track]]
+        zero = np.zeros(count, np.int64)  # this frame's near-identical instance pairs, unmoved
+        pairs = _overlaps(grid, boxes, zero, zero, self._width, grid, boxes, areas, TWIN_IOU, np.zeros(count, bool),
+                          2.0, 2.0)[:3]
+        self._twins.update(set(lost_ids) | set(seen), ids, *pairs)
+        self._continued.update(self._twins.continuing(lost_ids, self._continued))
         self._ids = np.concatenate([self._ids[kept], ids])
         self._masks = np.concatenate([self._masks[kept], grid]) if known else grid
         self._boxes = np.concatenate([self._boxes[:, kept], boxes], axis=1)
@@ -287,22 +282,6 @@ class InstanceTracker:
         alive = set(self._ids.tolist())
         self._aliases = {old: (lost if new == young else new) for old, new in self._aliases.items() if new in alive}
         self._aliases[young] = lost
-
-
-def twins(grid: np.ndarray, boxes: np.ndarray, areas: np.ndarray, ids: np.ndarray, width: int) -> dict[int, int]:
-    """Track id -> the id of another instance of the same frame whose mask is near-identical to its own (grid IoU
-    at least ``TWIN_IOU``; the best when several): the model's duplicate masks of one object."""
-    count = len(grid)
-    if count < 2:
-        return {}
-    zero = np.zeros(count, np.int64)
-    rows, columns, overlap = _overlaps(grid, boxes, zero, zero, width, grid, boxes, areas, TWIN_IOU,
-                                       np.zeros(count, np.bool_), 2.0, 2.0)[:3]
-    found: dict[int, int] = {}
-    for k in np.argsort(overlap, kind="stable").tolist():  # the best pair last: it wins
-        if rows[k] != columns[k]:
-            found[int(ids[rows[k]])] = int(ids[columns[k]])
-    return found
 
 
 @njit(cache=True, nogil=True)

@@ -213,7 +213,7 @@ def test_auto_runs_bf16_only_once_it_agrees_with_fp32(tmp_path: Path, monkeypatc
     assert "bf16     not run  refused: bf16 REFUSED" in table
 
 
-def test_the_stem_the_blocks_the_head_reads_and_the_head_decoding_stay_float(tmp_path: Path) -> None:
+def test_the_stem_the_coarsest_block_the_head_reads_and_its_decoding_stay_float(tmp_path: Path) -> None:
     """Which modules feed the head is read from the export's graph (here a hand-made one: ultralytics' names)."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -235,9 +235,9 @@ def test_the_stem_the_blocks_the_head_reads_and_the_head_decoding_stay_float(tmp
              "/model.15/cv2/act/Mul", "/model.18/m.0/cv1/conv/Conv", "/model.22/cv2.0/cv2.0.0/conv/Conv/WithoutBiases",
              "/model.22/cv2.0/cv2.0.0/act/Sigmoid", "/model.22/cv3.1/cv3.1.2/Conv",
              "/model.22/proto/upsample/ConvTranspose", "/model.22/dfl/Softmax", "/model.22/Concat", "images"]
-    assert precisions.float_ops(names, head) == [
-        "/model.0/conv/Conv/WithoutBiases", "/model.15/cv2/act/Mul", "/model.18/m.0/cv1/conv/Conv",
-        "/model.22/cv2.0/cv2.0.0/act/Sigmoid", "/model.22/dfl/Softmax", "/model.22/Concat"]
+    assert precisions.float_ops(names, head) == [  # the stem, the coarsest block the head reads, its decoding
+        "/model.0/conv/Conv/WithoutBiases", "/model.18/m.0/cv1/conv/Conv", "/model.22/cv2.0/cv2.0.0/act/Sigmoid",
+        "/model.22/dfl/Softmax", "/model.22/Concat"]
 
 
 def test_without_nncf_int8_is_refused_with_the_reason_and_fp32_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -25,10 +25,11 @@ class Twins:
                overlap: np.ndarray) -> None:
         """Forget the pairs of tracks no longer ``alive``, then pair ``ids[first[k]]`` with ``ids[second[k]]``: this
         frame's instance pairs overlapping at least ``TWIN_IOU`` (any order; the best overlap wins)."""
-        self._of = {track: twin for track, twin in self._of.items() if track in alive and twin in alive}
-        for k in np.argsort(overlap, kind="stable").tolist():  # the best pair last: it wins
-            if first[k] != second[k]:
-                self._of[int(ids[first[k]])] = int(ids[second[k]])
+        if self._of:
+            self._of = {track: twin for track, twin in self._of.items() if track in alive and twin in alive}
+        pairs = np.flatnonzero(first != second)
+        pairs = pairs[np.argsort(overlap[pairs], kind="stable")]  # the best pair last: it wins
+        self._of.update(zip(ids[first[pairs]].tolist(), ids[second[pairs]].tolist(), strict=True))
 
     def continuing(self, lost: Iterable[int], continued: Mapping[int, int]) -> dict[int, int]:
         """Track id -> instance, for the ``lost`` tracks (not in ``continued``) whose twin is in ``continued``

@@ -40,6 +40,7 @@ MIN_CALIBRATION = 8
 # a visible loss, so the bar is above it.
 MIN_MATCHED_IOU = 0.90
 MAX_COUNT_CHANGE = 0.10
+INT8_MODEL = "model_openvino_model"  # the INT8 model's folder (the suffix by which ultralytics knows OpenVINO)
 
 
 class CalibrationError(ValueError):
@@ -124,6 +125,7 @@ def quantize(fp32: Path, folder: Path, inputs: Callable[[], Any]) -> Path:
     the calibration images as the export sees them) into an OpenVINO model in ``folder``; returns the model's
     folder, which ultralytics loads like its own OpenVINO export. Raises ImportError without nncf or openvino."""
     import nncf
+    import onnx
     import openvino
     import yaml
 
@@ -133,12 +135,10 @@ def quantize(fp32: Path, folder: Path, inputs: Callable[[], Any]) -> Path:
     data = [np.ascontiguousarray(batch, dtype=np.float32) for batch in inputs()]
     quantized = nncf.quantize(model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),
                               ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
-    out = folder / "model_openvino_model"  # the suffix by which ultralytics recognises an OpenVINO model
+    out = folder / INT8_MODEL
     out.mkdir(parents=True, exist_ok=True)
     openvino.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
     # ultralytics reads the task, stride, size and class names from metadata.yaml: the ONNX export's, as it wrote them
-    import onnx
-
     metadata = {entry.key: entry.value for entry in onnx.load(str(fp32), load_external_data=False).metadata_props}
     (out / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
     return out

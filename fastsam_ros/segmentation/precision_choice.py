@@ -24,7 +24,6 @@ from fastsam_ros.segmentation.backends import configure_runtime
 from fastsam_ros.types import Segmentation
 
 TIMED_RUNS = 8
-INT8_MODEL = "model_openvino_model"  # what precision.quantize writes in the INT8 folder
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -125,7 +124,7 @@ class PrecisionChoice:
                   onnx_path: Callable[[], Path], calibration: precisions.CalibrationSet) -> None:
         notes.pop("int8", None)
         folder = onnx_path().parent / f"int8-{calibration.digest}"
-        int8_path = folder / INT8_MODEL
+        int8_path = folder / precisions.INT8_MODEL
         if not (int8_path / "model.xml").exists():
             started = time.perf_counter()
             self._log(f"quantizing to INT8 with {len(calibration.calibrate)} images of {self._calibration}...")

@@ -140,7 +140,9 @@ class BackendSwitch:
         self.info = BackendInfo(runtime, plan.half, shape, str(path), hit.made,
                                 round(hit.export_s, 2), round(load_s, 2), threads, plan.reason, precision)
         first = f"exported in {hit.export_s:.1f} s (first start), " if hit.made else "found in the cache, "
-        self._log(f"running {plan.backend} at {shape[0]}x{shape[1]}: {first}loaded in {load_s:.1f} s from {hit.path}")
+        chosen = "" if path == hit.path else f"; running {runtime} {precision} from {path}"
+        self._log(f"running {plan.backend} at {shape[0]}x{shape[1]}: {first}loaded in {load_s:.1f} s from {hit.path}"
+                  f"{chosen}")
         return model
 
     def _onnx_export(self, shape: tuple[int, int]) -> Callable[[], Path]:

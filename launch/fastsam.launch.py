@@ -22,7 +22,8 @@ from typing import Any
 from fastsam_ros.config import parameter_table
 
 # Node parameters that are also launch arguments; type and description come from NodeConfig. Add a name here.
-PARAMETER_ARGUMENTS = ("model", "device", "half", "imgsz", "image_transport", "use_depth", "cameras")
+PARAMETER_ARGUMENTS = ("model", "device", "half", "imgsz", "image_transport", "use_depth", "cameras", "precision",
+                       "calibration_images")
 
 # Launch-only arguments: name -> (default, description).
 LAUNCH_ARGUMENTS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from fake_engine import FakeEngine
 
 import fastsam_ros.ros.node as node_module
+from fastsam_ros.ros.process import EXECUTORS
+from harness.node_process import wait_until
 
 
 @pytest.fixture()
@@ -68,34 +71,105 @@ def test_a_parameter_set_while_unconfigured_applies_now_when_it_can(ros, monkeyp
     node.destroy_node()
 
 
-def test_executor_reports_a_failing_callback_and_keeps_spinning(ros) -> None:
+@pytest.fixture(params=EXECUTORS)
+def executor(request, ros):
+    """Each executor the node may run on, in the test's context (the signal handlers the EventsExecutor installs
+    are put back: SIGINT stays pytest's)."""
+    import signal
+
+    from fastsam_ros.ros.process import STOP_SIGNALS, make_executor
+
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    made, kind = make_executor(request.param, context=ros)
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    assert kind == request.param, "this rclpy has the EventsExecutor"
+    yield made
+    made.shutdown()
+
+
+def test_serving_reports_a_failing_callback_and_keeps_spinning(ros, executor) -> None:
+    import threading
+
     import rclpy
     from std_msgs.msg import Empty
 
-    from fastsam_ros.ros.process import NodeExecutor
+    from fastsam_ros.ros.process import serve
 
     node = rclpy.create_node("raiser", context=ros)
-    errors: list[BaseException] = []
-    calls = []
+    stop = threading.Event()
+    errors: list[str] = []
 
     def callback(_msg) -> None:
-        calls.append(1)
-        raise RuntimeError("boom")
+        if len(errors) == 1:
+            stop.set()  # after this second failure
+        raise RuntimeError(f"boom {len(errors)}")
 
-    aside = node_module.ReentrantCallbackGroup()
-    node.create_subscription(Empty, "inline", callback, 10)
-    node.create_subscription(Empty, "aside", callback, 10, callback_group=aside)
-    executor = NodeExecutor(aside, on_error=errors.append, context=ros)
+    node.create_subscription(Empty, "boom", callback, 10)
     executor.add_node(node)
-    for topic in ("inline", "aside"):
-        node.create_publisher(Empty, topic, 10).publish(Empty())
-    for _ in range(50):
-        executor.spin_once(timeout_sec=0.1)
-        if len(errors) == 2:
-            break
-    assert [str(e) for e in errors] == ["boom", "boom"] and len(calls) == 2
-    executor.shutdown()
+    publisher = node.create_publisher(Empty, "boom", 10)
+    reporter = types.SimpleNamespace(finalized=False, report_error=lambda what, error: errors.append(str(error)))
+    timer = node.create_timer(0.05, lambda: publisher.publish(Empty()))
+    serve(executor, reporter, stop, poll_s=0.1)
+    assert errors == ["boom 0", "boom 1"], "both failures reported, and serving went on after the first"
+    node.destroy_timer(timer)
     node.destroy_node()
+
+
+def test_a_deferred_service_waits_off_the_executor_and_answers_from_there(ros, executor) -> None:
+    """The segment service's plumbing: while one call's answer waits, the node's other callbacks run and a second
+    call is answered; the first is answered once it may."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rclpy
+    from rcl_interfaces.srv import GetParameters
+    from std_msgs.msg import Empty
+
+    from fastsam_ros.ros.deferred_service import create_deferred_service
+
+    node = rclpy.create_node("server", context=ros)
+    release = threading.Event()
+    heard = threading.Event()
+
+    def answer(request, response):
+        if request.names == ["wait"]:
+            assert release.wait(10)
+        response.values = [rclpy.parameter.Parameter("n", value=7).get_parameter_value()]
+        return response
+
+    pool = ThreadPoolExecutor(2)
+    create_deferred_service(node, GetParameters, "deferred", answer, pool.submit)
+    node.create_subscription(Empty, "ping", lambda _msg: heard.set(), 10)
+    executor.add_node(node)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    caller = rclpy.create_node("caller", context=ros)  # served by the same executor: its responses arrive there too
+    client = caller.create_client(GetParameters, "deferred")
+    executor.add_node(caller)
+    try:
+        assert client.wait_for_service(timeout_sec=10)
+        waiting = client.call_async(GetParameters.Request(names=["wait"]))
+        time.sleep(0.2)
+        caller.create_publisher(Empty, "ping", 10).publish(Empty())
+        assert heard.wait(5), "a subscription callback ran while the first call's answer waited"
+        second = client.call_async(GetParameters.Request(names=["now"]))
+        assert wait_until(second.done, 5) and not waiting.done(), "the second call answered first"
+        release.set()
+        assert wait_until(waiting.done, 5) and waiting.result().values[0].integer_value == 7
+    finally:
+        release.set()
+        stop.set()
+        spinner.join(5)
+        pool.shutdown()
+        caller.destroy_node()
+        node.destroy_node()
 
 
 @pytest.mark.parametrize(("name", "value", "needle"), [

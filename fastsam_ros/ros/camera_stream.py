@@ -20,6 +20,7 @@ from fastsam_ros.msg import Prompt as PromptMsg
 from fastsam_ros.ros import conversions
 from fastsam_ros.ros.camera import CameraModel
 from fastsam_ros.ros.clicks import Clicks
+from fastsam_ros.ros.deferred_service import create_deferred_service
 from fastsam_ros.ros.frames import FrameBoard
 from fastsam_ros.ros.outputs import Health, Outputs
 from fastsam_ros.ros.prompt_registry import PromptRegistry, PromptSettings
@@ -67,9 +68,8 @@ class CameraStream:
             self.board, engine, decode, self.registry, self.outputs, self._frame_settings, config.tracker, depth,
             on_frame_done=self._frame_done, on_rejected=self.problem("bad_images"), on_error=self.error,
             thread_name=f"fastsam-inference{'-' + name if name else ''}")
-        # A service callback cannot hand its answer over to another thread, so the whole call runs aside.
-        self._service = node.create_service(Segment, f"{self.prefix}segment", self._on_segment,
-                                            callback_group=node.blocking_group)
+        self._service = create_deferred_service(node, Segment, f"{self.prefix}segment", self._on_segment,
+                                                self.registry.run)
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -4,13 +4,14 @@ Each camera (one unless ``cameras`` names several) is a :class:`CameraStream` ar
 to a frame is in :mod:`fastsam_ros.ros.worker`, to a prompt in :mod:`fastsam_ros.ros.prompt_registry`, and what
 goes out in :mod:`fastsam_ros.ros.outputs`. Threads:
 
-* the executor thread runs every ROS callback inline (:class:`NodeExecutor`): the image callback only drops the
-  message on the :class:`FrameBoard` (frames that arrive while the network is busy replace each other, so inference
-  never works on a stale frame), and prompts on cached frames are answered from the cache in milliseconds;
+* the executor thread runs every ROS callback (:func:`~fastsam_ros.ros.process.make_executor`): the image callback
+  only drops the message on the :class:`FrameBoard` (frames that arrive while the network is busy replace each
+  other, so inference never works on a stale frame), and prompts on cached frames are answered from the cache in
+  milliseconds;
 * each camera's inference worker decodes, segments, tracks and caches its frames and answers its persistent prompts;
   with several cameras the workers share the network through :class:`SharedEngine` (one batch per turn);
-* prompts that must wait (for a frame still being segmented, or for CLIP) run on the registry's small pool, and the
-  ``segment`` service on the executor's pool, so they never hold up the camera or the other prompts.
+* prompts that must wait (for a frame still being segmented, or for CLIP) and the ``segment`` service's calls run on
+  the registry's small pool, so they never hold up the camera or the other prompts.
 
 Lifecycle: configure loads the model and makes the outputs and the ``segment`` service; activate starts from an empty
 frame cache and a reset tracker; deactivate stops the inputs, answers what waits, and disables every output
@@ -28,7 +29,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
@@ -63,19 +64,19 @@ class FastSAMNode(LifecycleNode):
         self._streams: list[CameraStream] = []  # one per camera
         self._transforms: Any = None  # tf2's buffer while active, where tf2_ros is installed (clicks, target_frame)
         self.finalized = False  # the shutdown transition ran: the process should exit
-        self.blocking_group = ReentrantCallbackGroup()  # callbacks that may wait: NodeExecutor runs them aside
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diagnostics_timer = self._diagnostics_every(self._startup_value("diagnostics_period"))
+        self._diagnostics_timer = self._diagnostics_every(self.startup_value("diagnostics_period"))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        if self._startup_value("autostart"):
+        if self.startup_value("autostart"):
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
     def _parameter_values(self) -> dict[str, Any]:
         return {name: self.get_parameter(name).value for name, _, _ in parameter_table()}
 
-    def _startup_value(self, name: str) -> Any:
-        """A parameter used before configure, validated; an invalid one falls back to its default and says so
-        (configure then fails with the same reason, so the node stays up and reports it)."""
+    def startup_value(self, name: str) -> Any:
+        """A parameter used before configure (here, and ``executor`` by the process), validated; an invalid one
+        falls back to its default and says so (configure then fails with the same reason, so the node stays up and
+        reports it)."""
         value = self.get_parameter(name).value
         try:
             return getattr(NodeConfig.from_values({name: value}), name)

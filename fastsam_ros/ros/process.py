@@ -3,7 +3,6 @@ here)."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
@@ -13,13 +12,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import rclpy
-from rclpy.callback_groups import CallbackGroup
-from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor, TimeoutException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
@@ -27,51 +23,28 @@ TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 GIL_SWITCH_INTERVAL_S = 0.0002
 
 
-class NodeExecutor(SingleThreadedExecutor):
-    """Runs every callback in the spinning thread, except those of ``blocking_group``, which get a pool thread.
+EXECUTORS = ("events", "single_threaded")
 
-    rclpy's ``MultiThreadedExecutor`` hands *every* callback to a pool thread and rebuilds its wait set
-    meanwhile, contending for the GIL: a 100-byte ping-pong took 4.5-31 ms p50 through it on a 2-core machine,
-    against 1.6 ms through a single-threaded executor. The node's callbacks are short (a frame into a slot, a
-    prompt on a cached frame), so they run inline; only callbacks that may wait run aside. A callback that
-    raises is reported through ``on_error`` and the node keeps spinning.
-    Uses only ``wait_for_ready_callbacks`` and the handler it yields (public since Humble).
+
+def make_executor(kind: str, context: Any = None) -> tuple[Any, str]:
+    """The executor that runs the node's callbacks, all on the spinning thread, and its name.
+
+    ``events`` is rclpy's EventsExecutor (rclpy >= 7.1.4, Jazzy): it waits in C++ and calls a ready callback
+    directly. rclpy's ``SingleThreadedExecutor`` rebuilds its wait set in Python on every spin (a lifecycle node has
+    ~20 entities) while holding the GIL, which the inference thread then waits for: ``make bench`` measured the
+    node's own cost per frame 0.5-1.5 ms lower with EventsExecutor (``MultiThreadedExecutor`` was slower still:
+    a 100-byte ping-pong 4.5-31 ms p50 on a 2-core machine). The node's callbacks are short (a frame into a slot, a
+    prompt on a cached frame); whatever may wait runs on a pool (:mod:`fastsam_ros.ros.deferred_service`, the
+    prompt registry), so no executor needs threads. Where rclpy has no EventsExecutor, single_threaded is used.
     """
-
-    def __init__(self, blocking_group: CallbackGroup, on_error: Callable[[BaseException], None],
-                 workers: int = 2, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._blocking_group = blocking_group
-        self._on_error = on_error
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastsam-blocking")
-        self._aside: set[Future] = set()
-
-    def spin_once(self, timeout_sec: float | None = None) -> None:
+    if kind == "events":
         try:
-            handler, entity, _ = self.wait_for_ready_callbacks(timeout_sec=timeout_sec)
-        except (ShutdownException, TimeoutException):
-            return
-        if entity is not None and getattr(entity, "callback_group", None) is self._blocking_group:
-            future = self._pool.submit(self._run, handler)  # the handler takes the request and answers it there
-            self._aside.add(future)
-            future.add_done_callback(self._aside.discard)
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            kind = "single_threaded (this rclpy has no EventsExecutor)"
         else:
-            self._run(handler)
-
-    def _run(self, handler: Any) -> None:
-        """Run one callback; its exception (kept by rclpy's task, never raised) is reported, not lost."""
-        handler()
-        if handler.exception() is not None:
-            self._on_error(handler.exception())
-
-    def shutdown(self, timeout_sec: float | None = None) -> bool:
-        """Shut down, giving the callbacks running aside (a service call) up to ``timeout_sec`` to finish."""
-        done = super().shutdown(timeout_sec)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        _, left = concurrent.futures.wait(set(self._aside), timeout=timeout_sec)
-        if not left:
-            self._pool.shutdown(wait=True)  # idle threads end at once: none may outlive the process's exit handlers
-        return done and not left
+            return EventsExecutor(context=context), kind
+    return SingleThreadedExecutor(context=context), kind
 
 
 def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
@@ -102,17 +75,20 @@ def pin_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thres
 def shorten_gil_switch_interval(seconds: float = GIL_SWITCH_INTERVAL_S) -> None:
     """Let a thread that waits for the GIL have it after ``seconds`` instead of Python's 5 ms.
 
-    A frame's callback hands the frame to the inference thread and returns to rclpy's executor, which rebuilds
-    its wait set in Python (a lifecycle node has ~20 entities) before it blocks and releases the GIL: the
-    inference thread, woken at once, waited for that: 0.75-0.9 ms per frame, 0.4-0.45 ms with 0.2 ms slices
-    (measured from the image callback to the worker). Threads that run native code (inference, the compiled mask and
-    tracking passes) release the GIL anyway; only Python competes.
+    A frame's callback hands the frame to the inference thread and returns to rclpy's executor; the
+    SingleThreadedExecutor rebuilds its wait set in Python (a lifecycle node has ~20 entities) before it blocks and
+    releases the GIL: the inference thread, woken at once, waited for that: 0.75-0.9 ms per frame, 0.4-0.45 ms with
+    0.2 ms slices (measured from the image callback to the worker). Threads that run native code (inference, the
+    compiled mask and tracking passes) release the GIL anyway; only Python competes.
     """
     sys.setswitchinterval(seconds)
 
 
 SECOND_SIGNAL_AFTER_S = 0.5  # a repeat within this is the same request (ros2 launch forwards a terminal's Ctrl-C)
 SHUTDOWN_DEADLINE_S = 4.5  # after the first signal; ros2 launch sends SIGKILL 5 s after SIGINT (sigterm_timeout)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def stop_on_signals(deadline_s: float = SHUTDOWN_DEADLINE_S) -> threading.Event:
@@ -128,12 +104,11 @@ def stop_on_signals(deadline_s: float = SHUTDOWN_DEADLINE_S) -> threading.Event:
     the thread reads the signal numbers that Python's C-level handler writes to the wakeup fd, whichever thread
     the signal interrupted.
     """
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = STOP_SIGNALS
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    for signum in signals:
-        signal.signal(signum, lambda *_: None)
+    claim_signals()
     stop_requested = threading.Event()
 
     def next_signal(timeout: float | None) -> int | None:
@@ -157,6 +132,14 @@ def stop_on_signals(deadline_s: float = SHUTDOWN_DEADLINE_S) -> threading.Event:
 
     threading.Thread(target=watch, name="fastsam-signals", daemon=True).start()
     return stop_requested
+
+
+def claim_signals() -> None:
+    """Point SIGINT and SIGTERM at Python's handler, whose C part writes them to :func:`stop_on_signals`' wakeup fd
+    (again after making rclpy's EventsExecutor, which installs handlers of its own for both: they would shut the
+    context down wherever a callback is)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)
 
 
 def _say(message: str) -> None:
@@ -214,19 +197,30 @@ def main(args: list[str] | None = None) -> None:
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = FastSAMNode()
-    executor = NodeExecutor(node.blocking_group, on_error=lambda error: node.report_error("callback failed", error))
+    executor, kind = make_executor(node.startup_value("executor"))
+    claim_signals()
     executor.add_node(node)
+    node.get_logger().info(f"callbacks run on rclpy's {kind} executor")
     try:
-        while not stop_requested.is_set() and not node.finalized and rclpy.ok():
-            executor.spin_once(timeout_sec=poll_s)
-    except ExternalShutdownException:
-        pass
+        serve(executor, node, stop_requested, poll_s)
     finally:
         node.stop()
         executor.shutdown(timeout_sec=PROMPT_DRAIN_S)
         node.destroy_node()
         rclpy.try_shutdown()
     exit_now(0)
+
+
+def serve(executor: Any, node: Any, stop_requested: threading.Event, poll_s: float) -> None:
+    """Spin until a stop is requested, the node is finalized or ROS shuts down. A callback that raises is reported
+    through ``node.report_error`` and the node keeps serving (both executors raise it out of ``spin_once``)."""
+    while not stop_requested.is_set() and not node.finalized and executor.context.ok():
+        try:
+            executor.spin_once(timeout_sec=poll_s)
+        except ExternalShutdownException:
+            return
+        except Exception as error:
+            node.report_error("callback failed", error)
 
 
 if __name__ == "__main__":

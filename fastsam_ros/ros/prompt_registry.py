@@ -115,19 +115,25 @@ class PromptRegistry:
                 self._problem(prompt, refusal)
                 self._sink.selection(refusal, header)
                 return
-        pool = self._pool
         heavy = bool(prompt.text) or len(prompt.boxes) > INLINE_BOXES
-        if pool is not None and (heavy or self._board.must_wait(stamp_ns)):
-            try:
-                future = pool.submit(self._answer_and_send, prompt, stamp_ns, header, entry)
-            except RuntimeError:  # the pool was shut down meanwhile (deactivate)
-                self._answer_and_send(prompt, stamp_ns, header, entry)
-                return
-            with self._lock:
-                self._in_flight.add(future)
-            future.add_done_callback(self._finished)
-        else:
-            self._answer_and_send(prompt, stamp_ns, header, entry)
+        self.run(lambda: self._answer_and_send(prompt, stamp_ns, header, entry),
+                 aside=heavy or self._board.must_wait(stamp_ns))
+
+    def run(self, work: Callable[[], None], aside: bool = True) -> None:
+        """``work`` (answering a prompt) on the prompt pool while active, where deactivate waits for it; at once
+        when not ``aside`` or inactive (nothing to wait for then)."""
+        pool = self._pool
+        if pool is None or not aside:
+            work()
+            return
+        try:
+            future = pool.submit(work)
+        except RuntimeError:  # the pool was shut down meanwhile (deactivate)
+            work()
+            return
+        with self._lock:
+            self._in_flight.add(future)
+        future.add_done_callback(self._finished)
 
     def clear_persistent(self, prompt_id: str) -> list[str]:
         """Stop the persistent prompt ``prompt_id`` (every one when empty); the ids removed."""

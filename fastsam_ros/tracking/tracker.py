@@ -11,7 +11,7 @@ moves. Association is mask-level, after global motion compensation:
    previous and current frames, shrunk to ``MOTION_WIDTH`` pixels wide (without the frame: of the grids'
    instance density). An object moving on its own across a large part of the view (someone walking past) makes
    its own peak, at times the strongest: of the ``MOTION_PEAKS`` strongest peaks, the one whose shift explains
-   most of the picture (least capped difference, :func:`_misfit`) is the camera's;
+   most of the picture (least capped difference: :func:`motion.camera_shift`) is the camera's;
 3. each track's last mask is moved by the motion accumulated since it was last seen and compared with every
    current mask (IoU on the grid); pairs are matched greedily by descending IoU above ``min_iou``. Only pairs
    whose bounding boxes meet and whose areas and boxes allow an IoU that matters are compared (a popcount of
@@ -111,6 +111,7 @@ class InstanceTracker:
         self._aliases: dict[int, int] = {}  # a young track's id -> the lost track that took its object over
         self._shape: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._picture: np.ndarray | None = None
+        self._spectrum: np.ndarray | None = None  # of ``_picture`` (windowed), None when too small to measure
         self._window: np.ndarray | None = None  # phase correlation's Hanning window, made once per picture size
         self._motion = np.zeros(2)
         self._continued: dict[int, int] = {}
@@ -154,7 +155,6 @@ class InstanceTracker:
         else:
             picture, to_cells = motion.density(grid, self._width), 1.0
         self._motion = self._estimate_motion(picture, to_cells)
-        self._picture = picture
         self._offsets += self._motion
         self._extents.offsets += self._motion
         boxes = _bounds(grid)
@@ -184,19 +184,19 @@ class InstanceTracker:
         return segmentation.masks.packed_grid(self._cells)
 
     def _estimate_motion(self, picture: np.ndarray, to_cells: float) -> np.ndarray:
-        """Translation (dx, dy) in grid cells from the previous frame to this one."""
+        """Translation (dx, dy) in grid cells from the previous frame to this one; keeps this frame's picture and its
+        spectrum for the next."""
+        previous, previous_spectrum = self._picture, self._spectrum
+        self._picture, self._spectrum = picture, None
         if min(picture.shape) < motion.MIN_MOTION_SIDE:
             return np.zeros(2)
-        previous = self._picture
-        if previous is None or previous.shape != picture.shape or not previous.any() or not picture.any():
-            return self._motion
         if self._window is None or self._window.shape != picture.shape:
             self._window = cv2.createHanningWindow((picture.shape[1], picture.shape[0]), cv2.CV_32F)
-        peaks = [shift for shift, response in motion.phase_peaks(previous, picture, self._window)
-                 if response >= MIN_MOTION_RESPONSE and np.isfinite(shift).all()]
-        if not peaks:
+        self._spectrum = motion.spectrum(picture, self._window)
+        if previous_spectrum is None or previous.shape != picture.shape or not previous.any() or not picture.any():
             return self._motion
-        return min(peaks, key=lambda shift: motion.misfit(previous, picture, shift)) * to_cells
+        shift = motion.camera_shift(previous, picture, previous_spectrum, self._spectrum, MIN_MOTION_RESPONSE)
+        return self._motion if shift is None else shift * to_cells
 
     def _overlaps(self, masks: np.ndarray, bounds: np.ndarray, offsets: np.ndarray, grid: np.ndarray,
                   boxes: np.ndarray, areas: np.ndarray, floor: float, contain: float, within: float
@@ -382,6 +382,10 @@ def compile_kernels() -> None:
     _bounds(words)
     _area(words)
     histograms(words, boxes, np.zeros((1, 1), np.int64), 1)
+    side = motion.MIN_MOTION_SIDE
+    picture = np.ones((side, side), np.float32)
+    spectrum = motion.spectrum(picture, cv2.createHanningWindow((side, side), cv2.CV_32F))
+    motion.camera_shift(picture, picture, spectrum, spectrum, MIN_MOTION_RESPONSE)
 
 
 @njit(cache=True, nogil=True)

@@ -49,7 +49,7 @@ from numba import njit
 
 from fastsam_ros.segmentation.instance_masks import pack_rows, packed_grid_points
 from fastsam_ros.tracking import motion
-from fastsam_ros.tracking.appearance import APPEARANCE_LEVELS, appearance, histograms, image_points
+from fastsam_ros.tracking.appearance import APPEARANCE_LEVELS, appearance, image_points
 from fastsam_ros.tracking.extent import RETURN_WITHIN, Extents
 from fastsam_ros.tracking.takeover import takeovers
 from fastsam_ros.tracking.twins import TWIN_IOU, Twins
@@ -228,22 +228,23 @@ class InstanceTracker:
             overlap = np.where(compared & (likeness < 1 - limit**2), np.float32(0), overlap)
             carried, duplicate = _match(tracks, instances, overlap, known, count,
                                         np.float32(self.params.min_iou), np.float32(DUPLICATE_IOU))
-            back = (likeness >= 1 - APPEARANCE_LOST_LIMIT**2) & (  # colours compared and alike, and overlapping
-                (overlap >= self.params.min_iou) | (inside >= RETURN_CONTAINMENT))
+            back = (carried[tracks] < 0) & (likeness >= 1 - APPEARANCE_LOST_LIMIT**2) & (  # tracks that carry
+                (overlap >= self.params.min_iou) | (inside >= RETURN_CONTAINMENT))  # nothing: colours alike, overlap
             extent = self._extents
             lost_rows, inside_rows = self._overlaps(extent.masks, extent.boxes, extent.offsets, grid, boxes, areas,
                                                     2.0, 2.0, RETURN_WITHIN)[:2]  # instances inside lost extents
             alike = np.einsum("pk,pk->p", self._colours[lost_rows], colours[inside_rows])
-            inner = alike >= 1 - APPEARANCE_LOST_LIMIT**2
-            for lost, young, instance in takeovers(  # pairs inside an extent only: after those that overlap
-                    np.concatenate([tracks[back], lost_rows[inner]]), np.concatenate([instances[back],
-                                                                                     inside_rows[inner]]),
-                    np.concatenate([overlap[back], np.zeros(inner.sum(), np.float32)]), carried, self._born,
-                    self._frame - 1 - self._missing):
-                carried[lost], duplicate[lost] = instance, -1
-                if young >= 0:
-                    carried[young], ended[young] = -1, True
-                    self._alias(int(self._ids[young]), int(self._ids[lost]))
+            inner = (carried[lost_rows] < 0) & (alike >= 1 - APPEARANCE_LOST_LIMIT**2)
+            if back.any() or inner.any():  # most frames: no track that lost its object has it back
+                for lost, young, instance in takeovers(  # pairs inside an extent only: after those that overlap
+                        np.concatenate([tracks[back], lost_rows[inner]]), np.concatenate([instances[back],
+                                                                                         inside_rows[inner]]),
+                        np.concatenate([overlap[back], np.zeros(inner.sum(), np.float32)]), carried, self._born,
+                        self._frame - 1 - self._missing):
+                    carried[lost], duplicate[lost] = instance, -1
+                    if young >= 0:
+                        carried[young], ended[young] = -1, True
+                        self._alias(int(self._ids[young]), int(self._ids[lost]))
             rows = np.flatnonzero(carried >= 0)
             ids[carried[rows]] = self._ids[rows]
         rows = np.flatnonzero(carried >= 0)
@@ -381,7 +382,7 @@ def compile_kernels() -> None:
     _match(shifts, shifts, np.zeros(1, np.float32), 1, 1, np.float32(DEFAULT_MIN_IOU), np.float32(DUPLICATE_IOU))
     _bounds(words)
     _area(words)
-    histograms(words, boxes, np.zeros((1, 1), np.int64), 1)
+    appearance(words, boxes, np.zeros((1, 1, 3), np.uint8), (shifts, shifts))
     side = motion.MIN_MOTION_SIDE
     picture = np.ones((side, side), np.float32)
     spectrum = motion.spectrum(picture, cv2.createHanningWindow((side, side), cv2.CV_32F))

@@ -31,8 +31,8 @@ def make_executor(kind: str, context: Any = None) -> tuple[Any, str]:
 
     ``events`` is rclpy's EventsExecutor (rclpy >= 7.1.4, Jazzy): it waits in C++ and calls a ready callback
     directly. rclpy's ``SingleThreadedExecutor`` rebuilds its wait set in Python on every spin (a lifecycle node has
-    ~20 entities) while holding the GIL, which the inference thread then waits for: ``make bench`` measured the
-    node's own cost per frame 0.5-1.5 ms lower with EventsExecutor (``MultiThreadedExecutor`` was slower still:
+    ~20 entities) while holding the GIL, which the inference thread then waits for: the node's own cost per frame
+    was 0.5-1.5 ms lower with EventsExecutor in side-by-side bench runs (``MultiThreadedExecutor`` was slower still:
     a 100-byte ping-pong 4.5-31 ms p50 on a 2-core machine). The node's callbacks are short (a frame into a slot, a
     prompt on a cached frame); whatever may wait runs on a pool (:mod:`fastsam_ros.ros.deferred_service`, the
     prompt registry), so no executor needs threads. Where rclpy has no EventsExecutor, single_threaded is used.
@@ -104,7 +104,6 @@ def stop_on_signals(deadline_s: float = SHUTDOWN_DEADLINE_S) -> threading.Event:
     the thread reads the signal numbers that Python's C-level handler writes to the wakeup fd, whichever thread
     the signal interrupted.
     """
-    signals = STOP_SIGNALS
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
@@ -114,7 +113,7 @@ def stop_on_signals(deadline_s: float = SHUTDOWN_DEADLINE_S) -> threading.Event:
     def next_signal(timeout: float | None) -> int | None:
         while select.select([read_end], [], [], timeout)[0]:
             signum = os.read(read_end, 1)[0]
-            if signum in signals:
+            if signum in STOP_SIGNALS:
                 return signum
         return None
 

@@ -139,3 +139,26 @@ def test_video_source_refuses_a_missing_file_with_status_2() -> None:
                              "source:=/no/such.mp4"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "neither an existing file nor a camera index" in result.stderr
+
+
+def test_video_source_stopping_with_ctrl_c_repeated_by_ros2_launch_exits_0(tmp_path: Path) -> None:
+    """``ros2 launch`` forwards the terminal's Ctrl-C a moment after the process group got it: a repeat while the
+    process is already exiting must not kill it (Python's finalization restored the default handler: exit -2)."""
+    clip = tmp_path / "clip.avi"
+    write_clip(clip, frames=3)
+    process = subprocess.Popen([sys.executable, "-m", "fastsam_ros.ros.video_source", "--ros-args", "-p",
+                                f"source:={clip}", "-p", "rate:=20.0", "-p", "loop:=true"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "publishing" not in (line := process.stdout.readline()) and time.monotonic() < deadline:
+            assert line, "video_source ended before publishing"
+        repeats_until = time.monotonic() + 0.4  # within the 0.5 s that count as the same press
+        while process.poll() is None and time.monotonic() < repeats_until:
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.005)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output

@@ -21,7 +21,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from fastsam_ros.ros import conversions
-from fastsam_ros.ros.process import stop_on_signals
+from fastsam_ros.ros.process import exit_now, stop_on_signals
 from fastsam_ros.video import VideoError, VideoReader, frame_period
 
 
@@ -58,8 +58,12 @@ class VideoSource(Node):
         self._reader.close()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of ``video_source``: 0 at the end of a file or on Ctrl-C, 2 when the source cannot be used."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``video_source``: exits 0 at the end of a file or on Ctrl-C, 2 when the source cannot be used.
+
+    It exits like ``fastsam_node`` (:func:`~fastsam_ros.ros.process.exit_now`), without Python's finalization: that
+    puts the default signal handlers back, and ``ros2 launch`` forwards the terminal's Ctrl-C a moment after the
+    process group got it, which then killed a process already done (launch logged it as died, exit code -2)."""
     stop_requested = stop_on_signals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
@@ -67,7 +71,7 @@ def main(args: list[str] | None = None) -> int:
     except VideoError as error:
         print(f"video_source: error: {error}", file=sys.stderr)
         rclpy.try_shutdown()
-        return 2
+        exit_now(2)
     try:
         while rclpy.ok() and not node.finished and not stop_requested.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
@@ -77,8 +81,8 @@ def main(args: list[str] | None = None) -> int:
         node.close()
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    exit_now(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

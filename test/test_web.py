@@ -162,6 +162,25 @@ def test_a_prompt_nobody_would_hear_is_refused_with_503_not_lost(tmp_path: Path)
         assert web.wait(timeout=20) == 0
 
 
+def test_ctrl_c_repeated_by_ros2_launch_while_the_web_node_stops_still_exits_0(tmp_path: Path) -> None:
+    """``ros2 launch`` forwards the terminal's Ctrl-C a moment after the process group got it."""
+    port = free_port()
+    with open(tmp_path / "web.log", "w") as log:
+        web = subprocess.Popen(web_command(f"port:={port}", namespace="twice"), stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    try:
+        up = wait_until(lambda: _status(f"http://127.0.0.1:{port}/") == 200 or web.poll() is not None, 60)
+        assert up, (tmp_path / "web.log").read_text()
+        repeats_until = time.monotonic() + 0.4
+        while web.poll() is None and time.monotonic() < repeats_until:
+            web.send_signal(signal.SIGINT)
+            time.sleep(0.005)
+        assert web.wait(timeout=20) == 0, (tmp_path / "web.log").read_text()
+    finally:
+        if web.poll() is None:
+            web.kill()
+
+
 def test_a_bad_request_gets_a_4xx_and_a_log_line(live) -> None:
     base, _, web_log = live
     assert _status(base + "prompt", b"{not json") == 400

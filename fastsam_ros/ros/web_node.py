@@ -31,6 +31,7 @@ from fastsam_ros.msg import Prompt as PromptMsg
 from fastsam_ros.msg import Selection as SelectionMsg
 from fastsam_ros.ros import conversions, images
 from fastsam_ros.ros.clicks import CLICK_ID
+from fastsam_ros.ros.process import STOP_SIGNALS
 from fastsam_ros.ros.web_server import NotConnected, PagePrompt, WebServer, WebSettings, answer_json, check_binding
 
 # The newest overlay only: an older one is never worth sending, and best effort never slows the node down.
@@ -113,16 +114,21 @@ class WebNode(Node):
 
 
 async def serve(node: WebNode) -> None:
-    """Serve until SIGINT or SIGTERM."""
+    """Serve until SIGINT or SIGTERM; from then on both are ignored: ``ros2 launch`` forwards the terminal's Ctrl-C
+    a moment after the process group got it, and the handler asyncio puts back on closing its loop (Python's
+    default) killed the process while it stopped (launch: process has died, exit code -2)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     await node.server.start()
     node.get_logger().info(f"the fastsam web page: http://{node.settings.host}:{node.settings.port}/")
     try:
         await stop.wait()
     finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
         await node.server.stop()
 
 

@@ -35,7 +35,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from fastsam_ros.config import ConfigError, NodeConfig, is_live, parameter_table
 from fastsam_ros.prompts.clip import ClipScorer
 from fastsam_ros.prompts.text import ClipUnavailable
-from fastsam_ros.ros import conversions, transforms
+from fastsam_ros.ros import conversions, transforms, wire
 from fastsam_ros.ros.camera_stream import CameraStream
 from fastsam_ros.ros.outputs import Health
 from fastsam_ros.segmentation.engine import FastSAMEngine, ModelLoadError
@@ -106,6 +106,7 @@ class FastSAMNode(LifecycleNode):
             if config.warmup:
                 engine.warmup()
                 tracker.compile_kernels()
+                wire.compile_kernels()
             self._build(config, engine)
         except Exception as error:
             expected = isinstance(error, (ConfigError, ModelLoadError))

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 
 import numpy as np
+from numba import njit
 
 from fastsam_ros.types import Segmentation
 
@@ -96,34 +97,51 @@ def instances_cdr(segmentation: Segmentation, sec: int, nanosec: int, frame_id: 
     so no mask is made at image resolution.
     """
     count = len(segmentation)
-    fixed = np.zeros((count, _FIXED), dtype="<u4")
-    if ids is not None:
-        fixed[:, 0] = np.asarray(ids, dtype=np.int64)
-    fixed[:, 1:5] = np.asarray(segmentation.boxes, dtype="<f4").reshape(count, 4).view("<u4")
-    fixed[:, 5] = np.asarray(segmentation.scores, dtype="<f4").view("<u4")
-    if not with_masks:
-        fixed[:, 6] = segmentation.areas
-        body = fixed.reshape(-1)
-    else:
+    track_ids = np.zeros(count, np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    boxes = np.ascontiguousarray(segmentation.boxes, dtype="<f4").reshape(count, 4).view("<u4")
+    scores = np.ascontiguousarray(segmentation.scores, dtype="<f4").view("<u4")
+    if with_masks:
         encoded = segmentation.encoded_masks()
-        lengths = encoded.lengths
-        fixed[:, 7:11] = encoded.boxes
-        fixed[:, 11] = lengths
-        fixed[:, 6] = encoded.areas
-        body = _interleave(fixed, encoded.counts, lengths)
+        body = _instance_words(track_ids, boxes, scores, _NO_AREAS, encoded.boxes, encoded.offsets, encoded.counts)
+    else:
+        body = _instance_words(track_ids, boxes, scores, np.asarray(segmentation.areas, dtype=np.int64),
+                               np.zeros((count, 4), np.int64), np.zeros(count + 1, np.int64), _NO_COUNTS)
     height, width = segmentation.image_shape
     return b"".join((
         header_cdr(sec, nanosec, frame_id), struct.pack("<III", height, width, count), body.tobytes(),
         struct.pack("<f", segmentation.timings.inference_ms)))
 
 
-def _interleave(fixed: np.ndarray, runs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Each instance's fixed words followed by its counts (``runs``, all masks' counts end to end)."""
-    starts = np.arange(len(fixed)) * _FIXED + np.cumsum(lengths) - lengths
-    out = np.empty(fixed.size + len(runs), dtype="<u4")
-    is_fixed = np.zeros(len(out), dtype=bool)
-    positions = (starts[:, None] + np.arange(_FIXED)).reshape(-1)
-    out[positions] = fixed.reshape(-1)
-    is_fixed[positions] = True
-    out[~is_fixed] = runs
+_NO_AREAS, _NO_COUNTS = np.zeros(0, np.int64), np.zeros(0, np.uint32)
+
+
+@njit(cache=True, nogil=True)
+def _instance_words(ids, boxes, scores, areas, mask_boxes, offsets, counts):
+    """The ``Instance`` sequence's elements as little-endian words, each its ``_FIXED`` words then its counts (one
+    pass: at 100 instances the numpy steps it replaced cost 0.1 ms right after inference). ``boxes``/``scores``:
+    float32 bits; ``areas`` empty: each mask's pixels from its counts (background first, alternating)."""
+    out = np.empty(len(ids) * _FIXED + len(counts), np.uint32)
+    at = 0
+    for k in range(len(ids)):
+        first, last = offsets[k], offsets[k + 1]
+        area = 0
+        if len(areas):
+            area = areas[k]
+        else:
+            for run in range(first + 1, last, 2):
+                area += counts[run]
+        out[at] = ids[k]
+        out[at + 1 : at + 5] = boxes[k]
+        out[at + 5], out[at + 6] = scores[k], area
+        out[at + 7 : at + 11] = mask_boxes[k]
+        out[at + 11] = last - first
+        out[at + _FIXED : at + _FIXED + last - first] = counts[first:last]
+        at += _FIXED + last - first
     return out
+
+
+def compile_kernels() -> None:
+    """Compile :func:`_instance_words` now (from numba's cache of an earlier start: a fraction of a second)."""
+    one = np.zeros(1, np.int64)
+    _instance_words(one, np.zeros((1, 4), np.uint32), np.zeros(1, np.uint32), _NO_AREAS, np.zeros((1, 4), np.int64),
+                    np.zeros(2, np.int64), _NO_COUNTS)

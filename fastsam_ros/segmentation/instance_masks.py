@@ -66,15 +66,17 @@ class _Pass:
     it, so that a frame's 100 masks cost no Python object each until one is asked for."""
 
     indices: list[int]  # the instance in each slot
+    crops: list[Window]  # each slot's crop
     pixels: np.ndarray  # bool: every crop's pixels end to end, row-major
     offsets: np.ndarray  # (K + 1,) int64: slot k's pixels are pixels[offsets[k]:offsets[k + 1]]
-    shapes: list[tuple[int, int]]  # (height, width) of each slot's crop
     bounds: np.ndarray  # (K, 4) int64: each slot's tight box (x0, y0, x1, y1); all zero when it has no pixel
     runs: np.ndarray  # uint32: each slot's run lengths over its tight box, end to end
     run_offsets: np.ndarray  # (K + 1,) int64: slot k's runs are runs[run_offsets[k]:run_offsets[k + 1]]
 
     def pixels_of(self, k: int) -> np.ndarray:
-        return self.pixels[self.offsets[k] : self.offsets[k + 1]].reshape(self.shapes[k])
+        x0, y0, x1, y1 = self.crops[k]
+        shape = (max(y1 - y0, 0), max(x1 - x0, 0))
+        return self.pixels[self.offsets[k] : self.offsets[k + 1]].reshape(shape)
 
     def bounds_of(self, k: int) -> Window | None:
         x0, y0, x1, y1 = self.bounds[k].tolist()
@@ -275,18 +277,8 @@ class InstanceMasks(MaskSet):
         logits = self._logits
         if not todo or logits is None:
             return
-        chosen = np.asarray(todo, dtype=np.int64)
-        x0, y0, x1, y1 = self._crops[chosen].T
-        widths, heights = np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)
-        offsets = np.zeros(len(chosen) + 1, dtype=np.int64)
-        np.cumsum(widths * heights, out=offsets[1:])
-        pixels = np.empty(int(offsets[-1]), dtype=bool)
-        bounds = np.empty((len(chosen), 4), dtype=np.int64)
-        run_offsets = np.empty(len(chosen) + 1, dtype=np.int64)
-        runs = make_masks(logits, chosen, self._crops, self._rows.table, self._cols.table, offsets, pixels, bounds,
-                          run_offsets)
-        made = _Pass(todo, pixels, offsets, list(zip(heights.tolist(), widths.tolist(), strict=True)), bounds, runs,
-                     run_offsets)
+        made = _Pass(todo, [self._crop_tuples[i] for i in todo], *make_masks(
+            logits, np.asarray(todo, dtype=np.int64), self._crops, self._rows.table, self._cols.table))
         self._made.update((index, (made, k)) for k, index in enumerate(todo))
         if len(self._made) == len(self):
             self._logits = None  # every pixel is made: the logits (4 bytes per prototype cell) can go

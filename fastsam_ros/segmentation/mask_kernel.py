@@ -80,16 +80,26 @@ def packed_signs(logits, first, cells, rows0, rows1, columns0, columns1, out):
 
 
 @njit(cache=True, nogil=True)
-def make_masks(logits, instances, crops, rows, cols, offsets, pixels, bounds, run_offsets):
+def make_masks(logits, instances, crops, rows, cols):
     """Instances ``instances`` of ``logits`` (N, ph, pw) float32 upsampled to output pixels and cut to ``crops``.
 
     ``rows``/``cols``: per output pixel of an axis ``(index0, index1, weight0, weight1, segment_end)`` (its
-    source taps, their weights, and the first later pixel with other taps). Writes, for the k-th instance:
-    its crop's pixels at ``pixels[offsets[k]:offsets[k + 1]]`` (row-major) and its tight box ``bounds[k]``
-    (x0, y0, x1, y1, end exclusive; all zero when it has no pixel). Returns the run lengths, instance k's at
-    ``[run_offsets[k]:run_offsets[k + 1]]`` (uint32). Scratch memory grows with the flips, not the pixels: a
-    frame's transient allocations stay small (large ones fragment the heap of a long-running node).
+    source taps, their weights, and the first later pixel with other taps). Returns ``(pixels, offsets, bounds,
+    runs, run_offsets)``, for the k-th instance: its crop's pixels at ``pixels[offsets[k]:offsets[k + 1]]``
+    (row-major), its tight box ``bounds[k]`` (x0, y0, x1, y1, end exclusive; all zero when it has no pixel), its
+    run lengths at ``runs[run_offsets[k]:run_offsets[k + 1]]`` (uint32). Allocated here, not by the caller: on
+    the thread that makes a frame's masks beside the tracker, the numpy calls that did it delayed the pass by
+    0.1 ms. Scratch memory grows with the flips, not the pixels: a frame's transient allocations stay small
+    (large ones fragment the heap of a long-running node).
     """
+    offsets = np.zeros(len(instances) + 1, np.int64)
+    for k in range(len(instances)):
+        n = instances[k]
+        width, height = max(crops[n, 2] - crops[n, 0], 0), max(crops[n, 3] - crops[n, 1], 0)
+        offsets[k + 1] = offsets[k] + width * height
+    pixels = np.empty(offsets[-1], np.bool_)
+    bounds = np.empty((len(instances), 4), np.int64)
+    run_offsets = np.empty(len(instances) + 1, np.int64)
     row0, row1, wy0, wy1 = rows[0], rows[1], rows[2], rows[3]
     col0, col1, wx0, wx1, segment_end = cols[0], cols[1], cols[2], cols[3], cols[4]
     widest, tallest = 1, 1
@@ -196,4 +206,4 @@ def make_masks(logits, instances, crops, rows, cols, offsets, pixels, bounds, ru
             runs[written] = total - last
             written += 1
     run_offsets[len(instances)] = written
-    return runs[:written].copy()
+    return pixels, offsets, bounds, runs[:written].copy(), run_offsets

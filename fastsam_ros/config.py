@@ -34,6 +34,7 @@ def _param(default: Any, doc: str, choices: tuple[str, ...] = (), live: bool = F
     return field(default=default, metadata={"doc": doc, "choices": choices, "live": live})
 
 
+EXECUTORS = ("events", "single_threaded")  # :func:`fastsam_ros.ros.process.make_executor`'s kinds
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
@@ -74,8 +75,7 @@ class NodeConfig:
     autostart: bool = _param(True, "configure and activate on start; false waits for lifecycle transitions")
     executor: str = _param("events", "what runs the node's ROS callbacks, read at start-up: events (rclpy's "
                            "EventsExecutor, the node's own cost per frame ~1 ms lower; single_threaded where rclpy "
-                           "has none) or single_threaded (rclpy's SingleThreadedExecutor)",
-                           ("events", "single_threaded"))
+                           "has none) or single_threaded (rclpy's SingleThreadedExecutor)", EXECUTORS)
     cameras: tuple[str, ...] = _param((), "camera names for one node serving several cameras on one model: each "
                                       "camera's topics move under its name (front/image, front/selection, ...); "
                                       "empty: one camera on the topics without a prefix")

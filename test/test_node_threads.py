@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from fake_engine import FakeEngine
 
 import fastsam_ros.ros.node as node_module
-from fastsam_ros.ros.process import EXECUTORS
+from fastsam_ros.config import EXECUTORS
 from harness.node_process import wait_until
 
 

@@ -23,9 +23,6 @@ TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 GIL_SWITCH_INTERVAL_S = 0.0002
 
 
-EXECUTORS = ("events", "single_threaded")
-
-
 def make_executor(kind: str, context: Any = None) -> tuple[Any, str]:
     """The executor that runs the node's callbacks, all on the spinning thread, and its name.
 

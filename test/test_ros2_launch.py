@@ -9,6 +9,7 @@ ends with launch's "process has finished cleanly".
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shlex
@@ -166,6 +167,53 @@ def launched(params_file: Path, probe: Probe, tmp_path_factory: pytest.TempPathF
         launched.finish()
 
 
+class Echo:
+    """A README ``ros2 topic echo`` line left running, as in a second terminal; its output read as it comes.
+
+    Nothing is sent for it to print until its subscription is in the graph (``subscribed``): on the loaded
+    2-core CI machine a fixed sleep once ended before the CLI process had subscribed, and it printed nothing.
+    """
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+        self.topic = shlex.split(line)[3]
+        self._text: list[str] = []
+        self._start()
+
+    def _start(self) -> None:
+        self.process = subprocess.Popen([str(ROS2), *shlex.split(self.line)[1:]], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, env=_environment(),
+                                        start_new_session=True)
+        self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self._text.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    def subscribed(self, probe: Probe) -> bool:
+        """Whether the probe's graph holds this CLI process's subscription; one that gave up before the node's
+        topic was discovered ("Could not determine the type") is typed again, as a user would."""
+        if self.process.poll() is not None and "Could not determine the type" in self.text:
+            self._reader.join()
+            self._text.clear()
+            self._start()
+        return any(info.node_name.startswith("_ros2cli")
+                   for info in probe.node.get_subscriptions_info_by_topic(self.topic))
+
+    def stop(self) -> str:
+        """Ctrl-C, and everything it printed."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
+        self.process.wait(30)
+        self._reader.join(10)
+        return self.text
+
+
 def start_camera(probe: Probe) -> threading.Event:
     """Publish FRAME at 2 Hz with fresh stamps until the returned event is set, so prompts have a newest frame."""
     stop = threading.Event()
@@ -222,19 +270,17 @@ def test_readme_ros2_lines_run_verbatim(launched: Launched, probe: Probe) -> Non
     verbs = {" ".join(line.split()[1:3]) for line in lines}
     assert {"topic pub", "service call", "topic echo", "param set", "lifecycle set"} <= verbs, lines
     camera = start_camera(probe)
-    echoes = [subprocess.Popen([str(ROS2), *shlex.split(line)[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=_environment(), start_new_session=True)
-              for line in lines if line.startswith("ros2 topic echo")]
+    echoes = [Echo(line) for line in lines if line.startswith("ros2 topic echo")]
     try:
         assert wait_until(lambda: probe.count("instances") > 0, 60), launched.log()
-        time.sleep(2.0)  # the echo subscriptions match the node
+        assert wait_until(lambda: all(echo.subscribed(probe) for echo in echoes), 60), [e.text for e in echoes]
+        time.sleep(1.0)  # the node matches the subscriptions the probe has seen
         retried = [line for line in lines if not line.startswith("ros2 topic echo") and not run_line(line, probe)]
     finally:
         camera.set()
-        for echo in echoes:
-            os.killpg(echo.pid, signal.SIGINT)
-    for echo in echoes:
-        printed = echo.communicate(timeout=30)[0].split()
+        outputs = [echo.stop() for echo in echoes]
+    for output in outputs:
+        printed = output.split()
         assert STATUSES & set(printed), f"`ros2 topic echo` printed no status: {printed}"
         assert not {"invalid", "frame_not_available"} & set(printed), f"a README line was refused: {printed}"
     print(f"README lines run again after a CLI process never reached the node: {retried}")
@@ -335,26 +381,33 @@ def readme_standard_lines() -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("ros2 topic echo")]
 
 
+def prompt_answered(answers: Echo, probe: Probe, attempt: int) -> bool:
+    """Send a whole-frame box prompt; True once an answer has reached ``answers``'s output."""
+    if "detections:" in answers.text:
+        return True
+    prompt_id = f"readme-standard-{attempt}"
+    probe.prompt_pub.publish(probe.prompt(prompt_id, 0, boxes=[(0, 0, 810, 1080)]))
+    assert probe.wait_for("selection", lambda m: m.prompt_id == prompt_id) is not None
+    return wait_until(lambda: "detections:" in answers.text, 1.0)
+
+
 def test_readme_standard_message_lines_print_the_detections(launched: Launched, probe: Probe) -> None:
     """The real ``ros2 topic echo`` with the real vision_msgs types reads ``detections`` and ``selection/detections``
     (the fields themselves are checked in test_node_standard.py)."""
     lines = readme_standard_lines()
     assert [shlex.split(line)[3] for line in lines] == ["/fastsam/detections", "/fastsam/selection/detections"]
-    echoes = [subprocess.Popen([str(ROS2), *shlex.split(line)[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=_environment(), start_new_session=True) for line in lines]
+    detections, answers = (Echo(line) for line in lines)
     camera = start_camera(probe)
     try:
-        assert wait_until(lambda: probe.count("instances") > 0, 60), launched.log()
-        time.sleep(3.0)  # the echo subscriptions match the node
-        probe.prompt_pub.publish(probe.prompt("readme-standard", 0, boxes=[(0, 0, 810, 1080)]))
-        assert probe.wait_for("selection", lambda m: m.prompt_id == "readme-standard") is not None
-        time.sleep(1.0)
+        # the tiny model finds some instances in the random frame
+        assert wait_until(lambda: detections.subscribed(probe) and "size_x:" in detections.text, 90), detections.text
+        assert wait_until(lambda: answers.subscribed(probe), 60), answers.text
+        sent = itertools.count()  # a one-shot prompt is answered once: another is sent until one reaches the echo
+        assert wait_until(lambda: prompt_answered(answers, probe, next(sent)), 60, interval=2.0), answers.text
     finally:
         camera.set()
-        for echo in echoes:
-            os.killpg(echo.pid, signal.SIGINT)
-    detections, answers = (echo.communicate(timeout=30)[0] for echo in echoes)
-    assert "class_id:" in detections and "size_x:" in detections, detections[-2000:]  # the tiny model finds some
+        detections, answers = detections.stop(), answers.stop()
+    assert "class_id:" in detections, detections[-2000:]
     assert "header:" in answers and "detections:" in answers, answers[-2000:]
 
 

@@ -139,10 +139,19 @@ def test_a_bad_frame_or_an_engine_failure_on_one_camera_leaves_the_other_served(
         bad.data = b"\x00" * 100
         front.image_pub.publish(bad)
 
+    def front_errors() -> int:
+        return int((two.status("front") or {}).get("internal_errors", 0))
+
+    failed_before = front_errors()
+    failures = []
+
     def failing(stamp: int) -> None:
+        # the previous failing frame is counted first: the front camera's newest frame replaces an unprocessed one
+        assert wait_until(lambda: front_errors() >= failed_before + len(failures), 10), two.status("front")
         frame = kitchen()
         frame[0, 0] = FAIL_PIXEL
         front.publish_image(frame, stamp)
+        failures.append(stamp)
 
     baseline = rear_latency_ms(30 * SECOND, 10)
     with_bad = rear_latency_ms(40 * SECOND, 10, malformed)
@@ -150,7 +159,7 @@ def test_a_bad_frame_or_an_engine_failure_on_one_camera_leaves_the_other_served(
     for spoiled in (with_bad, with_failures):
         assert statistics.median(spoiled) < statistics.median(baseline) + 30.0, (baseline, spoiled)
     assert wait_until(lambda: int((two.status("front") or {}).get("bad_images", 0)) >= 10, 10)
-    assert wait_until(lambda: int((two.status("front") or {}).get("internal_errors", 0)) >= 10, 10)
+    assert wait_until(lambda: front_errors() >= failed_before + 10, 10), two.status("front")
     rear_status = two.status("rear")
     assert rear_status["bad_images"] == "0" and rear_status["internal_errors"] == "0", rear_status
     segmented(front, kitchen(), 60 * SECOND)  # and the front camera goes on
